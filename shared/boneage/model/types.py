@@ -1,0 +1,33 @@
+"""What the model returns for one image, independent of backend (eager, TorchScript, AOTInductor, IPEX)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Box:
+    x0: float   # in the pixel coordinates of the image the model was given
+    y0: float
+    x1: float
+    y1: float
+    score: float
+    label: str = "hand"
+
+
+@dataclass
+class ModelOutput:
+    bone_age_months: float | None
+    interval_months: tuple[float, float] | None     # 90 % interval
+    sex_used: str | None                            # "M" | "F" | None (sex-agnostic estimate)
+    predicted_sex: str | None = None                # when sex was unknown and the model predicted it
+    predicted_sex_probability_male: float | None = None
+    hand_box: Box | None = None
+    regions: list[Box] = field(default_factory=list)
+    qc: dict[str, Any] = field(default_factory=dict)  # mirrored (bool), inverted (bool), hand_count, hand_score, ...
+    rejection: tuple[str, str] | None = None           # (reason, message) when QC rejects
+    model_version: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
