@@ -24,7 +24,8 @@ class AssessmentResult:
     bone_age_months: float | None = None
     bone_age_interval_months: list[float] | None = None     # [low, high], 90 %
     sex: str | None = None                                  # "M" | "F" | None
-    sex_source: str | None = None                           # "dicom" | "metadata" | "cli" | "predicted" | None
+    sex_source: str | None = None                           # where the sex came from ("PatientSex", "metadata", ...) or None
+    predicted_sex: str | None = None                        # the model's guess when sex was unknown (never used for SDS)
     chronological_age_months: float | None = None
     age_source: str | None = None
     sds: float | None = None
