@@ -49,3 +49,4 @@ class Reason:
     SKELETALLY_MATURE = "skeletally_mature"
     # service
     UNKNOWN_HOSPITAL = "unknown_hospital"
+    OBJECT_NOT_FOUND = "object_not_found"      # the upload was deleted (or its version expired) before we read it

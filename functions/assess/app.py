@@ -1,0 +1,80 @@
+"""Lambda entry point of the assessment function: SQS batches of S3 upload events in, partial-batch response out.
+
+Thin on purpose: the per-upload flow lives in ``boneage.adapters.processor``. The model, the clients
+and the configuration are created once, at init (module load), and can be replaced with ``init()``
+in tests. A raw S3 event (``sam local invoke -e events/s3-put.json``) is accepted too.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from boneage.adapters.events import uploads_from_s3_event, uploads_from_sqs_body
+from boneage.adapters.processor import UploadProcessor
+from boneage.adapters.runtime import build_processor
+from boneage.config import Settings
+
+logger = Logger(service="boneage")
+tracer = Tracer(service="boneage")
+metrics = Metrics(namespace="BoneAge", service="boneage")
+batch = BatchProcessor(event_type=EventType.SQS)
+
+_processor: UploadProcessor | None = None
+
+
+def init(processor: UploadProcessor | None = None) -> UploadProcessor:
+    """Build (or inject) the processor. Called at module load so model loading counts as Lambda init."""
+    global _processor
+    if processor is None:
+        from boneage.engine import load_engine
+        from boneage.service import AssessmentService
+
+        engine = load_engine()
+        engine.warm_up()
+        processor = build_processor(Settings.from_env(), AssessmentService(engine.assessor))
+        logger.info("initialised", extra={"backend": engine.backend, "model_version": engine.model_version})
+    _processor = processor
+    return processor
+
+
+def _process(uploads: list, attempt: int) -> None:
+    assert _processor is not None
+    for upload in uploads:
+        outcome = _processor.process(upload, attempt=attempt)
+        metrics.add_metric(name=f"Uploads_{outcome.outcome}", unit=MetricUnit.Count, value=1)
+
+
+@tracer.capture_method
+def record_handler(record: SQSRecord) -> None:
+    uploads = uploads_from_sqs_body(record.body)
+    if not uploads:
+        # s3:TestEvent or an unrelated message: drop it rather than poison the queue.
+        logger.info("message without uploads ignored", extra={"message_id": record.message_id})
+    _process(uploads, attempt=int(record.attributes.approximate_receive_count or 1))
+
+
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+@logger.inject_lambda_context(log_event=False)     # events carry object keys, which may carry PHI
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if _processor is None:
+        init()
+    records = event.get("Records") or []
+    if records and records[0].get("eventSource") == "aws:s3":
+        # Direct S3 invocation (asynchronous): a fault raises, and Lambda's own retries apply.
+        _process(list(uploads_from_s3_event(event)), attempt=1)
+        return {"batchItemFailures": []}
+    return process_partial_response(event=event, record_handler=record_handler, processor=batch, context=context)
+
+
+# Lambda init: in Lambda (and `sam local invoke`) load the model and create the clients before the first
+# event. Elsewhere (tests, scripts) the first call or an explicit init(processor) does it.
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    init()

@@ -1,0 +1,58 @@
+"""Read one uploaded object version, with the hospital's user metadata, from the input bucket."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from boneage.adapters._errors import dependency, error_code
+from boneage.errors import Reason, Rejection
+
+_MISSING = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
+
+
+@dataclass(frozen=True)
+class FetchedObject:
+    data: bytes
+    version_id: str | None
+    metadata: dict[str, str]    # S3 user metadata, ``x-amz-meta-`` already stripped by S3, keys lower case
+    content_type: str | None
+
+
+class ObjectSource:
+    """Fetches exactly the object version the event named, refusing objects too large to hold in memory."""
+
+    def __init__(self, s3_client: Any, *, max_bytes: int) -> None:
+        self._s3 = s3_client
+        self._max_bytes = max_bytes
+
+    def fetch(self, bucket: str, key: str, version_id: str | None) -> FetchedObject:
+        extra = {"VersionId": version_id} if version_id else {}
+        # A Rejection raised inside passes through ``dependency`` untouched; any other AWS error
+        # becomes a TransientFault.
+        with dependency("s3"):
+            try:
+                head = self._s3.head_object(Bucket=bucket, Key=key, **extra)
+                size = int(head.get("ContentLength", 0))
+                if size > self._max_bytes:
+                    raise Rejection(
+                        Reason.TOO_LARGE,
+                        f"the upload is {size} bytes; the limit is {self._max_bytes} bytes",
+                    )
+                obj = self._s3.get_object(Bucket=bucket, Key=key, **extra)
+                data = obj["Body"].read()
+            except ClientError as exc:
+                if error_code(exc) in _MISSING:
+                    raise Rejection(
+                        Reason.OBJECT_NOT_FOUND,
+                        "the uploaded object (or this version of it) no longer exists",
+                    ) from exc
+                raise
+        return FetchedObject(
+            data=data,
+            version_id=obj.get("VersionId") or version_id,
+            metadata={str(k).lower(): str(v) for k, v in (obj.get("Metadata") or {}).items()},
+            content_type=obj.get("ContentType"),
+        )

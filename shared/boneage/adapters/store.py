@@ -1,0 +1,248 @@
+"""The results table: one item per upload, written with conditional writes so duplicates cannot double up.
+
+Item life cycle (``status``)::
+
+    (none) --claim--> processing --finish--> completed | rejected
+                          |  \\--last attempt fails / redrive gives up--> failed --claim (redrive)--> processing
+                          \\--lease expires (crash, timeout)--> may be claimed again
+
+- ``upload_id`` (partition key) is ``sha256(bucket/key/version)[:32]``: "this study".
+- GSI ``by_hospital`` (``hospital_id``, ``created_at``): "this hospital's recent results".
+- A claim holds a lease (``lease_until``) and a random ``claim`` token; ``finish`` only succeeds for the
+  token holder, so two concurrent deliveries of one event never both write a result.
+- ``notified_status`` records which status the notification went out for, so a redelivered event
+  after a crash between the write and the publish sends the missing notification and nothing more.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from boneage.adapters._errors import dependency, error_code
+from boneage.adapters.events import Upload
+from boneage.result import COMPLETED, FAILED, REJECTED, AssessmentResult
+
+PROCESSING = "processing"
+TERMINAL = frozenset({COMPLETED, REJECTED, FAILED})
+HOSPITAL_INDEX = "by_hospital"
+UNKNOWN_HOSPITAL_ID = "_unknown"        # GSI key for uploads outside incoming/<hospital_id>/
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+_RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(AssessmentResult))
+
+
+def now_iso(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _to_dynamo(value: Any) -> Any:
+    # DynamoDB numbers must be Decimal; a JSON round trip converts nested floats too.
+    return json.loads(json.dumps(value), parse_float=Decimal)
+
+
+def _marshal(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _ser.serialize(_to_dynamo(v)) for k, v in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, set):
+        return sorted(_plain(v) for v in value)
+    return value
+
+
+def _unmarshal(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _plain(_de.deserialize(v)) for k, v in item.items()}
+
+
+def result_from_item(item: Mapping[str, Any]) -> AssessmentResult:
+    """Rebuild the AssessmentResult a record stores (for re-sending its notification)."""
+    values = {k: item[k] for k in _RESULT_FIELDS if k in item}
+    values.setdefault("source", f"upload:{item.get('upload_id', '')}")
+    values.setdefault("status", item.get("status", FAILED))
+    return AssessmentResult(**values)
+
+
+@dataclass
+class Claim:
+    """What ``claim`` found: we own the upload now (``owned``), or another delivery does or did."""
+
+    owned: bool
+    item: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        return str(self.item.get("status", ""))
+
+    @property
+    def token(self) -> str:
+        return str(self.item.get("claim", ""))
+
+    @property
+    def attempts(self) -> int:
+        return int(self.item.get("attempts", 0))
+
+
+class ResultStore:
+    """Conditional reads and writes of result items; every AWS error becomes a ``TransientFault``."""
+
+    def __init__(self, dynamodb_client: Any, table_name: str) -> None:
+        self._db = dynamodb_client
+        self.table = table_name
+
+    def get(self, upload_id: str) -> dict[str, Any] | None:
+        with dependency("dynamodb"):
+            resp = self._db.get_item(TableName=self.table, Key={"upload_id": {"S": upload_id}}, ConsistentRead=True)
+        return _unmarshal(resp["Item"]) if "Item" in resp else None
+
+    def claim(self, upload: Upload, hospital_id: str | None, *, now: float, lease_seconds: int) -> Claim:
+        """Take the upload for this delivery unless another holds a live lease or it already finished."""
+        token = secrets.token_hex(8)
+        with dependency("dynamodb"):
+            try:
+                resp = self._db.update_item(
+                    TableName=self.table,
+                    Key={"upload_id": {"S": upload.upload_id}},
+                    UpdateExpression=(
+                        "SET #status = :processing, #claim = :token, lease_until = :lease, updated_at = :now_iso, "
+                        "attempts = if_not_exists(attempts, :zero) + :one, "
+                        "created_at = if_not_exists(created_at, :now_iso), hospital_id = :hospital, "
+                        "source_bucket = :bucket, source_key = :key, source_version = :version"
+                    ),
+                    ConditionExpression=(
+                        "attribute_not_exists(upload_id) OR #status = :failed "
+                        "OR (#status = :processing AND lease_until < :now)"
+                    ),
+                    ExpressionAttributeNames={"#status": "status", "#claim": "claim"},
+                    ExpressionAttributeValues=_marshal({
+                        ":processing": PROCESSING, ":failed": FAILED, ":token": token,
+                        ":lease": int(now) + lease_seconds, ":now": int(now), ":now_iso": now_iso(now),
+                        ":zero": 0, ":one": 1, ":hospital": hospital_id or UNKNOWN_HOSPITAL_ID,
+                        ":bucket": upload.bucket, ":key": upload.key, ":version": upload.version_id or "null",
+                    }),
+                    ReturnValues="ALL_NEW",
+                )
+                return Claim(owned=True, item=_unmarshal(resp["Attributes"]))
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+        existing = self.get(upload.upload_id)
+        if existing is None:        # deleted between the two calls: let the retry sort it out
+            return self.claim(upload, hospital_id, now=now, lease_seconds=lease_seconds)
+        return Claim(owned=False, item=existing)
+
+    def finish(self, claim: Claim, result: AssessmentResult, *, now: float,
+               report_keys: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+        """Write the terminal result if we still hold the claim; None when another delivery took over."""
+        item = {k: v for k, v in claim.item.items() if k not in ("claim", "lease_until")}
+        item.update(result.as_dict())
+        item.pop("source", None)            # "upload:<id>.ext": nothing the record does not already say
+        item.update(status=result.status, updated_at=now_iso(now), report_keys=dict(report_keys or {}))
+        with dependency("dynamodb"):
+            try:
+                self._db.put_item(
+                    TableName=self.table, Item=_marshal(item),
+                    ConditionExpression="#claim = :token",
+                    ExpressionAttributeNames={"#claim": "claim"},
+                    ExpressionAttributeValues={":token": {"S": claim.token}},
+                )
+            except ClientError as exc:
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    return None
+                raise
+        return item
+
+    def record_failure(self, upload: Upload, hospital_id: str | None, *, fault: str, now: float,
+                       model_version: str = "") -> dict[str, Any] | None:
+        """Mark an upload ``failed`` after its retries ran out; never overwrites a completed/rejected result."""
+        with dependency("dynamodb"):
+            try:
+                resp = self._db.update_item(
+                    TableName=self.table,
+                    Key={"upload_id": {"S": upload.upload_id}},
+                    UpdateExpression=(
+                        "SET #status = :failed, reason = :reason, message = :message, updated_at = :now_iso, "
+                        "created_at = if_not_exists(created_at, :now_iso), hospital_id = :hospital, "
+                        "attempts = if_not_exists(attempts, :zero), model_version = :model_version, "
+                        "source_bucket = :bucket, source_key = :key, source_version = :version "
+                        "REMOVE #claim, lease_until"
+                    ),
+                    # Never overwrites a result, nor a live claim of a delivery that may still succeed.
+                    ConditionExpression=(
+                        "attribute_not_exists(upload_id) OR #status = :failed "
+                        "OR (#status = :processing AND (attribute_not_exists(lease_until) OR lease_until < :now))"
+                    ),
+                    ExpressionAttributeNames={"#status": "status", "#claim": "claim"},
+                    ExpressionAttributeValues=_marshal({
+                        ":failed": FAILED, ":processing": PROCESSING, ":reason": "processing_failed", ":now": int(now),
+                        ":message": f"assessment failed after retries ({fault}); the upload can be redriven",
+                        ":now_iso": now_iso(now), ":hospital": hospital_id or UNKNOWN_HOSPITAL_ID, ":zero": 0,
+                        ":model_version": model_version,
+                        ":bucket": upload.bucket, ":key": upload.key, ":version": upload.version_id or "null",
+                    }),
+                    ReturnValues="ALL_NEW",
+                )
+            except ClientError as exc:
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    return None
+                raise
+        return _unmarshal(resp["Attributes"])
+
+    def release(self, claim: Claim) -> None:
+        """Best effort: end our lease after a fault so the retry can claim at once (a crash leaves it to expire)."""
+        try:
+            self._db.update_item(
+                TableName=self.table,
+                Key={"upload_id": {"S": str(claim.item["upload_id"])}},
+                UpdateExpression="SET lease_until = :zero",
+                ConditionExpression="#claim = :token",
+                ExpressionAttributeNames={"#claim": "claim"},
+                ExpressionAttributeValues={":zero": {"N": "0"}, ":token": {"S": claim.token}},
+            )
+        except (ClientError, BotoCoreError):
+            pass
+
+    def mark_notified(self, upload_id: str, status: str, *, now: float) -> bool:
+        """Remember the notification went out for ``status``; False if the record moved on meanwhile."""
+        with dependency("dynamodb"):
+            try:
+                self._db.update_item(
+                    TableName=self.table,
+                    Key={"upload_id": {"S": upload_id}},
+                    UpdateExpression="SET notified_status = :status, notified_at = :now_iso",
+                    ConditionExpression="#status = :status",
+                    ExpressionAttributeNames={"#status": "status"},
+                    ExpressionAttributeValues=_marshal({":status": status, ":now_iso": now_iso(now)}),
+                )
+            except ClientError as exc:
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    return False
+                raise
+        return True
+
+    def recent_for_hospital(self, hospital_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The hospital's latest results, newest first (the GSI answers it without a scan)."""
+        with dependency("dynamodb"):
+            resp = self._db.query(
+                TableName=self.table, IndexName=HOSPITAL_INDEX,
+                KeyConditionExpression="hospital_id = :h",
+                ExpressionAttributeValues={":h": {"S": hospital_id}},
+                ScanIndexForward=False, Limit=limit,
+            )
+        return [_unmarshal(i) for i in resp.get("Items", [])]
