@@ -1,0 +1,71 @@
+"""How clinical values read to a person: shared by the PNG report, the DICOM SR and the notification.
+
+One wording everywhere, so the report image, the e-mail and the SR never disagree.
+"""
+
+from __future__ import annotations
+
+from boneage.clinical.adult_height import HEIGHT_REASON_MESSAGES
+from boneage.clinical.interpretation import REASON_MESSAGES
+
+FLAG_TEXT = {
+    "delayed": "delayed (below -2 SD)",
+    "advanced": "advanced (above +2 SD)",
+    "within_normal_limits": "within normal limits (-2 to +2 SD)",
+}
+
+DEMO_DISCLAIMER = "NOT FOR CLINICAL USE - demonstration model"
+
+
+def years_months(months: float | None) -> str:
+    """126.4 -> '10 y 6 m (126.4 months)'; None -> 'unknown'."""
+    if months is None:
+        return "unknown"
+    whole = int(round(months))
+    sign = "-" if whole < 0 else ""
+    y, m = divmod(abs(whole), 12)
+    return f"{sign}{y} y {m} m ({months:.1f} months)"
+
+
+def signed(value: float | None, digits: int = 2, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:+.{digits}f}{unit}"
+
+
+def sex_text(sex: str | None, source: str | None) -> str:
+    if sex == "M":
+        word = "male"
+    elif sex == "F":
+        word = "female"
+    else:
+        return "unknown (no SDS: the reference is sex-specific)"
+    return f"{word} (from {source})" if source else word
+
+
+def sds_text(sds: float | None, interval: list[float] | tuple[float, float] | None, reason: str | None) -> str:
+    if sds is None:
+        return f"not given - {REASON_MESSAGES.get(reason or '', reason or 'unknown reason')}"
+    text = signed(sds)
+    if interval:
+        text += f" (90 % interval {signed(interval[0])} to {signed(interval[1])})"
+    return text
+
+
+def flag_text(flag: str | None, reason: str | None) -> str:
+    if flag is None:
+        return f"none - {REASON_MESSAGES.get(reason or '', reason or 'no SDS')}"
+    return FLAG_TEXT.get(flag, flag)
+
+
+def adult_height_text(cm: float | None, table: str | None, reason: str | None) -> str:
+    if cm is not None:
+        short = (table or "").split(" (")[0]
+        return f"{cm:.1f} cm ({short})" if short else f"{cm:.1f} cm"
+    return f"not given - {HEIGHT_REASON_MESSAGES.get(reason or '', reason or 'unknown reason')}"
+
+
+def interval_text(interval: list[float] | tuple[float, float] | None) -> str:
+    if not interval:
+        return "n/a"
+    return f"{interval[0]:.1f} - {interval[1]:.1f} months"

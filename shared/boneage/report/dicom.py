@@ -1,0 +1,190 @@
+"""DICOM results for the hospital's PACS: a Secondary Capture of the PNG report and a Structured Report.
+
+Both go into a NEW series of the SOURCE study (same StudyInstanceUID, fresh Series and SOP Instance
+UIDs, the source image referenced), built with highdicom so the IOD modules are complete. The
+patient module is copied from the source dataset on purpose: these objects go back to the
+hospital's own archive, which files them by patient. That identity lives only inside these two
+objects, never in logs, records, notifications or object keys.
+
+SR content follows TID 1500 (Measurement Report) with one measurement group for the hand. DICOM
+has no standard codes for bone age, chronological age or bone age SDS that we could verify
+offline, so those concepts use a private coding scheme (``99BONEAGE``, declared in the SR's Coding
+Scheme Identification Sequence, as PS3.16 allows); units are UCUM and the finding site is SNOMED CT
+(both from pydicom's code dictionary). The model version is the measurement's algorithm
+identification.
+"""
+
+from __future__ import annotations
+
+import io
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.uid import ExplicitVRLittleEndian
+
+from boneage.clinical.text import DEMO_DISCLAIMER
+from boneage.result import AssessmentResult
+
+MANUFACTURER = "boneage (open source)"
+ALGORITHM_NAME = "boneage two-stage hand detector + bone age regressor"
+SC_SERIES_NUMBER = 9001
+SR_SERIES_NUMBER = 9002
+
+PRIVATE_SCHEME = "99BONEAGE"
+
+
+def _code(value: str, meaning: str) -> hd.sr.CodedConcept:
+    return hd.sr.CodedConcept(value=value, scheme_designator=PRIVATE_SCHEME, meaning=meaning)
+
+
+CODE_PROCEDURE = _code("BAA", "Bone age assessment")
+CODE_BONE_AGE = _code("BA", "Bone age")
+CODE_BONE_AGE_LOW = _code("BA-L90", "Bone age 90% interval lower limit")
+CODE_BONE_AGE_HIGH = _code("BA-H90", "Bone age 90% interval upper limit")
+CODE_CHRONOLOGICAL_AGE = _code("CA", "Chronological age")
+CODE_BA_MINUS_CA = _code("BA-CA", "Bone age minus chronological age")
+CODE_SDS = _code("BA-SDS", "Bone age standard deviation score")
+CODE_ADULT_HEIGHT = _code("PAH", "Predicted adult height")
+CODE_INTERPRETATION = _code("BA-INT", "Bone age interpretation")
+CODE_FLAGS = {
+    "delayed": _code("BA-DEL", "Delayed bone age"),
+    "advanced": _code("BA-ADV", "Advanced bone age"),
+    "within_normal_limits": _code("BA-WNL", "Bone age within normal limits"),
+}
+UNIT_MONTH = hd.sr.CodedConcept.from_code(codes.UCUM.Month)
+UNIT_NONE = hd.sr.CodedConcept.from_code(codes.UCUM.NoUnits)
+UNIT_CM = hd.sr.CodedConcept(value="cm", scheme_designator="UCUM", meaning="centimeter")
+
+
+def _series_description(result: AssessmentResult, what: str) -> str:
+    # LO is at most 64 characters.
+    text = f"Bone age {what}" + (" - NOT FOR CLINICAL USE" if result.demo_model else "")
+    return text[:64]
+
+
+def _software_version(result: AssessmentResult) -> str:
+    return (result.model_version or "unknown")[:64]
+
+
+def _source_reference(source: Dataset) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = source.SOPClassUID
+    item.ReferencedSOPInstanceUID = source.SOPInstanceUID
+    return item
+
+
+def _encode(ds: Dataset) -> bytes:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def build_secondary_capture(source: Dataset, report_rgb: np.ndarray, result: AssessmentResult) -> bytes:
+    """The PNG report as an RGB Secondary Capture image in a new series of the source study."""
+    pixels = np.ascontiguousarray(report_rgb, dtype=np.uint8)
+    sc = hd.sc.SCImage.from_ref_dataset(
+        ref_dataset=source,
+        pixel_array=pixels,
+        photometric_interpretation="RGB",
+        bits_allocated=8,
+        coordinate_system="PATIENT",
+        series_instance_uid=hd.UID(),
+        series_number=SC_SERIES_NUMBER,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        # highdicom insists on an orientation in the PATIENT frame; a report page has none, so the
+        # placeholder is replaced by an empty (Type 2) value below.
+        patient_orientation=("A", "F"),
+        series_description=_series_description(result, "report image"),
+        software_versions=_software_version(result),
+        manufacturer_model_name="boneage",
+        # Explicit VR Little Endian: every PACS accepts it; the mostly-white page is ~2.9 MB.
+        transfer_syntax_uid=ExplicitVRLittleEndian,
+    )
+    # The report is a derived picture; it names no patient (identity stays in the header only).
+    sc.PatientOrientation = ""
+    # Laterality is Type 2C (hands are paired): the side assessed, or empty when unknown.
+    sc.Laterality = result.laterality if result.laterality in ("L", "R") else ""
+    sc.ImageType = ["DERIVED", "SECONDARY"]
+    sc.BurnedInAnnotation = "NO"
+    sc.SourceImageSequence = [_source_reference(source)]
+    sc.DerivationDescription = "Bone age report rendered from the referenced radiograph"
+    sc.ImageComments = (DEMO_DISCLAIMER if result.demo_model else "Bone age report")[:10240]
+    return _encode(sc)
+
+
+def _coding_scheme_identification() -> Dataset:
+    item = Dataset()
+    item.CodingSchemeDesignator = PRIVATE_SCHEME
+    item.CodingSchemeName = "boneage service local codes"
+    item.CodingSchemeResponsibleOrganization = "boneage open-source project"
+    return item
+
+
+def build_structured_report(source: Dataset, result: AssessmentResult) -> bytes:
+    """A Comprehensive SR (TID 1500) with bone age, its interval, CA, BA - CA, SDS, flag, adult height."""
+    algorithm = hd.sr.AlgorithmIdentification(name=ALGORITHM_NAME, version=_software_version(result))
+    finding_site = hd.sr.FindingSite(anatomic_location=codes.SCT.BoneStructureOfHand,
+                                     laterality=codes.SCT.Left if (result.laterality or "L") == "L" else codes.SCT.Right)
+
+    def measure(name: hd.sr.CodedConcept, value: float, unit: hd.sr.CodedConcept) -> hd.sr.Measurement:
+        return hd.sr.Measurement(name=name, value=float(round(value, 4)), unit=unit, algorithm_id=algorithm)
+
+    measurements: list[hd.sr.Measurement] = []
+    if result.bone_age_months is not None:
+        measurements.append(measure(CODE_BONE_AGE, result.bone_age_months, UNIT_MONTH))
+    if result.bone_age_interval_months:
+        measurements.append(measure(CODE_BONE_AGE_LOW, result.bone_age_interval_months[0], UNIT_MONTH))
+        measurements.append(measure(CODE_BONE_AGE_HIGH, result.bone_age_interval_months[1], UNIT_MONTH))
+    if result.chronological_age_months is not None:
+        measurements.append(measure(CODE_CHRONOLOGICAL_AGE, result.chronological_age_months, UNIT_MONTH))
+        if result.bone_age_months is not None:
+            measurements.append(measure(CODE_BA_MINUS_CA,
+                                        result.bone_age_months - result.chronological_age_months, UNIT_MONTH))
+    if result.sds is not None:
+        measurements.append(measure(CODE_SDS, result.sds, UNIT_NONE))
+    if result.predicted_adult_height_cm is not None:
+        measurements.append(measure(CODE_ADULT_HEIGHT, result.predicted_adult_height_cm, UNIT_CM))
+    evaluations = []
+    if result.interpretation in CODE_FLAGS:
+        evaluations.append(hd.sr.QualitativeEvaluation(name=CODE_INTERPRETATION, value=CODE_FLAGS[result.interpretation]))
+
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="left hand bone age"),
+        algorithm_id=algorithm,
+        finding_sites=[finding_site],
+        measurements=measurements,
+        qualitative_evaluations=evaluations or None,
+        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)],
+    )
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=hd.UID(), name="boneage", manufacturer_name=MANUFACTURER,
+            model_name=_software_version(result),
+        ),
+    )
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        procedure_reported=CODE_PROCEDURE,
+        imaging_measurements=[group],
+    )
+    sr = hd.sr.ComprehensiveSR(
+        evidence=[source],
+        content=report,
+        series_instance_uid=hd.UID(),
+        series_number=SR_SERIES_NUMBER,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        is_complete=True,
+        is_final=False,       # machine output, nobody has verified it
+        is_verified=False,
+        series_description=_series_description(result, "structured report"),
+    )
+    sr.CodingSchemeIdentificationSequence = [_coding_scheme_identification()]
+    sr.SoftwareVersions = _software_version(result)
+    return _encode(sr)

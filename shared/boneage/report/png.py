@@ -1,0 +1,217 @@
+"""The PNG report: the radiograph with the detected hand and regions, the numbers, and a GP chart.
+
+Drawn with Pillow only (no matplotlib in the Lambda image). The layout is fixed so tests can check
+it structurally through ``RenderedReport`` (where the chart and the radiograph are) and through the
+PNG text chunks, which carry the same lines as the image. Nothing that identifies the patient is
+drawn or embedded: the PNG goes to the results bucket and is linked from notifications.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
+
+from boneage.clinical.interpretation import reference_table
+from boneage.clinical.text import (
+    DEMO_DISCLAIMER,
+    adult_height_text,
+    flag_text,
+    interval_text,
+    sds_text,
+    sex_text,
+    signed,
+    years_months,
+)
+from boneage.imaging.types import Radiograph
+from boneage.model.types import Box, ModelOutput
+from boneage.result import AssessmentResult
+
+WIDTH, HEIGHT = 1200, 800
+BACKGROUND = (255, 255, 255)
+INK = (20, 20, 20)
+GRID = (225, 225, 225)
+BAND = (198, 219, 239)        # +-2 SD band
+MEAN_LINE = (33, 102, 172)    # GP mean
+POINT = (214, 39, 40)         # the patient
+HAND_BOX = (0, 200, 0)
+REGION_BOX = (255, 165, 0)
+DEMO_RED = (200, 0, 0)
+
+HEADER = (0, 0, WIDTH, 56)
+IMAGE_AREA = (20, 76, 540, 780)
+TEXT_AREA = (570, 76, 1180, 380)
+CHART_AREA = (570, 392, 1180, 780)
+CHART_MAX_YEARS = 19.0
+
+
+@dataclass
+class RenderedReport:
+    image: Image.Image
+    lines: list[str]                                   # the text drawn in the text panel, in order
+    image_box: tuple[int, int, int, int]               # where the radiograph was pasted
+    chart_box: tuple[int, int, int, int]               # plot area of the chart (axes inside)
+    point_xy: tuple[int, int] | None = None            # the patient's point on the chart
+    extras: dict[str, str] = field(default_factory=dict)
+
+    def png_bytes(self) -> bytes:
+        info = PngInfo()
+        info.add_text("Title", "Bone age assessment report")
+        info.add_text("Description", "\n".join(self.lines))
+        for key, value in self.extras.items():
+            info.add_text(key, value)
+        buf = io.BytesIO()
+        self.image.save(buf, format="PNG", pnginfo=info)
+        return buf.getvalue()
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    # Pillow's bundled scalable font: no system font needed in the Lambda image or on CI.
+    return ImageFont.load_default(size=size)
+
+
+def report_lines(result: AssessmentResult) -> list[str]:
+    """The text fields of the report, one per line; the same wording as the notification."""
+    ba_minus_ca = (
+        result.bone_age_months - result.chronological_age_months
+        if result.bone_age_months is not None and result.chronological_age_months is not None
+        else None
+    )
+    lines = [
+        f"Bone age: {years_months(result.bone_age_months)}",
+        f"90 % interval: {interval_text(result.bone_age_interval_months)}",
+        f"Chronological age: {years_months(result.chronological_age_months)}",
+        f"BA - CA: {signed(ba_minus_ca, 1, ' months')}",
+        f"Sex: {sex_text(result.sex, result.sex_source)}",
+        f"Bone age SDS: {sds_text(result.sds, result.sds_interval, result.sds_reason)}",
+        f"Interpretation: {flag_text(result.interpretation, result.interpretation_reason)}",
+        f"Predicted adult height: {adult_height_text(result.predicted_adult_height_cm, result.adult_height_table, result.adult_height_reason)}",
+        f"Study reference: {result.study_reference or result.accession_number or 'n/a'}",
+        f"Model: {result.model_version or 'unknown'}",
+        "Reference: Greulich & Pyle 1959, Brush Foundation means and SDs",
+    ]
+    return lines
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
+    words, out, current = text.split(" "), [], ""
+    for word in words:
+        trial = f"{current} {word}".strip()
+        if draw.textlength(trial, font=font) <= width or not current:
+            current = trial
+        else:
+            out.append(current)
+            current = "    " + word
+    out.append(current)
+    return out
+
+
+def _draw_radiograph(canvas: Image.Image, radiograph: Radiograph, output: ModelOutput) -> tuple[int, int, int, int]:
+    pixels = np.clip(np.nan_to_num(np.asarray(radiograph.pixels, dtype=np.float32)), 0.0, 1.0)
+    img = Image.fromarray((pixels * 255.0 + 0.5).astype(np.uint8), mode="L").convert("RGB")
+    x0, y0, x1, y1 = IMAGE_AREA
+    scale = min((x1 - x0) / img.width, (y1 - y0) / img.height)
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    img = img.resize(size, Image.Resampling.LANCZOS)
+    ox, oy = x0 + (x1 - x0 - size[0]) // 2, y0 + (y1 - y0 - size[1]) // 2
+    canvas.paste(img, (ox, oy))
+    draw = ImageDraw.Draw(canvas)
+    font = _font(13)
+
+    def rect(box: Box, colour, width: int, label: str | None) -> None:
+        # Boxes are in the pixel frame of the image the model was given (radiograph.pixels).
+        bx0, by0 = ox + box.x0 * scale, oy + box.y0 * scale
+        bx1, by1 = ox + box.x1 * scale, oy + box.y1 * scale
+        bx0, bx1 = sorted((min(max(bx0, ox), ox + size[0]), min(max(bx1, ox), ox + size[0])))
+        by0, by1 = sorted((min(max(by0, oy), oy + size[1]), min(max(by1, oy), oy + size[1])))
+        draw.rectangle((bx0, by0, bx1, by1), outline=colour, width=width)
+        if label:
+            draw.text((bx0 + 3, by0 + 2), label, fill=colour, font=font)
+
+    for region in output.regions:
+        rect(region, REGION_BOX, 2, region.label)
+    if output.hand_box is not None:
+        rect(output.hand_box, HAND_BOX, 3, f"hand {output.hand_box.score:.2f}")
+    return ox, oy, ox + size[0], oy + size[1]
+
+
+def _draw_chart(canvas: Image.Image, result: AssessmentResult) -> tuple[tuple[int, int, int, int], tuple[int, int] | None]:
+    draw = ImageDraw.Draw(canvas)
+    small, title_font = _font(13), _font(15)
+    ax0, ay0, ax1, ay1 = CHART_AREA
+    px0, py0, px1, py1 = ax0 + 52, ay0 + 44, ax1 - 14, ay1 - 40   # plot area inside the axes
+
+    def X(years: float) -> float:
+        return px0 + (px1 - px0) * years / CHART_MAX_YEARS
+
+    def Y(years: float) -> float:
+        return py1 - (py1 - py0) * min(max(years, 0.0), CHART_MAX_YEARS) / CHART_MAX_YEARS
+
+    table = reference_table(result.sex)
+    who = {"M": "boys", "F": "girls"}.get(result.sex or "", "sex unknown: no reference")
+    draw.text((ax0, ay0), f"Bone age vs chronological age - Greulich & Pyle mean +-2 SD ({who})",
+              fill=INK, font=title_font)
+    for t in range(0, int(CHART_MAX_YEARS) + 1, 2):
+        draw.line((X(t), py0, X(t), py1), fill=GRID)
+        draw.line((px0, Y(t), px1, Y(t)), fill=GRID)
+        draw.text((X(t) - 6, py1 + 4), str(t), fill=INK, font=small)
+        draw.text((px0 - 22, Y(t) - 7), str(t), fill=INK, font=small)
+    draw.text(((px0 + px1) // 2 - 80, py1 + 20), "chronological age (years)", fill=INK, font=small)
+    draw.text((ax0, py0 - 18), "bone age (years)", fill=INK, font=small)
+
+    if table is not None:
+        ages = table.age_months / 12.0
+        upper = (table.mean_months + 2 * table.sd_months) / 12.0
+        lower = (table.mean_months - 2 * table.sd_months) / 12.0
+        band = [(X(a), Y(u)) for a, u in zip(ages, upper)] + [(X(a), Y(lo)) for a, lo in zip(ages[::-1], lower[::-1])]
+        draw.polygon(band, fill=BAND)
+        draw.line([(X(a), Y(m / 12.0)) for a, m in zip(ages, table.mean_months)], fill=MEAN_LINE, width=3)
+    draw.rectangle((px0, py0, px1, py1), outline=INK, width=1)
+
+    point = None
+    ba, ca = result.bone_age_months, result.chronological_age_months
+    if ba is not None and ca is not None:
+        x, y = X(ca / 12.0), Y(ba / 12.0)
+        if result.bone_age_interval_months:
+            lo, hi = result.bone_age_interval_months
+            draw.line((x, Y(lo / 12.0), x, Y(hi / 12.0)), fill=POINT, width=3)
+            draw.line((x - 6, Y(lo / 12.0), x + 6, Y(lo / 12.0)), fill=POINT, width=3)
+            draw.line((x - 6, Y(hi / 12.0), x + 6, Y(hi / 12.0)), fill=POINT, width=3)
+        draw.ellipse((x - 7, y - 7, x + 7, y + 7), fill=POINT, outline=INK)
+        point = (round(x), round(y))
+    else:
+        draw.text((px0 + 12, py0 + 10), "no point: chronological age unknown", fill=POINT, font=small)
+    return (px0, py0, px1, py1), point
+
+
+def render_report(radiograph: Radiograph, output: ModelOutput, result: AssessmentResult) -> RenderedReport:
+    canvas = Image.new("RGB", (WIDTH, HEIGHT), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    title = _font(24)
+    if result.demo_model:
+        draw.rectangle(HEADER, fill=DEMO_RED)
+        draw.text((20, 14), f"Bone age report - {DEMO_DISCLAIMER}", fill=(255, 255, 255), font=title)
+    else:
+        draw.text((20, 14), "Bone age report", fill=INK, font=title)
+
+    image_box = _draw_radiograph(canvas, radiograph, output)
+    lines = report_lines(result)
+    body = _font(17)
+    x0, y, x1, y_end = TEXT_AREA
+    for line in lines:
+        for piece in _wrap(draw, line, body, x1 - x0):
+            if y + 22 > y_end:
+                break
+            draw.text((x0, y), piece, fill=INK, font=body)
+            y += 22
+    chart_box, point = _draw_chart(canvas, result)
+    if result.demo_model:
+        # A second mark at the bottom so a crop of the header still carries the warning.
+        draw.text((IMAGE_AREA[0], HEIGHT - 18), DEMO_DISCLAIMER, fill=DEMO_RED, font=_font(14))
+    extras = {"Software": result.model_version or "unknown"}
+    if result.demo_model:
+        extras["Disclaimer"] = DEMO_DISCLAIMER
+    return RenderedReport(canvas, lines, image_box, chart_box, point, extras)

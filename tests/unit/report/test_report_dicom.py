@@ -1,0 +1,146 @@
+"""DICOM results for PACS: new series of the source study, source referenced, content, dciodvfy clean."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+from boneage.report import REPORT_PNG, REPORT_SC, REPORT_SR, build_reports
+
+from .cases import BIRTH_DATE, PATIENT_ID, PATIENT_NAME, make_case
+
+SC_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.7"
+COMPREHENSIVE_SR_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.33"
+
+
+def _outputs(rng, **kw):
+    radiograph, output, result = make_case(rng, **kw)
+    files = build_reports(radiograph, output, result)
+    sc = pydicom.dcmread(io.BytesIO(files[REPORT_SC]))
+    sr = pydicom.dcmread(io.BytesIO(files[REPORT_SR]))
+    return radiograph.dataset, result, files, sc, sr
+
+
+def _numeric_items(ds) -> dict[str, tuple[float, str]]:
+    """Concept meaning -> (value, unit code) for every NUM item in the SR content tree."""
+    found: dict[str, tuple[float, str]] = {}
+    stack = list(ds.ContentSequence)
+    while stack:
+        item = stack.pop()
+        if item.ValueType == "NUM":
+            mv = item.MeasuredValueSequence[0]
+            found[item.ConceptNameCodeSequence[0].CodeMeaning] = (
+                float(mv.NumericValue), mv.MeasurementUnitsCodeSequence[0].CodeValue)
+        stack.extend(getattr(item, "ContentSequence", []))
+    return found
+
+
+def _text_items(ds) -> dict[str, str]:
+    found: dict[str, str] = {}
+    stack = list(ds.ContentSequence)
+    while stack:
+        item = stack.pop()
+        name = item.ConceptNameCodeSequence[0].CodeMeaning
+        if item.ValueType == "TEXT":
+            found[name] = item.TextValue
+        elif item.ValueType == "CODE":
+            found[name] = item.ConceptCodeSequence[0].CodeMeaning
+        stack.extend(getattr(item, "ContentSequence", []))
+    return found
+
+
+def test_both_objects_join_the_source_study_in_new_series(rng):
+    source, _, _, sc, sr = _outputs(rng)
+    assert sc.SOPClassUID == SC_SOP_CLASS and sr.SOPClassUID == COMPREHENSIVE_SR_SOP_CLASS
+    assert sc.StudyInstanceUID == sr.StudyInstanceUID == source.StudyInstanceUID
+    series = {source.SeriesInstanceUID, sc.SeriesInstanceUID, sr.SeriesInstanceUID}
+    instances = {source.SOPInstanceUID, sc.SOPInstanceUID, sr.SOPInstanceUID}
+    assert len(series) == 3 and len(instances) == 3
+    assert sc.AccessionNumber == sr.AccessionNumber == source.AccessionNumber
+
+
+def test_source_image_is_referenced(rng):
+    source, _, _, sc, sr = _outputs(rng)
+    ref = sc.SourceImageSequence[0]
+    assert (ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID) == (source.SOPClassUID, source.SOPInstanceUID)
+    evidence = sr.CurrentRequestedProcedureEvidenceSequence[0]
+    assert evidence.StudyInstanceUID == source.StudyInstanceUID
+    sop = evidence.ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+    assert sop.ReferencedSOPInstanceUID == source.SOPInstanceUID
+
+
+def test_patient_module_is_copied_for_the_hospital_pacs(rng):
+    _, _, _, sc, sr = _outputs(rng)
+    for ds in (sc, sr):
+        assert str(ds.PatientName) == PATIENT_NAME
+        assert ds.PatientID == PATIENT_ID
+        assert ds.PatientBirthDate == BIRTH_DATE
+        assert ds.PatientSex == "F"
+
+
+def test_secondary_capture_pixels_are_the_png_report(rng):
+    _, _, files, sc, _ = _outputs(rng)
+    png = np.asarray(Image.open(io.BytesIO(files[REPORT_PNG])).convert("RGB"))
+    assert sc.PhotometricInterpretation == "RGB" and sc.SamplesPerPixel == 3
+    np.testing.assert_array_equal(sc.pixel_array, png)
+    assert "NOT FOR CLINICAL USE" in sc.SeriesDescription
+
+
+def test_structured_report_carries_bone_age_ca_sds_height_flag_and_model_version(rng):
+    _, result, _, _, sr = _outputs(rng)
+    nums = _numeric_items(sr)
+    assert nums["Bone age"] == (131.0, "mo")
+    assert nums["Bone age 90% interval lower limit"] == (123.0, "mo")
+    assert nums["Bone age 90% interval upper limit"] == (139.0, "mo")
+    assert nums["Chronological age"] == (pytest.approx(result.chronological_age_months), "mo")
+    assert nums["Bone age standard deviation score"] == (pytest.approx(result.sds), "1")
+    assert nums["Predicted adult height"] == (pytest.approx(result.predicted_adult_height_cm), "cm")
+    texts = _text_items(sr)
+    assert texts["Algorithm Version"] == "demo-0.1+abc123"
+    assert texts["Bone age interpretation"] == "Bone age within normal limits"
+    # highdicom can read back what it wrote, as a PACS-side consumer would.
+    parsed = hd.sr.srread(io.BytesIO(sr_bytes(sr)))
+    assert parsed.SeriesInstanceUID == sr.SeriesInstanceUID
+    assert sr.CompletionFlag == "COMPLETE" and sr.VerificationFlag == "UNVERIFIED"
+
+
+def sr_bytes(ds) -> bytes:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def test_sr_without_sex_omits_sds_but_keeps_bone_age(rng):
+    _, _, _, _, sr = _outputs(rng, sex=None)
+    nums = _numeric_items(sr)
+    assert "Bone age" in nums and "Bone age standard deviation score" not in nums
+    assert "Bone age interpretation" not in _text_items(sr)
+
+
+def _dciodvfy(path: Path) -> tuple[list[str], list[str]]:
+    exe = shutil.which("dciodvfy")
+    if exe is None:
+        pytest.fail("dciodvfy not installed: run `make system-deps` (Debian package dicom3tools)")
+    proc = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
+    lines = (proc.stdout + proc.stderr).splitlines()
+    return [ln for ln in lines if ln.startswith("Error")], [ln for ln in lines if ln.startswith("Warning")]
+
+
+@pytest.mark.parametrize("sex", ["F", None])
+def test_dciodvfy_reports_no_errors_on_sc_and_sr(rng, tmp_path, sex):
+    _, _, files, _, _ = _outputs(rng, sex=sex)
+    for name in (REPORT_SC, REPORT_SR):
+        path = tmp_path / name
+        path.write_bytes(files[name])
+        errors, warnings = _dciodvfy(path)
+        assert errors == [], f"{name}: {errors}"
+        # Known and accepted: the SR's private coding scheme (99BONEAGE) is not a DICOM defined term.
+        assert all("99BONEAGE" in w for w in warnings), f"{name}: unexpected warnings {warnings}"
