@@ -1,0 +1,78 @@
+"""``ingest``: bytes from a hospital -> one normalised radiograph plus metadata, or a Rejection.
+
+The one entry point the service and the CLI call. It sniffs the format (DICOM Part 10, a bare
+DICOM dataset, PNG, JPEG), enforces the size limits before decoding, reads the image and its
+metadata, then lets explicit upload metadata override what the file says.
+"""
+
+from __future__ import annotations
+
+import warnings as pywarnings
+from collections.abc import Mapping
+
+from boneage.errors import Reason, Rejection
+from boneage.imaging import dicom, raster
+from boneage.imaging.limits import Limits
+from boneage.imaging.metadata import AgeEvidence, UploadMetadata, parse_upload_metadata, resolve_age
+from boneage.imaging.types import Radiograph, StudyMetadata
+
+MIN_TARGET_LONG_SIDE = 16
+
+
+def ingest(data: bytes, *, source: str, metadata: Mapping[str, str] | None = None,
+           limits: Limits | None = None, target_long_side: int | None = 1024) -> Radiograph:
+    """Read one radiograph. ``target_long_side`` caps the returned image's long side (None keeps
+    the stored size); ``meta.decode_scale`` says by how much it was reduced. ``source`` names the
+    input in messages only. Raises ``Rejection`` for anything the sender can fix."""
+    del source          # named in the contract for callers' logs; never needed to read the bytes
+    limits = limits if limits is not None else Limits.from_env()
+    if target_long_side is not None and target_long_side < MIN_TARGET_LONG_SIDE:
+        raise ValueError(f"target_long_side must be None or >= {MIN_TARGET_LONG_SIDE}")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError("ingest() takes the file's bytes")
+    data = bytes(data)
+    if len(data) > limits.max_file_bytes:
+        raise Rejection(Reason.TOO_LARGE,
+                        f"the file is {len(data)} bytes; the limit is {limits.max_file_bytes}")
+    if not data:
+        raise Rejection(Reason.NOT_AN_IMAGE, "the file is empty")
+    upload = parse_upload_metadata(metadata)
+    with pywarnings.catch_warnings():
+        # pydicom and Pillow warn about malformed values; their text can quote header values
+        # (names, dates), so it is not passed on. What matters ends up in meta.warnings.
+        pywarnings.simplefilter("ignore")
+        fmt = raster.sniff(data)
+        if fmt is not None:
+            pixels, meta = raster.read(data, fmt, limits, target_long_side)
+            radiograph = Radiograph(pixels, meta)
+            evidence = AgeEvidence()
+        elif dicom.looks_like_dicom(data):
+            image = dicom.read(data, limits, target_long_side)
+            radiograph = Radiograph(image.pixels, image.meta, image.dataset)
+            evidence = image.age
+        else:
+            raise Rejection(Reason.NOT_AN_IMAGE, "the file is not DICOM, PNG or JPEG")
+    apply_upload_metadata(radiograph.meta, evidence, upload)
+    return radiograph
+
+
+def apply_upload_metadata(meta: StudyMetadata, evidence: AgeEvidence, upload: UploadMetadata) -> None:
+    """Upload values win over the file's; the age is resolved from both."""
+    if "sex" in upload.given:
+        meta.sex = upload.sex
+        meta.sex_source = "metadata" if upload.sex is not None else None
+    if meta.sex is None:
+        meta.warnings.append("sex unknown: not defaulted")
+    age = resolve_age(evidence, upload)
+    meta.chronological_age_months = None if age.months is None else round(age.months, 2)
+    meta.age_source, meta.age_reason = age.source, age.reason
+    if age.source == "PatientAge":
+        meta.warnings.append("age from PatientAge, which is truncated to whole units")
+    if upload.laterality is not None:
+        meta.laterality, meta.laterality_source = upload.laterality, "metadata"
+    if upload.height_cm is not None:
+        meta.patient_height_cm = upload.height_cm
+    if upload.study_ref is not None:
+        meta.study_reference = upload.study_ref
+    elif meta.study_reference is None and meta.accession_number:
+        meta.study_reference = meta.accession_number
