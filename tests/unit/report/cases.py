@@ -34,7 +34,8 @@ def synthetic_hand(rng: np.random.Generator, h: int = 256, w: int = 200) -> np.n
     return np.clip(img, 0.0, 1.0)
 
 
-def source_dataset(rng: np.random.Generator, rows: int = 256, cols: int = 200) -> Dataset:
+def source_dataset(rng: np.random.Generator, rows: int = 256, cols: int = 200,
+                   image: np.ndarray | None = None) -> Dataset:
     """A CR image of a left hand with full patient/study/series modules, as a PACS would send."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
@@ -63,13 +64,16 @@ def source_dataset(rng: np.random.Generator, rows: int = 256, cols: int = 200) -
     ds.Laterality = "L"
     ds.PatientOrientation = ["A", "F"]
     ds.Manufacturer = "Synthetic"
+    if image is not None:
+        rows, cols = image.shape
     ds.Rows, ds.Columns = rows, cols
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
     ds.ViewPosition = "PA"
-    pixels = (synthetic_hand(rng, rows, cols) * 4095).astype(np.uint16)
+    img = synthetic_hand(rng, rows, cols) if image is None else np.clip(image, 0.0, 1.0)
+    pixels = (img * 4095).astype(np.uint16)
     ds.PixelData = pixels.tobytes()
     return ds
 
