@@ -16,9 +16,9 @@ from typing import Any
 from boneage.clinical.interpretation import normalise_sex
 from boneage.clinical.tables import BP_ACCELERATED_MONTHS, BP_AVERAGE, BP_RETARDED_MONTHS
 
-# A standing height outside this range is a unit or entry error, not a child (cm).
-MIN_HEIGHT_CM = 40.0
-MAX_HEIGHT_CM = 230.0
+# Outside this range a height is a unit or entry error (cm); the same range ingest accepts.
+MIN_HEIGHT_CM = 30.0
+MAX_HEIGHT_CM = 250.0
 
 
 class HeightReason:
