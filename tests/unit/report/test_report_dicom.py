@@ -144,3 +144,55 @@ def test_dciodvfy_reports_no_errors_on_sc_and_sr(rng, tmp_path, sex):
         assert errors == [], f"{name}: {errors}"
         # Known and accepted: the SR's private coding scheme (99BONEAGE) is not a DICOM defined term.
         assert all("99BONEAGE" in w for w in warnings), f"{name}: unexpected warnings {warnings}"
+
+
+def test_dciodvfy_reports_no_errors_on_results_from_phantom_dicoms(tmp_path):
+    """CR and DX phantoms (MONOCHROME1 and 2) as ingest hands them over, pixel data dropped."""
+    import csv
+    import json as _json
+
+    from boneage.clinical import interpret, predict_adult_height
+    from boneage.imaging import ingest
+    from boneage.model.types import Box, ModelOutput
+    from boneage.phantom import generate_dataset
+    from boneage.result import COMPLETED, AssessmentResult
+
+    out = generate_dataset(tmp_path / "set", count=4, seed=7, fmt="dicom", size=256, mix={"left": 1.0})
+    rows = list(csv.DictReader((out / "labels.csv").open()))
+    kinds = set()
+    for row in rows:
+        data = (out / "dicom" / f"{row['id']}.dcm").read_bytes()
+        radiograph = ingest(data, source=f"phantom-{row['id']}.dcm", metadata={"height-cm": "140"})
+        source = radiograph.dataset
+        kinds.add((source.Modality, source.PhotometricInterpretation))
+        meta = radiograph.meta
+        # The phantom's true hand box and bone age stand in for the model's output: this test is
+        # about the DICOM objects built around them, not about the model.
+        x0, y0, x1, y1 = _json.loads(row["hand_boxes"])[0]
+        ba = float(row["boneage"])
+        output = ModelOutput(bone_age_months=ba, interval_months=(ba - 9, ba + 9), sex_used=meta.sex,
+                             hand_box=Box(x0, y0, x1, y1, 0.9), model_version="phantom-test")
+        interp = interpret(ba, output.interval_months, meta.sex, meta.chronological_age_months)
+        height = predict_adult_height(meta.patient_height_cm, ba, meta.chronological_age_months, meta.sex)
+        result = AssessmentResult(
+            source=f"phantom-{row['id']}.dcm", status=COMPLETED, bone_age_months=ba,
+            bone_age_interval_months=[ba - 9, ba + 9], sex=meta.sex, sex_source=meta.sex_source,
+            chronological_age_months=meta.chronological_age_months, sds=interp.sds,
+            sds_interval=list(interp.sds_interval) if interp.sds_interval else None, sds_reason=interp.sds_reason,
+            interpretation=interp.flag, interpretation_reason=interp.flag_reason,
+            predicted_adult_height_cm=height.cm, adult_height_table=height.table,
+            adult_height_reason=height.reason, laterality=meta.laterality, model_version="phantom-test",
+            study_instance_uid=meta.study_instance_uid, accession_number=meta.accession_number,
+            study_reference=meta.study_reference,
+        )
+        files = build_reports(radiograph, output, result)
+        for name in (REPORT_SC, REPORT_SR):
+            path = tmp_path / f"{row['id']}_{name}"
+            path.write_bytes(files[name])
+            errors, warnings = _dciodvfy(path)
+            assert errors == [], f"phantom {row['id']} {name}: {errors}"
+            assert all("99BONEAGE" in w for w in warnings), f"phantom {row['id']} {name}: {warnings}"
+            ds = pydicom.dcmread(path)
+            assert ds.StudyInstanceUID == source.StudyInstanceUID
+            assert ds.SeriesInstanceUID != source.SeriesInstanceUID
+    assert len(kinds) >= 2   # more than one modality / photometric combination was exercised
