@@ -98,3 +98,14 @@ def test_real_model_has_no_demo_marks(completed):
     note = compose(completed, URL)
     assert "[DEMO]" not in note.subject and "NOT FOR CLINICAL USE" not in note.text
     assert note.json_body["disclaimer"] is None
+
+
+def test_sns_adapter_publishes_the_structured_message_with_our_attributes(completed):
+    """Integration with boneage.adapters.sns: the adapter sends compose()'s per-protocol message."""
+    sns = pytest.importorskip("boneage.adapters.sns")
+    message = sns.build_message(completed, hospital_id="hospital-a", upload_id="u-1", report_url=URL)
+    assert message.structured is True
+    assert json.loads(message.message) == json.loads(compose(completed, URL).sns_message)
+    assert message.subject == compose(completed, URL).subject
+    assert message.attributes["interpretation"] == "within_normal_limits"
+    assert message.attributes["hospital_id"] == "hospital-a"
