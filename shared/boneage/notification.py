@@ -84,7 +84,7 @@ def _text(result: AssessmentResult, report_url: str | None, expires_in_s: int | 
             f"90 % interval: {interval_text(result.bone_age_interval_months)}",
             f"Chronological age: {years_months(result.chronological_age_months)}",
             f"BA - CA: {signed(ba_minus_ca, 1, ' months')}",
-            f"Sex: {sex_text(result.sex, result.sex_source)}",
+            f"Sex: {sex_text(result.sex, result.sex_source, result.predicted_sex)}",
             f"Bone age SDS: {sds_text(result.sds, result.sds_interval, result.sds_reason)}",
             f"Interpretation: {flag_text(result.interpretation, result.interpretation_reason)}",
             "Predicted adult height: "

@@ -33,13 +33,14 @@ def signed(value: float | None, digits: int = 2, unit: str = "") -> str:
     return f"{value:+.{digits}f}{unit}"
 
 
-def sex_text(sex: str | None, source: str | None) -> str:
+def sex_text(sex: str | None, source: str | None, predicted: str | None = None) -> str:
     if sex == "M":
         word = "male"
     elif sex == "F":
         word = "female"
     else:
-        return "unknown (no SDS: the reference is sex-specific)"
+        guess = f"; the model guessed {predicted}, not used for SDS" if predicted in ("M", "F") else ""
+        return f"unknown (no SDS: the reference is sex-specific{guess})"
     return f"{word} (from {source})" if source else word
 
 

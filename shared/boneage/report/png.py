@@ -85,7 +85,7 @@ def report_lines(result: AssessmentResult) -> list[str]:
         f"90 % interval: {interval_text(result.bone_age_interval_months)}",
         f"Chronological age: {years_months(result.chronological_age_months)}",
         f"BA - CA: {signed(ba_minus_ca, 1, ' months')}",
-        f"Sex: {sex_text(result.sex, result.sex_source)}",
+        f"Sex: {sex_text(result.sex, result.sex_source, result.predicted_sex)}",
         f"Bone age SDS: {sds_text(result.sds, result.sds_interval, result.sds_reason)}",
         f"Interpretation: {flag_text(result.interpretation, result.interpretation_reason)}",
         f"Predicted adult height: {adult_height_text(result.predicted_adult_height_cm, result.adult_height_table, result.adult_height_reason)}",
@@ -93,6 +93,7 @@ def report_lines(result: AssessmentResult) -> list[str]:
         f"Model: {result.model_version or 'unknown'}",
         "Reference: Greulich & Pyle 1959, Brush Foundation means and SDs",
     ]
+    lines += [f"Note: {w}" for w in result.warnings]
     return lines
 
 

@@ -109,3 +109,11 @@ def test_sns_adapter_publishes_the_structured_message_with_our_attributes(comple
     assert message.subject == compose(completed, URL).subject
     assert message.attributes["interpretation"] == "within_normal_limits"
     assert message.attributes["hospital_id"] == "hospital-a"
+
+
+def test_a_predicted_sex_is_mentioned_but_never_used_for_sds(rng):
+    _, _, result = make_case(rng, sex=None)
+    result.predicted_sex = "M"
+    note = compose(result, None)
+    assert "the model guessed M, not used for SDS" in note.text
+    assert result.sds is None and "no SDS" in note.subject

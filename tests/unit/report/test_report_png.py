@@ -108,3 +108,10 @@ def test_png_and_jpeg_sources_get_only_the_png(rng):
     assert set(files) == {REPORT_PNG}
     radiograph, output, result = make_case(rng, dicom=True)
     assert set(build_reports(radiograph, output, result)) == {REPORT_PNG, REPORT_SC, REPORT_SR}
+
+
+def test_warnings_are_shown_as_notes(rng):
+    radiograph, output, result = make_case(rng)
+    result.warnings = ["right hand detected: the image was mirrored before assessment"]
+    lines = render_report(radiograph, output, result).lines
+    assert lines[-1] == "Note: right hand detected: the image was mirrored before assessment"
