@@ -230,7 +230,11 @@ def _j2k_reduced(ds: Dataset, target_long_side: int | None) -> np.ndarray | None
         expected = (math.ceil(header.rows / 2 ** reduce), math.ceil(header.columns / 2 ** reduce))
         if arr.ndim != 2 or abs(arr.shape[0] - expected[0]) > 1 or abs(arr.shape[1] - expected[1]) > 1:
             return None
-        return arr if arr.dtype in (np.uint8, np.uint16) else None
+        if arr.dtype not in (np.uint8, np.uint16):
+            return None
+        # Pillow scales samples up to fill its mode (a 12-bit sample v comes back as v << 4).
+        shift = 8 * arr.dtype.itemsize - header.precision
+        return arr >> shift if shift > 0 else arr
     except Exception:
         return None
 
