@@ -36,9 +36,9 @@ def init(processor: UploadProcessor | None = None) -> UploadProcessor:
         from boneage.engine import load_engine
         from boneage.service import AssessmentService
 
-        engine = load_engine()
-        engine.warm_up()
-        processor = build_processor(Settings.from_env(), AssessmentService(engine.assessor))
+        settings = Settings.from_env()
+        engine = load_engine(settings.model_dir or None)       # loads, falls back if it must, warms up
+        processor = build_processor(settings, AssessmentService(engine.assessor))
         logger.info("initialised", extra={"backend": engine.backend, "model_version": engine.model_version})
     _processor = processor
     return processor

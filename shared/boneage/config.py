@@ -49,6 +49,7 @@ class Settings:
     allowed_hospitals: frozenset[str] = field(default_factory=frozenset)  # empty: any well-formed id
     max_object_bytes: int = 200 * 1024 * 1024  # checked on HeadObject before anything is downloaded
     region: str = "us-east-1"
+    model_dir: str = ""                     # compiled model artifact folder; empty: the committed demo weights
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,6 +69,7 @@ class Settings:
             allowed_hospitals=_csv(env, "ALLOWED_HOSPITALS"),
             max_object_bytes=_int(env, "MAX_OBJECT_BYTES", d.max_object_bytes),
             region=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", d.region)),
+            model_dir=env.get("MODEL_DIR", d.model_dir),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -85,4 +87,5 @@ class Settings:
             "REPORT_URL_EXPIRY_S": str(self.report_url_expiry_s),
             "ALLOWED_HOSPITALS": ",".join(sorted(self.allowed_hospitals)),
             "AWS_REGION": self.region,
+            "MODEL_DIR": self.model_dir,
         }

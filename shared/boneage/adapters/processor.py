@@ -153,6 +153,7 @@ class UploadProcessor:
         report_key = (item.get("report_keys") or {}).get("report.png")
         url = self.reports.url(report_key) if report_key else None
         message = build_message(result, hospital_id=str(item.get("hospital_id", UNKNOWN_HOSPITAL_ID)),
-                                upload_id=str(item["upload_id"]), report_url=url)
+                                upload_id=str(item["upload_id"]), report_url=url,
+                                report_url_expires_in_s=self.reports.url_expiry_s if url else None)
         self.publisher.publish(message)
         self.store.mark_notified(str(item["upload_id"]), result.status, now=self.clock())

@@ -8,12 +8,12 @@ rare duplicate: SNS and our retries are at-least-once). The body comes from
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from boneage.adapters._errors import dependency
+from boneage.notification import compose
 from boneage.result import AssessmentResult
 
 
@@ -23,12 +23,6 @@ class OutgoingMessage:
     message: str                    # the SNS message (MessageStructure="json" when ``structured``)
     attributes: dict[str, str]
     structured: bool = False
-
-
-def _compose(result: AssessmentResult, report_url: str | None) -> Any:
-    from boneage.notification import compose  # the clinical engineer's wording; imported lazily, no torch
-
-    return compose(result, report_url)
 
 
 def _string_attributes(raw: Mapping[str, Any] | None) -> dict[str, str]:
@@ -42,10 +36,10 @@ def _string_attributes(raw: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 def build_message(result: AssessmentResult, *, hospital_id: str, upload_id: str,
-                  report_url: str | None) -> OutgoingMessage:
+                  report_url: str | None, report_url_expires_in_s: int | None = None) -> OutgoingMessage:
     """The SNS message for one result: compose()'s wording plus the routing attributes we own."""
-    note = _compose(result, report_url)
-    attributes = _string_attributes(getattr(note, "attributes", None) or getattr(note, "message_attributes", None))
+    note = compose(result, report_url, hospital_id=hospital_id, report_url_expires_in_s=report_url_expires_in_s)
+    attributes = _string_attributes(note.attributes)
     # Routing attributes are ours; they override whatever the composer suggested.
     attributes.update(
         hospital_id=hospital_id,
@@ -53,12 +47,7 @@ def build_message(result: AssessmentResult, *, hospital_id: str, upload_id: str,
         interpretation=result.interpretation or "none",
         upload_id=upload_id,
     )
-    sns_message = getattr(note, "sns_message", None)
-    if sns_message:
-        return OutgoingMessage(subject=note.subject, message=sns_message, attributes=attributes, structured=True)
-    body = getattr(note, "json_body", None)
-    text = body if isinstance(body, str) else json.dumps(body if body is not None else result.as_dict())
-    return OutgoingMessage(subject=note.subject, message=text, attributes=attributes)
+    return OutgoingMessage(subject=note.subject, message=note.sns_message, attributes=attributes, structured=True)
 
 
 class Publisher:

@@ -1,0 +1,169 @@
+"""`make demo`: the whole application on this machine, as a hospital and a clinician would see it.
+
+Starts moto in server mode on 127.0.0.1, deploys template.yaml into it (SAM transform ->
+CloudFormation, plus what moto skips), subscribes one SQS queue per hospital to the results topic with
+a filter policy on ``hospital_id``, uploads radiographs with boto3 as a hospital would (a DICOM girl,
+a PNG boy with x-amz-meta metadata, a right hand, a file that is not an image), delivers the S3
+notifications from the queue to the real handler (real model, real reports) as Lambda's event source
+mapping would, then prints each DynamoDB record and each notification each hospital received.
+Exits non-zero if any upload did not end in a record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "functions" / "assess")]
+
+TERMINAL = {"completed", "rejected", "failed"}
+
+
+@dataclass(frozen=True)
+class SampleUpload:
+    name: str                       # what the demo calls it; never part of the record
+    hospital_id: str
+    filename: str
+    body: bytes
+    metadata: dict[str, str]        # sent as x-amz-meta-* user metadata
+    expect: str                     # the status the upload should end in
+
+    @property
+    def key(self) -> str:
+        return f"incoming/{self.hospital_id}/{self.filename}"
+
+
+def sample_uploads(seed: int = 7, *, size: int = 512, hospitals: tuple[str, str] = ("st-mary", "north-gen")
+                   ) -> list[SampleUpload]:
+    """The demo's uploads, generated from ``seed`` with the phantom (no real patient data anywhere).
+
+    The DICOM girl carries a patient name, ID and birth date on purpose: none may reach the record,
+    the notification, the logs or any key we write.
+    """
+    import numpy as np
+
+    from boneage.imaging.testing import dicom_bytes, png_bytes
+    from boneage.phantom import render_sample
+
+    rng = np.random.default_rng(seed)
+    girl, _ = render_sample(rng, kind="left", bone_age_months=96.0, male=False, size=size)
+    boy, _ = render_sample(rng, kind="left", bone_age_months=132.0, male=True, size=size)
+    right, _ = render_sample(rng, kind="right", bone_age_months=110.0, male=False, size=size)
+    first, second = hospitals
+    return [
+        SampleUpload(
+            "DICOM girl", first, "study-0001.dcm",
+            dicom_bytes((girl * 4095).astype(np.uint16), bits_stored=12, modality="DX", tags={
+                "PatientName": "Demo^Jane", "PatientID": "MRN-DEMO-0042", "PatientBirthDate": "20170301",
+                "PatientSex": "F", "StudyDate": "20250315", "StudyTime": "101500", "StudyID": "1",
+                "AccessionNumber": "ACC1001", "ReferringPhysicianName": "", "ImageLaterality": "L",
+            }),
+            {}, "completed"),
+        SampleUpload(
+            "PNG boy with metadata", second, "upload 2002.png",     # a space: arrives as '+' in the event
+            png_bytes((boy * 255).astype(np.uint8)),
+            {"sex": "M", "age-months": "126", "study-ref": "REF-2002", "height-cm": "142.5"}, "completed"),
+        SampleUpload(
+            "right hand", first, "study-0003.png",
+            png_bytes((right * 255).astype(np.uint8)),
+            {"sex": "F", "age-months": "104", "study-ref": "REF-0003"}, "completed"),
+        SampleUpload(
+            "not an image", second, "study-0004.png", b"%PDF-1.4 this is a scanned letter, not a radiograph\n",
+            {"study-ref": "REF-0004"}, "rejected"),
+    ]
+
+
+def _record_line(item: dict[str, Any]) -> str:
+    keep = ("status", "reason", "hospital_id", "bone_age_months", "bone_age_interval_months", "sex",
+            "chronological_age_months", "sds", "interpretation", "predicted_adult_height_cm", "laterality",
+            "mirrored", "study_reference", "model_version", "attempts", "notified_status", "report_keys")
+    return json.dumps({"upload_id": item["upload_id"], **{k: item.get(k) for k in keep}}, default=str)
+
+
+def run(seed: int, *, verbose: bool) -> int:
+    import logging
+
+    from local_stack import LocalStack
+
+    if not verbose:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    print("starting moto on 127.0.0.1 and deploying template.yaml ...", flush=True)
+    t0 = time.monotonic()
+    stack = LocalStack.start(stack_name="boneage-demo")
+    try:
+        print(f"deployed in {time.monotonic() - t0:.1f} s at {stack.endpoint}: "
+              f"bucket {stack.input_bucket}, table {stack.outputs['ResultsTableName']}", flush=True)
+        uploads = sample_uploads(seed)
+        hospitals = sorted({u.hospital_id for u in uploads})
+        inboxes = {h: stack.subscribe_queue(f"clinicians-{h}", filter_policy={"hospital_id": [h]}) for h in hospitals}
+
+        with stack.environment():
+            import app
+            from boneage.adapters.events import upload_id_for
+            from boneage.adapters.store import ResultStore
+
+            print("loading the model (Lambda init) ...", flush=True)
+            t0 = time.monotonic()
+            app.init()
+            print(f"initialised in {time.monotonic() - t0:.1f} s", flush=True)
+
+            s3 = stack.client("s3")
+            ids: dict[str, str] = {}
+            for u in uploads:
+                put = s3.put_object(Bucket=stack.input_bucket, Key=u.key, Body=u.body, Metadata=u.metadata)
+                ids[u.name] = upload_id_for(stack.input_bucket, u.key, put.get("VersionId"))
+                print(f"uploaded {u.name:<22} -> s3://{stack.input_bucket}/{u.key}", flush=True)
+
+            t0 = time.monotonic()
+            deliveries = stack.drain(app.handler)
+            print(f"\n{deliveries} deliveries handled in {time.monotonic() - t0:.1f} s\n", flush=True)
+
+            store = ResultStore(stack.client("dynamodb"), stack.outputs["ResultsTableName"])
+            missing = []
+            print("DynamoDB records:")
+            for u in uploads:
+                item = store.get(ids[u.name])
+                if item is None or item.get("status") not in TERMINAL:
+                    missing.append(u.name)
+                    print(f"  {u.name}: NO TERMINAL RECORD ({item and item.get('status')})")
+                    continue
+                flag = "" if item["status"] == u.expect else f"   (expected {u.expect})"
+                print(f"  {u.name}:{flag}\n    {_record_line(item)}")
+
+            print("\nSNS notifications received per hospital (filter policy on hospital_id):")
+            for h, url in inboxes.items():
+                notes = stack.received_notifications(url)
+                print(f"  {h}: {len(notes)} notification(s)")
+                for n in notes:
+                    attrs = {k: v["Value"] for k, v in n.get("MessageAttributes", {}).items()}
+                    body = json.loads(n["Message"])
+                    print(f"    subject: {n.get('Subject')}\n    attributes: {json.dumps(attrs)}\n"
+                          f"    bone_age_months: {body.get('bone_age_months')}  report_url: "
+                          f"{'yes' if body.get('report_url') else 'no'}")
+            dead = stack.queue_depth(stack.dlq_url)
+            print(f"\ndead-letter queue depth: {dead}")
+    finally:
+        stack.stop()
+    if missing:
+        print(f"\nFAIL: {len(missing)} upload(s) without a terminal record: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    print("\nOK: every upload ended in exactly one record")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=7, help="seed of the generated radiographs")
+    parser.add_argument("--verbose", action="store_true", help="keep the emulator's request log")
+    args = parser.parse_args(argv)
+    return run(args.seed, verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
