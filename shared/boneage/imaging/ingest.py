@@ -7,8 +7,10 @@ metadata, then lets explicit upload metadata override what the file says.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings as pywarnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from boneage.errors import Reason, Rejection
 from boneage.imaging import dicom, raster
@@ -37,10 +39,7 @@ def ingest(data: bytes, *, source: str, metadata: Mapping[str, str] | None = Non
     if not data:
         raise Rejection(Reason.NOT_AN_IMAGE, "the file is empty")
     upload = parse_upload_metadata(metadata)
-    with pywarnings.catch_warnings():
-        # pydicom and Pillow warn about malformed values; their text can quote header values
-        # (names, dates), so it is not passed on. What matters ends up in meta.warnings.
-        pywarnings.simplefilter("ignore")
+    with _quiet():
         fmt = raster.sniff(data)
         if fmt is not None:
             pixels, meta = raster.read(data, fmt, limits, target_long_side)
@@ -54,6 +53,24 @@ def ingest(data: bytes, *, source: str, metadata: Mapping[str, str] | None = Non
             raise Rejection(Reason.NOT_AN_IMAGE, "the file is not DICOM, PNG or JPEG")
     apply_upload_metadata(radiograph.meta, evidence, upload)
     return radiograph
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence pydicom's and Pillow's warnings *and* pydicom's logger while reading: both quote
+    malformed header values (birth dates, names) and would put PHI in the function's logs. What
+    matters ends up, without values, in ``meta.warnings``."""
+    loggers = [logging.getLogger(name) for name in ("pydicom", "PIL")]
+    saved = [lg.disabled for lg in loggers]
+    with pywarnings.catch_warnings():
+        pywarnings.simplefilter("ignore")
+        for lg in loggers:
+            lg.disabled = True
+        try:
+            yield
+        finally:
+            for lg, was in zip(loggers, saved):
+                lg.disabled = was
 
 
 def apply_upload_metadata(meta: StudyMetadata, evidence: AgeEvidence, upload: UploadMetadata) -> None:
