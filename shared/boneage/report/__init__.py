@@ -7,6 +7,8 @@ source was DICOM (``radiograph.dataset`` is set). PNG/JPEG uploads have no study
 
 from __future__ import annotations
 
+import logging
+
 from boneage.imaging.types import Radiograph
 from boneage.model.types import ModelOutput
 from boneage.result import AssessmentResult
@@ -14,6 +16,8 @@ from boneage.result import AssessmentResult
 REPORT_PNG = "report.png"
 REPORT_SC = "report_sc.dcm"
 REPORT_SR = "report_sr.dcm"
+
+logger = logging.getLogger(__name__)
 
 
 def build_reports(radiograph: Radiograph, output: ModelOutput, result: AssessmentResult) -> dict[str, bytes]:
@@ -26,8 +30,16 @@ def build_reports(radiograph: Radiograph, output: ModelOutput, result: Assessmen
     if radiograph.dataset is not None:
         from boneage.report.dicom import build_secondary_capture, build_structured_report
 
-        files[REPORT_SC] = build_secondary_capture(radiograph.dataset, np.asarray(rendered.image), result)
-        files[REPORT_SR] = build_structured_report(radiograph.dataset, result)
+        # The PNG is the report; a source header odd enough to defeat the DICOM builders must not
+        # cost the clinician the result. Say so in the result; log the type only (messages may
+        # quote header values, and headers carry patient identity).
+        try:
+            files[REPORT_SC] = build_secondary_capture(radiograph.dataset, np.asarray(rendered.image), result)
+            files[REPORT_SR] = build_structured_report(radiograph.dataset, result)
+        except Exception as exc:  # noqa: BLE001 - any builder failure degrades to PNG only
+            files.pop(REPORT_SC, None)
+            logger.warning("DICOM results not produced", extra={"error_type": type(exc).__name__})
+            result.warnings.append(f"DICOM results (SC/SR) not produced: {type(exc).__name__}")
     return files
 
 

@@ -68,6 +68,30 @@ def _software_version(result: AssessmentResult) -> str:
     return (result.model_version or "unknown")[:64]
 
 
+# Type 2 attributes highdicom copies from the source: present-but-empty is valid DICOM, absent is
+# not, and real modalities do leave some out.
+_TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber",
+                 "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName")
+_TYPE1_NEEDED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+class UnusableSource(ValueError):
+    """The source dataset lacks a UID that results must reference; no DICOM results are made."""
+
+
+def prepare_source(source: Dataset) -> Dataset:
+    """A shallow copy of ``source`` with missing Type 2 attributes present and empty."""
+    missing = [k for k in _TYPE1_NEEDED if not str(source.get(k, "") or "").strip()]
+    if missing:
+        raise UnusableSource(f"source dataset lacks {', '.join(missing)}")
+    ds = Dataset()
+    ds.update(source)
+    for keyword in _TYPE2_COPIED:
+        if keyword not in ds:
+            setattr(ds, keyword, "")
+    return ds
+
+
 def _source_reference(source: Dataset) -> Dataset:
     item = Dataset()
     item.ReferencedSOPClassUID = source.SOPClassUID
@@ -83,6 +107,7 @@ def _encode(ds: Dataset) -> bytes:
 
 def build_secondary_capture(source: Dataset, report_rgb: np.ndarray, result: AssessmentResult) -> bytes:
     """The PNG report as an RGB Secondary Capture image in a new series of the source study."""
+    source = prepare_source(source)
     pixels = np.ascontiguousarray(report_rgb, dtype=np.uint8)
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=source,
@@ -126,9 +151,10 @@ def _coding_scheme_identification() -> Dataset:
 
 def build_structured_report(source: Dataset, result: AssessmentResult) -> bytes:
     """A Comprehensive SR (TID 1500) with bone age, its interval, CA, BA - CA, SDS, flag, adult height."""
+    source = prepare_source(source)
     algorithm = hd.sr.AlgorithmIdentification(name=ALGORITHM_NAME, version=_software_version(result))
-    finding_site = hd.sr.FindingSite(anatomic_location=codes.SCT.BoneStructureOfHand,
-                                     laterality=codes.SCT.Left if (result.laterality or "L") == "L" else codes.SCT.Right)
+    side = {"L": codes.SCT.Left, "R": codes.SCT.Right}.get(result.laterality or "")
+    finding_site = hd.sr.FindingSite(anatomic_location=codes.SCT.BoneStructureOfHand, laterality=side)
 
     def measure(name: hd.sr.CodedConcept, value: float, unit: hd.sr.CodedConcept) -> hd.sr.Measurement:
         return hd.sr.Measurement(name=name, value=float(round(value, 4)), unit=unit, algorithm_id=algorithm)

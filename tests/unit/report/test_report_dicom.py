@@ -196,3 +196,27 @@ def test_dciodvfy_reports_no_errors_on_results_from_phantom_dicoms(tmp_path):
             assert ds.StudyInstanceUID == source.StudyInstanceUID
             assert ds.SeriesInstanceUID != source.SeriesInstanceUID
     assert len(kinds) >= 2   # more than one modality / photometric combination was exercised
+
+
+def test_source_without_type2_patient_and_study_attributes_still_gives_valid_dicom(rng, tmp_path):
+    radiograph, output, result = make_case(rng)
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                    "AccessionNumber", "StudyID", "ReferringPhysicianName"):
+        delattr(radiograph.dataset, keyword)
+    files = build_reports(radiograph, output, result)
+    assert "PatientID" not in radiograph.dataset      # the caller's dataset is not modified
+    for name in (REPORT_SC, REPORT_SR):
+        path = tmp_path / name
+        path.write_bytes(files[name])
+        errors, _ = _dciodvfy(path)
+        assert errors == [], f"{name}: {errors}"
+        assert pydicom.dcmread(path).PatientID == ""
+
+
+def test_source_without_sop_class_gives_png_only_and_says_why(rng, caplog):
+    radiograph, output, result = make_case(rng)
+    del radiograph.dataset.SOPClassUID
+    files = build_reports(radiograph, output, result)
+    assert set(files) == {REPORT_PNG}
+    assert result.warnings == ["DICOM results (SC/SR) not produced: UnusableSource"]
+    assert "DICOM results not produced" in caplog.text
