@@ -146,8 +146,9 @@ def _draw_chart(canvas: Image.Image, result: AssessmentResult) -> tuple[tuple[in
     ax0, ay0, ax1, ay1 = CHART_AREA
     px0, py0, px1, py1 = ax0 + 52, ay0 + 44, ax1 - 14, ay1 - 40   # plot area inside the axes
 
+    # Ages beyond the axes (an adult, a bad header) are pinned to the edge, never drawn outside.
     def X(years: float) -> float:
-        return px0 + (px1 - px0) * years / CHART_MAX_YEARS
+        return px0 + (px1 - px0) * min(max(years, 0.0), CHART_MAX_YEARS) / CHART_MAX_YEARS
 
     def Y(years: float) -> float:
         return py1 - (py1 - py0) * min(max(years, 0.0), CHART_MAX_YEARS) / CHART_MAX_YEARS

@@ -115,3 +115,12 @@ def test_warnings_are_shown_as_notes(rng):
     result.warnings = ["right hand detected: the image was mirrored before assessment"]
     lines = render_report(radiograph, output, result).lines
     assert lines[-1] == "Note: right hand detected: the image was mirrored before assessment"
+
+
+def test_ages_beyond_the_axes_are_pinned_inside_the_chart(rng):
+    radiograph, output, result = make_case(rng)
+    result.chronological_age_months, result.bone_age_months = 260.0, 250.0
+    rendered = render_report(radiograph, output, result)
+    px0, py0, px1, py1 = rendered.chart_box
+    x, y = rendered.point_xy
+    assert (x, y) == (px1, py0)
