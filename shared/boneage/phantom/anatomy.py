@@ -24,14 +24,14 @@ from boneage.phantom.raster import Frame, Point, blob, long_bone
 
 # Carpal bones: centre (mm), long-axis angle (deg from +x), semi-axes (mm), squareness when mature.
 _CARPALS: dict[str, tuple[Point, float, float, float, float]] = {
-    "capitate": ((3.0, 25.0), 90.0, 10.5, 6.5, 2.8),
-    "hamate": ((-8.5, 24.5), 80.0, 9.5, 6.2, 2.6),
-    "triquetrum": ((-11.0, 11.0), 30.0, 6.5, 5.3, 2.4),
-    "lunate": ((2.0, 9.5), 90.0, 7.5, 7.0, 2.3),
-    "scaphoid": ((15.0, 10.5), 60.0, 11.0, 6.0, 2.2),
-    "trapezium": ((22.0, 24.0), 30.0, 7.0, 6.3, 2.6),
-    "trapezoid": ((13.0, 26.5), 90.0, 6.0, 5.2, 2.8),
-    "pisiform": ((-14.0, 7.0), 0.0, 4.5, 4.2, 2.0),
+    "capitate": ((3.0, 25.5), 90.0, 8.5, 5.0, 2.8),
+    "hamate": ((-9.0, 24.5), 80.0, 8.0, 5.0, 2.6),
+    "triquetrum": ((-11.0, 10.5), 30.0, 5.2, 4.5, 2.4),
+    "lunate": ((2.5, 9.0), 90.0, 6.5, 6.0, 2.3),
+    "scaphoid": ((14.5, 9.5), 60.0, 8.5, 5.0, 2.2),
+    "trapezium": ((24.5, 22.5), 30.0, 5.5, 5.0, 2.6),
+    "trapezoid": ((13.5, 27.5), 90.0, 4.5, 4.3, 2.8),
+    "pisiform": ((-14.5, 6.5), 0.0, 3.8, 3.6, 2.0),
 }
 
 # Rays: metacarpal base (mm), angle (deg, + towards the thumb), then bone lengths (mm) and
@@ -143,8 +143,10 @@ def _epiphysis(ops: list, hand: Hand, key: str, family: str, shaft_end: Point,
         return
     w = hand.width_factor
     half_width = r_end * w * state.width * (1.0 + 0.1 * state.capping)
-    thickness = r_end * w * (0.25 + 0.45 * min(state.width, 1.0))
-    gap = 0.2 + 1.4 * state.gap
+    thickness = r_end * w * (0.12 + 0.22 * min(state.width, 1.0))  # semi-axis along the bone
+    # Open physis: a dark gap. Fusing: it closes and the two overlap a little, leaving the bright scar
+    # line a fused physis shows.
+    gap = 0.2 + 1.4 * state.gap - 0.45 * (1.0 - state.gap)
     cap_len = e_end * r_end * w
     # Capping moves the disc over the metaphysis; the cut keeps a physis gap so it wraps as a crescent.
     centre_off = cap_len + gap + thickness * (1.0 - 0.55 * state.capping)
@@ -183,11 +185,11 @@ def plan_hand(hand: Hand) -> HandPlan:
     outline += [(-33 * st, -35.0), (33 * st, -35.0), (-34.0 * st, 55.0), (36.0 * st, 55.0)]
 
     # Radius and ulna: shafts run off the film; epiphyses at their distal ends.
-    rad_end = (11.0, -8.5 - 6.0 * cart)
+    rad_end = (11.0, -12.0 - 6.0 * cart)
     ops.append((long_bone, "bone", ((11.0, -400.0), rad_end, 9.5 * w, 8.0 * w, 13.5 * w),
                 dict(e0=0.3, e1=0.22, density=dens)))
     _epiphysis(ops, hand, "radius", "radius", rad_end, (0.0, 1.0), 13.5, 0.22)
-    uln_end = (-13.0, -12.0 - 6.0 * cart)
+    uln_end = (-13.0, -15.5 - 6.0 * cart)
     ops.append((long_bone, "bone", ((-13.0, -400.0), uln_end, 6.5 * w, 5.5 * w, 7.5 * w),
                 dict(e0=0.3, e1=0.3, density=dens)))
     _epiphysis(ops, hand, "ulna", "ulna", uln_end, (0.0, 1.0), 7.5, 0.3)
@@ -221,7 +223,7 @@ def plan_hand(hand: Hand) -> HandPlan:
             proximal_epi = family != "metacarpal"  # MC2-5 have distal epiphyses; MC1 and phalanges proximal
             fam = "metacarpal" if family == "metacarpal1" else family
             # Room for the epiphysis and cartilage at each end shrinks as the bone ossifies.
-            epi_room = (0.9 + 0.5 * cart) * (r0 if proximal_epi else r1) * w
+            epi_room = (1.1 + 0.5 * cart) * (r0 if proximal_epi else r1) * w
             plain_room = (0.15 + 0.12 * cart) * L * 0.25
             e0, e1 = (0.25, 0.45) if proximal_epi else (0.35, 0.3)
             if family == "distal":

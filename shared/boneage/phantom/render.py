@@ -130,7 +130,7 @@ def _place_one(rng: np.random.Generator, layers: Layers, plan: HandPlan, size: i
         dx, dy = _fit_origin(rng, box, size, 0.02, 0.98, True)
     else:
         # Centre the hand's middle on the image, so size differences with age stay visible.
-        cx, cy = Frame((0.0, 0.0), scale * plan.growth).point(_HAND_CENTRE)
+        cx, cy = Frame((0.0, 0.0), scale * plan.growth, 0.0, mirror).point(_HAND_CENTRE)
         dx, dy = size / 2 - cx, size / 2 - cy
     frame = Frame((dx, dy), scale, math.radians(rotation), mirror)
     draw_plan(layers, frame, plan)
@@ -227,18 +227,23 @@ def _expose(rng: np.random.Generator, layers: Layers, scale: float, nuisance: bo
     np.minimum(atten, 0.0, out=atten)
     img = np.exp(atten)
     np.subtract(1.0, img, out=img)
-    return _blur2(img)
+    return _blur(img)
 
 
-def _blur2(img: np.ndarray) -> np.ndarray:
-    """2x2 box blur: the detector's blur, and anti-aliasing for the drawn edges."""
-    v = img.copy()
+def _blur(img: np.ndarray) -> np.ndarray:
+    """[1, 2, 1] / 4 separable blur (edges clamped): the detector's blur, and anti-aliasing for the
+    drawn edges. Symmetric, so it does not shift the image against its boxes (or a mirrored hand)."""
+    v = img * np.float32(2.0)
+    v[1:] += img[:-1]
+    v[0] += img[0]
     v[:-1] += img[1:]
-    v[-1] *= 2.0
-    h = v.copy()
+    v[-1] += img[-1]
+    h = v * np.float32(2.0)
+    h[:, 1:] += v[:, :-1]
+    h[:, 0] += v[:, 0]
     h[:, :-1] += v[:, 1:]
-    h[:, -1] *= 2.0
-    h *= np.float32(0.25)
+    h[:, -1] += v[:, -1]
+    h *= np.float32(1.0 / 16.0)
     return h
 
 

@@ -1,0 +1,83 @@
+"""Measurements the phantom tests make on drawn anatomy: bone layers, connected components, regions.
+
+Tests draw a hand's bone layer through a fixed, unrotated frame and measure what is on it
+(ossified area, separate ossification centres) instead of trusting the generator's bookkeeping.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from boneage.phantom.anatomy import Layers, draw_plan, plan_hand, sample_hand
+from boneage.phantom.raster import Frame
+
+PX_PER_MM = 1.5   # in the hand's own (adult-sized) millimetres, so every age is drawn the same size
+SIZE = 336
+ORIGIN = (SIZE / 2, SIZE * 0.78)
+
+# The carpus in the body frame: above the radius/ulna epiphyses, below the metacarpal bases.
+CARPAL_X = (-22.0, 28.0)
+CARPAL_Y = (0.0, 29.5)
+
+
+def bone_layer(bone_age: float, male: bool, child: int) -> np.ndarray:
+    """Bone thickness image of child ``child`` (its individual variation) at ``bone_age``."""
+    hand = sample_hand(np.random.default_rng(child), bone_age, male)
+    plan = plan_hand(hand)
+    layers = Layers.empty(SIZE)
+    draw_plan(layers, Frame(ORIGIN, PX_PER_MM / plan.growth), plan)
+    return layers.bone
+
+
+def to_body(px: float, py: float) -> tuple[float, float]:
+    return (px - ORIGIN[0]) / PX_PER_MM, (ORIGIN[1] - py) / PX_PER_MM
+
+
+def components(mask: np.ndarray) -> list[tuple[int, float, float]]:
+    """4-connected components of ``mask``: (pixel count, centroid x, centroid y)."""
+    seen = np.zeros_like(mask, dtype=bool)
+    h, w = mask.shape
+    out = []
+    for y0, x0 in zip(*np.nonzero(mask)):
+        if seen[y0, x0]:
+            continue
+        seen[y0, x0] = True
+        queue, n, sx, sy = deque([(y0, x0)]), 0, 0.0, 0.0
+        while queue:
+            y, x = queue.popleft()
+            n, sx, sy = n + 1, sx + x, sy + y
+            for yy, xx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
+                if 0 <= yy < h and 0 <= xx < w and mask[yy, xx] and not seen[yy, xx]:
+                    seen[yy, xx] = True
+                    queue.append((yy, xx))
+        out.append((n, sx / n + 0.5, sy / n + 0.5))
+    return out
+
+
+def carpal_centres(bone: np.ndarray, min_pixels: int = 3) -> int:
+    """Separate ossified centres whose centroid lies in the carpus."""
+    # Only the carpus and a margin are labelled: a centre's centroid moves little if a neighbour is cut.
+    x0, x1 = (int(ORIGIN[0] + (x + pad) * PX_PER_MM) for x, pad in ((CARPAL_X[0], -6), (CARPAL_X[1], 6)))
+    y0, y1 = (int(ORIGIN[1] - (y + pad) * PX_PER_MM) for y, pad in ((CARPAL_Y[1], 6), (CARPAL_Y[0], -6)))
+    count = 0
+    for n, cx, cy in components(bone[y0:y1, x0:x1] > 0.3):
+        bx, by = to_body(cx + x0, cy + y0)
+        if n >= min_pixels and CARPAL_X[0] <= bx <= CARPAL_X[1] and CARPAL_Y[0] <= by <= CARPAL_Y[1]:
+            count += 1
+    return count
+
+
+def carpal_area(bone: np.ndarray) -> float:
+    """Ossified area (mm^2 of the adult-sized frame) in the carpus."""
+    x0 = int(ORIGIN[0] + CARPAL_X[0] * PX_PER_MM)
+    x1 = int(ORIGIN[0] + CARPAL_X[1] * PX_PER_MM)
+    y0 = int(ORIGIN[1] - CARPAL_Y[1] * PX_PER_MM)
+    y1 = int(ORIGIN[1] - CARPAL_Y[0] * PX_PER_MM)
+    return float((bone[y0:y1, x0:x1] > 0.3).sum()) / PX_PER_MM ** 2
+
+
+def hand_centres(bone: np.ndarray, min_pixels: int = 3) -> int:
+    """Separate ossified pieces in the whole hand (shafts, epiphyses, carpals)."""
+    return sum(1 for n, _, _ in components(bone > 0.3) if n >= min_pixels)

@@ -1,0 +1,169 @@
+"""render_sample: determinism, every kind drawn as labelled, anatomy maturing with age and sex."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from boneage.errors import Rejection
+from boneage.phantom import KINDS, render_sample
+from boneage.phantom import maturity as mat
+from boneage.phantom.render import sample_chronological_age
+
+from .measure import bone_layer, carpal_area, carpal_centres, hand_centres
+
+SIZE = 192
+
+
+def render(seed: int, **kwargs):
+    return render_sample(np.random.default_rng(seed), size=kwargs.pop("size", SIZE), **kwargs)
+
+
+def test_same_seed_gives_identical_image_and_labels():
+    for kind in KINDS:
+        a, la = render(11, kind=kind)
+        b, lb = render(11, kind=kind)
+        assert np.array_equal(a, b) and la == lb
+
+
+def test_different_seeds_give_different_images():
+    a, _ = render(1)
+    b, _ = render(2)
+    assert not np.array_equal(a, b)
+
+
+def test_image_is_float32_square_in_unit_range():
+    for seed in range(12):
+        img, labels = render(seed, kind=KINDS[seed % len(KINDS)], size=160)
+        assert img.dtype == np.float32 and img.shape == (160, 160)
+        assert 0.0 <= float(img.min()) and float(img.max()) <= 1.0
+        assert labels["pixel_spacing_mm"] > 0
+
+
+@pytest.mark.parametrize("kind,hands", [("left", 1), ("right", 1), ("adult", 1), ("two_hands", 2), ("non_hand", 0)])
+def test_each_kind_has_its_number_of_hand_boxes_inside_the_image(kind, hands):
+    for seed in range(15):
+        _, labels = render(seed, kind=kind)
+        assert labels["kind"] == kind
+        assert len(labels["hand_boxes"]) == hands
+        for x0, y0, x1, y1 in labels["hand_boxes"]:
+            assert 0 <= x0 < x1 <= SIZE and 0 <= y0 < y1 <= SIZE
+            # A hand is a good part of the film, not a speck.
+            assert (x1 - x0) * (y1 - y0) > 0.08 * SIZE * SIZE
+
+
+def test_two_hands_are_side_by_side_and_do_not_overlap():
+    for seed in range(10):
+        _, labels = render(seed, kind="two_hands")
+        (a, b) = labels["hand_boxes"]
+        overlap_x = min(a[2], b[2]) - max(a[0], b[0])
+        assert overlap_x < 0.1 * SIZE
+
+
+def test_hand_box_encloses_the_hand_on_a_clean_film():
+    for seed, kind in enumerate(["left", "right", "adult", "left"]):
+        img, labels = render(seed, kind=kind, nuisance=False, bone_age_months=30.0 + 50 * seed if kind != "adult" else None)
+        x0, y0, x1, y1 = labels["hand_boxes"][0]
+        tissue = img > 0.15  # soft tissue and bone; the clean background is 0.03
+        ys, xs = np.nonzero(tissue[: int(y1)])  # above the box's lower edge the forearm is cut off
+        assert xs.min() >= x0 - 2 and xs.max() <= x1 + 2 and ys.min() >= y0 - 2
+        # and it is tight: tissue reaches close to its top (fingertips) and sides
+        assert ys.min() <= y0 + 0.05 * SIZE
+
+
+def test_right_hand_is_the_mirror_image_of_the_left():
+    left, ll = render(5, kind="left", nuisance=False, bone_age_months=100.0, male=True)
+    right, lr = render(5, kind="right", nuisance=False, bone_age_months=100.0, male=True)
+    assert lr["mirrored"] and not ll["mirrored"]
+    # Up to the half-pixel sampling offsets, the right hand is the left one flipped; unflipped, the
+    # thumb and the radius sit on the wrong side.
+    mirrored = float(np.abs(right - left[:, ::-1]).mean())
+    same = float(np.abs(right - left).mean())
+    assert mirrored < 0.25 * same, (mirrored, same)
+
+
+def test_inverted_films_are_flagged_and_have_a_bright_background():
+    seen = {True: [], False: []}
+    for seed in range(80):
+        img, labels = render(seed, kind="left", size=96)
+        seen[labels["inverted"]].append(float(np.median(img)))
+    assert seen[True], "no inverted film in 80 samples"
+    assert np.median(seen[True]) > np.median(seen[False]) + 0.3
+
+
+def test_nuisance_rotation_covers_at_least_25_degrees_each_way():
+    rotations = [render(seed, size=48)[1]["rotation_deg"] for seed in range(60)]
+    assert min(rotations) < -25 and max(rotations) > 25
+
+
+def test_adult_hands_are_at_or_beyond_skeletal_maturity():
+    for seed in range(10):
+        _, labels = render(seed, kind="adult", size=64)
+        assert labels["boneage"] >= mat.MATURE_MONTHS[labels["male"]]
+
+
+def test_unknown_kind_is_a_typed_rejection():
+    with pytest.raises(Rejection) as err:
+        render(0, kind="foot")
+    assert err.value.reason == "invalid_metadata"
+
+
+def test_chronological_age_scatters_by_the_gp_sd_for_age_and_sex():
+    rng = np.random.default_rng(0)
+    for ba, male in ((120.0, True), (60.0, False)):
+        dev = np.array([ba - sample_chronological_age(rng, ba, male) for _ in range(4000)])
+        sd = mat.gp_sd_months(ba, male)
+        assert abs(dev.mean()) < 0.1 * sd
+        assert dev.std() == pytest.approx(sd, rel=0.06)
+
+
+# --- maturity, measured on the drawn bone layer -------------------------------------------------
+
+CHILDREN = range(4)
+
+
+def mean_over_children(fn, bone_age: float, male: bool) -> float:
+    return float(np.mean([fn(bone_layer(bone_age, male, c)) for c in CHILDREN]))
+
+
+def test_carpal_centres_appear_with_age():
+    for male in (False, True):
+        counts = [mean_over_children(carpal_centres, ba, male) for ba in (1.0, 12.0, 40.0, 90.0)]
+        assert counts == sorted(counts) and counts[-1] - counts[0] >= 4, counts
+
+
+def test_girls_show_more_carpal_centres_than_boys_at_the_same_bone_age():
+    for ba in (36.0, 60.0):
+        girls = mean_over_children(carpal_centres, ba, False)
+        boys = mean_over_children(carpal_centres, ba, True)
+        assert girls > boys, (ba, girls, boys)
+
+
+def test_ossified_carpal_area_grows_with_age_and_girls_lead():
+    ages = (6.0, 24.0, 60.0, 108.0, 168.0)
+    for male in (False, True):
+        areas = [mean_over_children(carpal_area, ba, male) for ba in ages]
+        assert all(b > a * 1.1 for a, b in zip(areas, areas[1:])), areas
+    for ba in (24.0, 60.0, 108.0):
+        assert mean_over_children(carpal_area, ba, False) > mean_over_children(carpal_area, ba, True)
+
+
+def test_epiphyses_appear_in_toddlers_and_fuse_in_adolescence():
+    for male in (False, True):
+        infant, child, adult = (mean_over_children(hand_centres, ba, male)
+                                for ba in (2.0, 100.0, mat.MATURE_MONTHS[male] + 6))
+        # Separate pieces: shafts only -> shafts + epiphyses -> epiphyses fused onto their shafts.
+        assert child > infant + 12 and adult < child - 12, (infant, child, adult)
+
+
+def test_fusion_comes_earlier_in_girls():
+    girls = mean_over_children(hand_centres, 186.0, False)
+    boys = mean_over_children(hand_centres, 186.0, True)
+    assert girls < boys - 5
+
+
+def test_no_single_feature_gives_the_age_away():
+    # Children a year apart overlap in carpal area: individual variation, not a lookup table.
+    younger = [carpal_area(bone_layer(96.0, False, c)) for c in range(10, 22)]
+    older = [carpal_area(bone_layer(108.0, False, c)) for c in range(10, 22)]
+    assert max(younger) > min(older)
+    assert np.mean(older) > np.mean(younger)
