@@ -75,7 +75,8 @@ def sample_record(seed: int, index: int, *, size: int, mix: Mapping[str, float])
     labels.update(
         id=int(index) + 1, sex="M" if labels["male"] else "F", n_hands=len(labels["hand_boxes"]), size=int(size),
         study_date=study.strftime("%Y%m%d"), birth_date=birth.strftime("%Y%m%d"),
-        modality="DX" if rng.random() < 0.6 else "CR",
+        # CR has no Image Laterality for "both" or "unknown": two-hand and non-hand films are DX.
+        modality="DX" if rng.random() < 0.6 or kind in ("two_hands", "non_hand") else "CR",
         photometric="MONOCHROME1" if rng.random() < 0.2 else "MONOCHROME2",
         study_time=f"{int(rng.integers(7, 19)):02d}{int(rng.integers(60)):02d}{int(rng.integers(60)):02d}",
     )

@@ -9,13 +9,14 @@ byte-for-byte reproducible.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
 from boneage.phantom.dataset import SOP_CLASS
 
@@ -24,8 +25,11 @@ MAX_VALUE = (1 << BITS_STORED) - 1
 
 
 def _uid(seed: int, sample_id: int, what: str) -> str:
-    # generate_uid with entropy sources gives a deterministic 2.25.<hash> UID.
-    return generate_uid(prefix=None, entropy_srcs=["boneage-phantom", str(seed), str(sample_id), what])
+    # A 2.25.<128-bit integer> UID (the UUID-derived root, ITU-T X.667) from a hash of the set seed,
+    # sample and role: reproducible, and unique across sets. pydicom's generate_uid(prefix=None)
+    # would ignore its entropy sources and return a random UUID.
+    digest = hashlib.sha256(f"boneage-phantom/{seed}/{sample_id}/{what}".encode()).digest()
+    return "2.25." + str(int.from_bytes(digest[:16], "big"))
 
 
 def _patient_age(months: float) -> str:
