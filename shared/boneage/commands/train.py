@@ -1,0 +1,59 @@
+"""``boneage train``: train the two-stage model on RSNA-layout folders and/or generated phantoms."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HELP = "train the hand detector and bone age regressor (RSNA layout folders and/or phantoms)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="demo", help="model size: demo | clinical | seed_equivalent")
+    p.add_argument("--out", required=True, type=Path, help="output folder (model.pt, last.pt, summary.json)")
+    p.add_argument("--data", action="append", type=Path, default=[],
+                   help="RSNA-layout folder (CSV id,boneage,male + PNGs); repeatable")
+    p.add_argument("--phantoms", type=int, default=0, help="render N phantoms for training")
+    p.add_argument("--phantom-size", type=int, default=512, help="phantom image side in pixels")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--init", type=Path, default=None, help="start from this checkpoint (fine-tune)")
+    p.add_argument("--cache", action="append", type=Path, default=[],
+                   help="prepared-data cache file; loaded when all given exist, else the first is written")
+    p.add_argument("--prepare-only", action="store_true", help="render/prepare data into --cache and stop")
+    p.add_argument("--stage", choices=["both", "detector", "regressor"], default="both")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop after this long, then calibrate and save")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    from boneage.errors import Rejection
+    from boneage.model.configs import CONFIGS
+    from boneage.model.training import TrainOptions, train
+
+    if args.config not in CONFIGS:
+        print(f"unknown config {args.config!r}; choose from {', '.join(CONFIGS)}", file=sys.stderr)
+        return 2
+    if args.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            print("--device cuda asked for, but CUDA is not available", file=sys.stderr)
+            return 2
+    stages = ("detector", "regressor") if args.stage == "both" else (args.stage,)
+    opts = TrainOptions(out=args.out, data=list(args.data), phantoms=args.phantoms, phantom_size=args.phantom_size,
+                        epochs=args.epochs, seed=args.seed, device=args.device, batch=args.batch, lr=args.lr,
+                        threads=args.threads, init=args.init, cache=list(args.cache),
+                        prepare_only=args.prepare_only, stages=stages, max_minutes=args.max_minutes)
+    try:
+        summary = train(CONFIGS[args.config], opts, log=lambda m: print(m, file=sys.stderr, flush=True))
+    except (ValueError, FileNotFoundError, Rejection) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary) if args.json else json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,105 @@
+"""Model sizes: one frozen dataclass per stage, three named configurations.
+
+``demo`` is trained here on CPU in about an hour (narrow networks, detector at 256 px, regressor at
+224 px crops). ``clinical`` is the compute class of published accurate models (Inception-v4
+regressor at 299 px, ResNet-50-FPN detector at 512 px). ``seed_equivalent`` is the reference
+product's architecture (RetinaNet ResNet-50-FPN at 512 px + Inception-v4 at 299 px); it exists to be
+benchmarked with random weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+DETECTOR_CLASSES = ("left_hand", "right_hand")
+IMAGE_LABELS = ("inverted",)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    backbone: str                        # "small" | "resnet50"
+    image_size: int                      # square letterbox side
+    widths: tuple[int, ...] = ()         # small backbone only: stem, stride 8, 16, 32 widths
+    fpn_channels: int = 64
+    strides: tuple[int, ...] = (16, 32, 64)   # pyramid levels used by the heads
+    head_convs: int = 2
+    anchor_sizes: tuple[float, ...] = (64.0, 128.0, 256.0)   # sqrt(area) per level, pixels
+    anchor_scales: tuple[float, ...] = (1.0, 2 ** (1 / 3), 2 ** (2 / 3))
+    anchor_aspects: tuple[float, ...] = (1.0, 1.5, 2.0)    # height / width: hands are tall
+    classes: tuple[str, ...] = DETECTOR_CLASSES
+    image_labels: tuple[str, ...] = IMAGE_LABELS
+
+    @property
+    def anchors_per_cell(self) -> int:
+        return len(self.anchor_scales) * len(self.anchor_aspects)
+
+
+@dataclass(frozen=True)
+class RegressorConfig:
+    backbone: str                        # "small" | "inception_v4"
+    crop_size: int
+    widths: tuple[int, ...] = ()
+    hidden: int = 64
+    crop_margin: float = 1.15            # square crop side = margin * longest box side (Deeplasia uses 1.15)
+    age_center: float = 120.0            # months; output = center + scale * raw (keeps the head well scaled)
+    age_scale: float = 60.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    detector: DetectorConfig
+    regressor: RegressorConfig
+    score_threshold: float = 0.5         # a hand counts when its best class score reaches this
+    nms_iou: float = 0.4
+    inverted_threshold: float = 0.5
+    mature_threshold: float = 0.5
+    interval_z: float = 1.6449           # two-sided 90 % Gaussian quantile
+    interval_scale: float = 1.0          # calibration factor on sigma, fitted on held-out data
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        def tup(x: dict[str, Any]) -> dict[str, Any]:
+            return {k: tuple(v) if isinstance(v, list) else v for k, v in x.items()}
+
+        d = dict(d)
+        det = DetectorConfig(**tup(d.pop("detector")))
+        reg = RegressorConfig(**tup(d.pop("regressor")))
+        return cls(detector=det, regressor=reg, **d)
+
+    def with_updates(self, **kw: Any) -> "ModelConfig":
+        d = self.as_dict()
+        d.update(kw)
+        return ModelConfig.from_dict(d)
+
+
+CONFIGS: dict[str, ModelConfig] = {
+    "demo": ModelConfig(
+        # Sized for CPU training on two shared cores: hands fill most of the film, so 128 px finds
+        # them; 160 px crops keep the epiphyses several pixels wide.
+        name="demo",
+        detector=DetectorConfig(backbone="small", image_size=128, widths=(16, 24, 32, 64, 96),
+                                fpn_channels=48, strides=(8, 16, 32), head_convs=2,
+                                anchor_sizes=(32.0, 64.0, 128.0)),
+        regressor=RegressorConfig(backbone="small", crop_size=160, widths=(16, 32, 48, 96, 128), hidden=64),
+    ),
+    "clinical": ModelConfig(
+        name="clinical",
+        detector=DetectorConfig(backbone="resnet50", image_size=512, fpn_channels=128, strides=(16, 32, 64),
+                                head_convs=2, anchor_sizes=(128.0, 256.0, 512.0)),
+        regressor=RegressorConfig(backbone="inception_v4", crop_size=299, hidden=256),
+    ),
+    "seed_equivalent": ModelConfig(
+        name="seed_equivalent",
+        # RetinaNet as published: P3-P7, 256-channel FPN, four 3x3 convs per head.
+        detector=DetectorConfig(backbone="resnet50", image_size=512, fpn_channels=256,
+                                strides=(8, 16, 32, 64, 128), head_convs=4,
+                                anchor_sizes=(32.0, 64.0, 128.0, 256.0, 512.0)),
+        regressor=RegressorConfig(backbone="inception_v4", crop_size=299, hidden=256),
+    ),
+}

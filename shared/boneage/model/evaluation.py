@@ -1,0 +1,187 @@
+"""Evaluation on an RSNA-layout folder: accuracy, interval coverage, bias, QC confusion, robustness.
+
+Accuracy is measured on the images that should get a bone age (kinds ``left``, ``right`` and
+unlabelled rows) and did; images the model wrongly rejected count in the QC confusion, not in the
+MAE. Robustness re-runs a subset of left hands under each perturbation of issue 4's acceptance
+lines and reports the MAE rise over the same subset clean.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import _bool, _image_index, read_png, rsna_rows
+
+SCORED_KINDS = {"left", "right", "unknown"}
+AGE_BANDS = ((0, 24), (24, 60), (60, 120), (120, 168), (168, 240))   # months
+
+
+def _stats(err: np.ndarray) -> dict[str, float]:
+    return {"n": int(err.size), "bias_months": round(float(err.mean()), 3) if err.size else None,
+            "mae_months": round(float(np.abs(err).mean()), 3) if err.size else None}
+
+
+def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float], lo: Sequence[float], hi: Sequence[float],
+                       male: Sequence[bool | None]) -> dict[str, Any]:
+    """MAE, RMSE, share within 12 months, 90 % interval coverage, bias (pred - true) by sex and age band."""
+    t, p = np.asarray(y_true, float), np.asarray(y_pred, float)
+    lo_a, hi_a = np.asarray(lo, float), np.asarray(hi, float)
+    err = p - t
+    out: dict[str, Any] = {"n": int(t.size)}
+    if not t.size:
+        return out
+    out.update({
+        "mae_months": round(float(np.abs(err).mean()), 3),
+        "rmse_months": round(float(math.sqrt((err ** 2).mean())), 3),
+        "within_12_months": round(float((np.abs(err) <= 12).mean()), 4),
+        "coverage_90": round(float(((t >= lo_a) & (t <= hi_a)).mean()), 4),
+        "mean_interval_width_months": round(float((hi_a - lo_a).mean()), 2),
+        "bias_months": round(float(err.mean()), 3),
+    })
+    m = np.array([None if v is None else bool(v) for v in male], dtype=object)
+    out["by_sex"] = {name: _stats(err[m == val]) for name, val in (("M", True), ("F", False))}
+    out["by_age_band"] = {f"{a}-{b}": _stats(err[(t >= a) & (t < b)]) for a, b in AGE_BANDS}
+    return out
+
+
+def _outcome(o: Any) -> str:
+    return o.rejection[0] if o.rejection is not None else "completed"
+
+
+def qc_summary(kinds: Sequence[str], outputs: Sequence[Any]) -> dict[str, Any]:
+    """Confusion table kind -> outcome counts, and the rates the acceptance lines name."""
+    table: dict[str, Counter] = defaultdict(Counter)
+    mirrored: Counter = Counter()
+    for k, o in zip(kinds, outputs):
+        table[k][_outcome(o)] += 1
+        if o.qc.get("mirrored") and _outcome(o) == "completed":
+            mirrored[k] += 1
+
+    def rate(kind: str, pred: Callable[[str], bool]) -> float | None:
+        n = sum(table[kind].values())
+        return round(sum(c for oc, c in table[kind].items() if pred(oc)) / n, 4) if n else None
+
+    n_right = sum(table["right"].values())
+    return {
+        "confusion": {k: dict(v) for k, v in sorted(table.items())},
+        "left_found_rate": rate("left", lambda oc: oc == "completed"),
+        "right_mirrored_rate": round(mirrored["right"] / n_right, 4) if n_right else None,
+        "left_mirrored_rate": round(mirrored["left"] / max(sum(table["left"].values()), 1), 4)
+        if table["left"] else None,
+        "two_hands_rejected_rate": rate("two_hands", lambda oc: oc != "completed"),
+        "two_hands_multiple_hands_rate": rate("two_hands", lambda oc: oc == "multiple_hands"),
+        "non_hand_rejected_rate": rate("non_hand", lambda oc: oc != "completed"),
+        "non_hand_no_hand_rate": rate("non_hand", lambda oc: oc == "no_hand_found"),
+        "adult_rejected_rate": rate("adult", lambda oc: oc != "completed"),
+        "adult_mature_rate": rate("adult", lambda oc: oc == "skeletally_mature"),
+    }
+
+
+# ---------------------------------------------------------------------------------------- perturbations
+def rotate(img: np.ndarray, deg: float) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(img.astype(np.float32), mode="F").rotate(
+        deg, resample=Image.Resampling.BILINEAR, expand=True, fillcolor=0.0), dtype=np.float32)
+
+
+def off_centre_crop(img: np.ndarray, frac: float = 0.15) -> np.ndarray:
+    """Shift the film by ``frac`` of its size down-right: the top-left fills black, the far edge is cut."""
+    h, w = img.shape
+    dy, dx = int(h * frac), int(w * frac)
+    out = np.zeros_like(img)
+    out[dy:, dx:] = img[:h - dy, :w - dx]
+    return out
+
+
+def perturbations(seed: int = 0) -> dict[str, Callable[[np.ndarray, int], np.ndarray]]:
+    def noise(img: np.ndarray, i: int) -> np.ndarray:
+        rng = np.random.default_rng(seed * 100_003 + i)
+        return np.clip(img + rng.normal(0, 0.05, img.shape).astype(np.float32), 0, 1)
+
+    return {
+        "rotation_25": lambda im, i: rotate(im, 25.0 if i % 2 == 0 else -25.0),
+        "mirror": lambda im, i: np.ascontiguousarray(im[:, ::-1]),
+        "inversion": lambda im, i: 1.0 - im,
+        "gamma_0.6": lambda im, i: np.power(np.clip(im, 0, 1), 0.6),
+        "gamma_1.6": lambda im, i: np.power(np.clip(im, 0, 1), 1.6),
+        "noise_0.05": noise,
+        "off_centre_crop": lambda im, i: off_centre_crop(im),
+    }
+
+
+# ------------------------------------------------------------------------------------------ whole folder
+def _sex(male: bool | None) -> str | None:
+    return None if male is None else ("M" if male else "F")
+
+
+def evaluate_folder(root: Path, assessor: Any, *, limit: int | None = None, batch: int = 16,
+                    robustness: bool = False, robustness_n: int = 200, seed: int = 0) -> dict[str, Any]:
+    root = Path(root)
+    index = _image_index(root)
+    rows = [r for r in rsna_rows(root) if r.get("id", "").strip() in index][:limit]
+    kinds = [(r.get("kind") or "").strip() or "unknown" for r in rows]
+    males = [_bool(r.get("male", "")) for r in rows]
+    ages = [float(r["boneage"]) if (r.get("boneage") or "").strip() not in ("", "nan", "None") else None
+            for r in rows]
+
+    outputs: list[Any] = []
+    for s in range(0, len(rows), batch):
+        chunk = rows[s:s + batch]
+        imgs = [read_png(index[r["id"].strip()]) for r in chunk]
+        outputs += assessor.assess_batch(imgs, [_sex(m) for m in males[s:s + batch]])
+
+    scored = [i for i, (k, a, o) in enumerate(zip(kinds, ages, outputs))
+              if k in SCORED_KINDS and a is not None and o.bone_age_months is not None]
+    result: dict[str, Any] = {"model_version": getattr(assessor, "model_version", ""),
+                              "images": len(rows), **regression_metrics(
+                                  [ages[i] for i in scored], [outputs[i].bone_age_months for i in scored],
+                                  [outputs[i].interval_months[0] for i in scored],
+                                  [outputs[i].interval_months[1] for i in scored], [males[i] for i in scored])}
+    result["qc"] = qc_summary(kinds, outputs)
+    inv = [i for i, r in enumerate(rows) if (r.get("inverted") or "").strip()]
+    if inv:
+        result["qc"]["inversion_accuracy"] = round(float(np.mean(
+            [bool(outputs[i].qc.get("inverted")) == bool(_bool(rows[i]["inverted"])) for i in inv])), 4)
+
+    if robustness:
+        subset = [i for i in scored if kinds[i] == "left"][:robustness_n]
+        result["robustness"] = _robustness(root, index, rows, subset, ages, males, assessor, batch, seed)
+    return result
+
+
+def _robustness(root: Path, index: dict[str, Path], rows: list[dict[str, str]], subset: list[int],
+                ages: list[float | None], males: list[bool | None], assessor: Any, batch: int,
+                seed: int) -> dict[str, Any]:
+    images = {i: read_png(index[rows[i]["id"].strip()]) for i in subset}
+    sexes = [_sex(males[i]) for i in subset]
+    truth = np.array([ages[i] for i in subset], float)
+
+    def mae_under(fn: Callable[[np.ndarray, int], np.ndarray] | None) -> tuple[float, int]:
+        preds = []
+        for s in range(0, len(subset), batch):
+            ids = subset[s:s + batch]
+            imgs = [images[i] if fn is None else fn(images[i], i) for i in ids]
+            preds += assessor.assess_batch(imgs, sexes[s:s + batch])
+        ok = np.array([o.bone_age_months is not None for o in preds])
+        err = np.abs(np.array([o.bone_age_months if o.bone_age_months is not None else np.nan for o in preds])
+                     - truth)
+        return float(np.nanmean(err[ok])) if ok.any() else float("nan"), int((~ok).sum())
+
+    clean, clean_rej = mae_under(None)
+    out: dict[str, Any] = {"n": len(subset), "clean_mae_months": round(clean, 3), "clean_rejected": clean_rej,
+                           "perturbed": {}}
+    worst = 0.0
+    for name, fn in perturbations(seed).items():
+        mae, rej = mae_under(fn)
+        rise = (mae / clean - 1.0) if clean > 0 else float("nan")
+        worst = max(worst, rise)
+        out["perturbed"][name] = {"mae_months": round(mae, 3), "mae_rise": round(rise, 4), "rejected": rej}
+    out["worst_mae_rise"] = round(worst, 4)
+    return out

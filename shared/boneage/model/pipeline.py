@@ -1,0 +1,137 @@
+"""Two-stage assessment with quality control: detector -> QC decisions -> crop -> regressor.
+
+``TwoStageAssessor`` takes the two stages as plain callables on tensors, so the eager modules,
+TorchScript, torch.export or AOTInductor artifacts all plug in the same way. QC (reason codes from
+``boneage.errors.Reason``):
+- no hand above the score threshold -> ``no_hand_found``; two or more -> ``multiple_hands``;
+- a hand classified ``right_hand`` is mirrored to a left hand before regression (``qc["mirrored"]``);
+- the detector's image-level ``inverted`` logit flags a negative, which is flipped back before
+  regression (``qc["inverted"]``);
+- the regressor's ``mature`` logit flags an adult (fused) hand -> ``skeletally_mature``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import Reason
+from .boxes import postprocess
+from .configs import ModelConfig
+from .preprocess import letterbox, square_crop
+from .regressor import sex_onehot
+from .types import Box, ModelOutput
+
+TensorFn = Callable[..., Sequence[torch.Tensor]]
+MAX_BONE_AGE_MONTHS = 240.0
+
+
+def _sigmoid(x: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-x)))
+
+
+class TwoStageAssessor:
+    def __init__(self, cfg: ModelConfig, detector_fn: TensorFn, regressor_fn: TensorFn,
+                 model_version: str, demo: bool) -> None:
+        self.cfg = cfg
+        self.detector_fn = detector_fn
+        self.regressor_fn = regressor_fn
+        self.model_version = model_version
+        self.demo = demo
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Any) -> "TwoStageAssessor":
+        """The eager assessor from a ``weights.Checkpoint``."""
+        from .networks import build_detector, build_regressor
+
+        det = build_detector(ckpt.cfg)
+        det.load_state_dict(ckpt.detector_state)
+        reg = build_regressor(ckpt.cfg)
+        reg.load_state_dict(ckpt.regressor_state)
+        det.eval()
+        reg.eval()
+        return cls(ckpt.cfg, det, reg, ckpt.model_version, ckpt.demo)
+
+    def assess(self, image: np.ndarray, sex: str | None) -> ModelOutput:
+        return self.assess_batch([image], [sex])[0]
+
+    @torch.inference_mode()
+    def assess_batch(self, images: Sequence[np.ndarray], sexes: Sequence[str | None]) -> list[ModelOutput]:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        boxed = [letterbox(np.asarray(im, dtype=np.float32), cfg.detector.image_size) for im in images]
+        cls_logits, deltas, image_logits = self.detector_fn(torch.stack([b[0] for b in boxed]))[:3]
+        t_det = (time.perf_counter() - t0) * 1000 / max(len(images), 1)
+
+        outputs: list[ModelOutput] = []
+        pending: list[tuple[int, np.ndarray, np.ndarray]] = []   # (index, prepared image, source box)
+        for i, (image, (_, geo)) in enumerate(zip(images, boxed)):
+            boxes, scores, labels = postprocess(cls_logits[i], deltas[i], cfg.detector,
+                                                score_threshold=cfg.score_threshold, nms_iou=cfg.nms_iou)
+            p_inv = _sigmoid(float(image_logits[i, 0]))
+            qc: dict[str, Any] = {"hand_count": int(len(boxes)), "inverted": p_inv >= cfg.inverted_threshold,
+                                  "inverted_probability": round(p_inv, 4), "mirrored": False}
+            out = ModelOutput(None, None, None, model_version=self.model_version, qc=qc)
+            outputs.append(out)
+            src_boxes = [geo.to_source(b.tolist()) for b in boxes]
+            for b, s, lab in zip(src_boxes, scores.tolist(), labels.tolist()):
+                out.regions.append(Box(*(float(v) for v in b), score=float(s), label=cfg.detector.classes[lab]))
+            if not len(boxes):
+                out.rejection = (Reason.NO_HAND_FOUND, "no hand was found in the image")
+                continue
+            if len(boxes) > 1:
+                out.rejection = (Reason.MULTIPLE_HANDS,
+                                 f"{len(boxes)} hands were found; upload one left hand per image")
+                continue
+            box = np.clip(src_boxes[0], 0, [image.shape[1], image.shape[0]] * 2)
+            qc["hand_score"] = round(float(scores[0]), 4)
+            qc["hand_label"] = cfg.detector.classes[int(labels[0])]
+            # The hand box is reported in the coordinates of the image as given, before mirroring.
+            out.hand_box = Box(*(float(v) for v in box), score=float(scores[0]), label=qc["hand_label"])
+            prepared = np.asarray(image, dtype=np.float32)
+            if qc["inverted"]:
+                prepared = 1.0 - prepared
+            if qc["hand_label"] == "right_hand":
+                prepared = prepared[:, ::-1]
+                w = image.shape[1]
+                box = np.array([w - box[2], box[1], w - box[0], box[3]])
+                qc["mirrored"] = True
+            pending.append((i, prepared, box))
+
+        t1 = time.perf_counter()
+        if pending:
+            crops = torch.stack([square_crop(p, b, cfg.regressor.crop_margin, cfg.regressor.crop_size)
+                                 for _, p, b in pending])
+            sex_t = sex_onehot([sexes[i] for i, _, _ in pending])
+            age, sigma, male_logit, mature_logit = self.regressor_fn(crops, sex_t)[:4]
+            for j, (i, _, _) in enumerate(pending):
+                self._fill(outputs[i], sexes[i], float(age[j]), float(sigma[j]), float(male_logit[j]),
+                           float(mature_logit[j]))
+        t_reg = (time.perf_counter() - t1) * 1000 / max(len(pending), 1)
+        for o in outputs:
+            o.qc["timings_ms"] = {"detect": round(t_det, 2), "regress": round(t_reg, 2)}
+        return outputs
+
+    def _fill(self, out: ModelOutput, sex: str | None, age: float, sigma: float, male_logit: float,
+              mature_logit: float) -> None:
+        cfg = self.cfg
+        p_mature = _sigmoid(mature_logit)
+        out.qc["mature_probability"] = round(p_mature, 4)
+        age = float(np.clip(age, 0.0, MAX_BONE_AGE_MONTHS))
+        half = cfg.interval_z * sigma * cfg.interval_scale
+        out.sex_used = sex if sex in ("M", "F") else None
+        if out.sex_used is None:
+            p_male = _sigmoid(male_logit)
+            out.predicted_sex = "M" if p_male >= 0.5 else "F"
+            out.predicted_sex_probability_male = round(p_male, 4)
+        if p_mature >= cfg.mature_threshold:
+            out.qc["bone_age_estimate_months"] = round(age, 1)
+            out.rejection = (Reason.SKELETALLY_MATURE,
+                             "the hand is skeletally mature (growth plates fused): bone age is not defined")
+            return
+        out.bone_age_months = age
+        out.interval_months = (max(age - half, 0.0), min(age + half, MAX_BONE_AGE_MONTHS))

@@ -1,0 +1,74 @@
+"""Evaluation arithmetic on known inputs, QC tallies and the robustness perturbations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from boneage.model.evaluation import off_centre_crop, perturbations, qc_summary, regression_metrics, rotate
+from boneage.model.types import ModelOutput
+
+
+def test_regression_metrics_on_known_errors():
+    truth = [10.0, 30.0, 100.0, 200.0]
+    pred = [12.0, 26.0, 100.0, 215.0]          # errors +2, -4, 0, +15
+    lo = [0.0, 27.0, 90.0, 190.0]
+    hi = [20.0, 40.0, 110.0, 199.0]            # covers 10 and 100 only (30 < lo 27? no: 30 in; 200 > 199)
+    m = regression_metrics(truth, pred, lo, hi, [True, False, True, None])
+    assert m["n"] == 4
+    assert m["mae_months"] == pytest.approx(21 / 4)
+    assert m["rmse_months"] == pytest.approx(math.sqrt((4 + 16 + 0 + 225) / 4), abs=1e-3)
+    assert m["within_12_months"] == 0.75
+    assert m["coverage_90"] == 0.75
+    assert m["bias_months"] == pytest.approx(13 / 4)
+    assert m["by_sex"]["M"] == {"n": 2, "bias_months": 1.0, "mae_months": 1.0}
+    assert m["by_sex"]["F"] == {"n": 1, "bias_months": -4.0, "mae_months": 4.0}
+    assert m["by_age_band"]["0-24"]["n"] == 1 and m["by_age_band"]["168-240"]["bias_months"] == 15.0
+    assert m["by_age_band"]["60-120"]["bias_months"] == 0.0
+
+
+def _out(reason=None, mirrored=False):
+    o = ModelOutput(None if reason else 50.0, None, None)
+    o.rejection = (reason, "x") if reason else None
+    o.qc["mirrored"] = mirrored
+    return o
+
+
+def test_qc_summary_counts_outcomes_per_kind():
+    kinds = ["left", "left", "right", "right", "two_hands", "non_hand", "non_hand", "adult"]
+    outs = [_out(), _out("no_hand_found"), _out(mirrored=True), _out(), _out("multiple_hands"),
+            _out("no_hand_found"), _out(), _out("skeletally_mature")]
+    q = qc_summary(kinds, outs)
+    assert q["confusion"]["left"] == {"completed": 1, "no_hand_found": 1}
+    assert q["left_found_rate"] == 0.5
+    assert q["right_mirrored_rate"] == 0.5
+    assert q["two_hands_rejected_rate"] == 1.0
+    assert q["non_hand_rejected_rate"] == 0.5
+    assert q["adult_mature_rate"] == 1.0
+
+
+def test_off_centre_crop_shifts_content_and_leaves_a_black_border():
+    img = np.ones((100, 80), np.float32)
+    out = off_centre_crop(img, 0.1)
+    assert out.shape == img.shape
+    assert out[:10].max() == 0 and out[:, :8].max() == 0 and out[10:, 8:].min() == 1
+
+
+def test_rotation_keeps_the_whole_film():
+    img = np.ones((100, 60), np.float32)
+    out = rotate(img, 25.0)
+    assert out.shape[0] > 100 and out.shape[1] > 60
+    assert out.sum() == pytest.approx(img.sum(), rel=0.02)
+
+
+def test_every_acceptance_perturbation_is_present_and_changes_the_image():
+    img = np.random.default_rng(0).random((64, 48), dtype=np.float32)
+    p = perturbations()
+    assert set(p) == {"rotation_25", "mirror", "inversion", "gamma_0.6", "gamma_1.6", "noise_0.05",
+                      "off_centre_crop"}
+    for name, fn in p.items():
+        out = fn(img, 0)
+        assert out.dtype == np.float32 or name.startswith("gamma"), name
+        assert out.shape != img.shape or not np.allclose(out, img), name

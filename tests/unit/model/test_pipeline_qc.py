@@ -1,0 +1,149 @@
+"""QC decisions of TwoStageAssessor on synthetic cases.
+
+The detector and regressor are replaced by callables that emit chosen raw outputs (logits and box
+deltas for chosen boxes), so each test pins what the pipeline decides from those outputs: the
+anchor decoding, NMS, letterbox geometry, mirroring, inversion and rejection logic all run for real.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from boneage.errors import Reason
+from boneage.model.boxes import anchors, box_iou, encode
+from boneage.model.configs import CONFIGS
+from boneage.model.pipeline import TwoStageAssessor
+from boneage.model.preprocess import square_crop
+
+CFG = CONFIGS["demo"]
+S = CFG.detector.image_size
+IMG = 2 * S            # square source images: detector coordinates are source / 2
+
+
+def fake_detector(hands: list[tuple[list[float], str]], inverted: bool = False):
+    """Detector emitting the given (source box, class) hands, each on its best-matching anchor."""
+    anc = anchors(CFG.detector)
+
+    def fn(x: torch.Tensor):
+        b = x.shape[0]
+        cls = torch.full((b, anc.shape[0], len(CFG.detector.classes)), -10.0)
+        deltas = torch.zeros(b, anc.shape[0], 4)
+        for box, label in hands:
+            det_box = torch.tensor([box]) / 2
+            k = int(box_iou(det_box, anc)[0].argmax())
+            cls[:, k, CFG.detector.classes.index(label)] = 10.0
+            deltas[:, k] = encode(det_box, anc[k:k + 1])[0]
+        img = torch.full((b, 1), 10.0 if inverted else -10.0)
+        return cls, deltas, img
+
+    return fn
+
+
+class FakeRegressor:
+    def __init__(self, age=100.0, sigma=6.0, male_logit=2.0, mature_logit=-5.0):
+        self.out = (age, sigma, male_logit, mature_logit)
+        self.crops: list[torch.Tensor] = []
+        self.sexes: list[torch.Tensor] = []
+
+    def __call__(self, crop, sex):
+        self.crops.append(crop)
+        self.sexes.append(sex)
+        return tuple(torch.full((crop.shape[0],), v) for v in self.out)
+
+
+def image(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((IMG, IMG), dtype=np.float32)
+
+
+HAND = [60.0, 40.0, 180.0, 230.0]
+
+
+def assessor(hands, inverted=False, **reg):
+    r = FakeRegressor(**reg)
+    return TwoStageAssessor(CFG, fake_detector(hands, inverted), r, "test-v", demo=True), r
+
+
+def test_no_detection_is_rejected_as_no_hand_found():
+    a, r = assessor([])
+    out = a.assess(image(), "F")
+    assert out.rejection[0] == Reason.NO_HAND_FOUND
+    assert out.bone_age_months is None and not r.crops
+
+
+def test_two_separate_hands_are_rejected_as_multiple_hands():
+    a, _ = assessor([([10.0, 20.0, 110.0, 220.0], "right_hand"), ([140.0, 30.0, 250.0, 240.0], "left_hand")])
+    out = a.assess(image(), "M")
+    assert out.rejection[0] == Reason.MULTIPLE_HANDS
+    assert out.qc["hand_count"] == 2
+
+
+def test_left_hand_is_assessed_with_box_in_source_pixels_and_90_percent_interval():
+    a, r = assessor([(HAND, "left_hand")], age=100.0, sigma=6.0)
+    out = a.assess(image(), "F")
+    assert out.rejection is None and out.model_version == "test-v"
+    assert out.bone_age_months == pytest.approx(100.0)
+    half = CFG.interval_z * 6.0 * CFG.interval_scale
+    assert out.interval_months == pytest.approx((100.0 - half, 100.0 + half))
+    assert [out.hand_box.x0, out.hand_box.y0, out.hand_box.x1, out.hand_box.y1] == pytest.approx(HAND, abs=0.5)
+    assert out.qc["mirrored"] is False and out.qc["inverted"] is False
+    assert r.sexes[0].tolist() == [[0.0, 1.0, 0.0]]
+
+
+def test_right_hand_is_mirrored_before_regression_and_flagged():
+    img = image(1)
+    a, r = assessor([(HAND, "right_hand")])
+    out = a.assess(img, "M")
+    assert out.qc["mirrored"] is True and out.rejection is None
+    mirrored_box = [IMG - HAND[2], HAND[1], IMG - HAND[0], HAND[3]]
+    want = square_crop(img[:, ::-1], mirrored_box, CFG.regressor.crop_margin, CFG.regressor.crop_size)
+    torch.testing.assert_close(r.crops[0][0], want, atol=2e-3, rtol=0)
+
+
+def test_inverted_image_is_flipped_back_before_regression_and_flagged():
+    img = image(2)
+    a, r = assessor([(HAND, "left_hand")], inverted=True)
+    out = a.assess(img, "F")
+    assert out.qc["inverted"] is True
+    want = square_crop(1.0 - img, HAND, CFG.regressor.crop_margin, CFG.regressor.crop_size)
+    torch.testing.assert_close(r.crops[0][0], want, atol=2e-3, rtol=0)
+
+
+def test_mature_hand_is_rejected_as_skeletally_mature():
+    a, _ = assessor([(HAND, "left_hand")], mature_logit=4.0)
+    out = a.assess(image(), "M")
+    assert out.rejection[0] == Reason.SKELETALLY_MATURE and out.bone_age_months is None
+
+
+@pytest.mark.parametrize("sex", [None, "", "O", "U"])
+def test_unknown_sex_gives_a_sex_agnostic_estimate_and_a_predicted_sex(sex):
+    a, r = assessor([(HAND, "left_hand")], male_logit=-3.0)
+    out = a.assess(image(), sex)
+    assert out.sex_used is None
+    assert out.predicted_sex == "F" and out.predicted_sex_probability_male < 0.1
+    assert r.sexes[0].tolist() == [[0.0, 0.0, 1.0]]
+
+
+def test_known_sex_is_used_and_not_predicted():
+    a, _ = assessor([(HAND, "left_hand")])
+    out = a.assess(image(), "M")
+    assert out.sex_used == "M" and out.predicted_sex is None
+
+
+def test_batch_keeps_order_and_regresses_only_accepted_images():
+    a, r = assessor([(HAND, "left_hand")])
+    outs = a.assess_batch([image(3), image(4), image(5)], ["M", None, "F"])
+    assert [o.rejection for o in outs] == [None, None, None]
+    assert r.crops[0].shape[0] == 3
+    assert outs[1].sex_used is None and outs[0].sex_used == "M"
+
+
+def test_non_square_image_box_maps_back_through_the_letterbox():
+    img = np.zeros((IMG, IMG // 2), np.float32)     # portrait: padded left and right in the letterbox
+    box = [20.0, 50.0, 100.0, 200.0]
+    # The fake detector works in square-source/2 coordinates; shift the box by the letterbox pad.
+    pad = (S - S // 2) // 2 * 2
+    a, _ = assessor([([box[0] + pad, box[1], box[2] + pad, box[3]], "left_hand")])
+    out = a.assess(img, "F")
+    assert [out.hand_box.x0, out.hand_box.y0, out.hand_box.x1, out.hand_box.y1] == pytest.approx(box, abs=1.0)
