@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-stamp
 MODEL_CONFIG ?= demo
 
-.PHONY: venv test unit integration model bench demo lint clean system-deps
+.PHONY: venv test unit integration model bench demo lint clean system-deps ipex-env test-ipex
 
 venv: $(STAMP)
 
@@ -42,3 +42,17 @@ demo: venv model
 
 clean:
 	rm -rf build .pytest_cache
+
+# IPEX works only with torch 2.8.*, so it lives in its own venv (PyPI's torch 2.8 is the CUDA build:
+# several GB). The boneage package is put on the path, not installed, so its torch==2.13 pin stays out.
+IPEX_VENV := .venv-ipex
+$(IPEX_VENV)/.installed-stamp:
+	test -x $(IPEX_VENV)/bin/python || $(PYTHON) -m venv $(IPEX_VENV)
+	$(IPEX_VENV)/bin/pip install -q 'torch==2.8.*' 'intel-extension-for-pytorch==2.8.*' numpy pillow pytest pytest-timeout pytest-socket psutil
+	touch $@
+
+ipex-env: $(IPEX_VENV)/.installed-stamp
+
+# Same outputs as eager within tolerance, run under torch 2.8 + IPEX 2.8.
+test-ipex: ipex-env
+	PYTHONPATH=shared $(IPEX_VENV)/bin/pytest -q -p no:cacheprovider -m ipex tests/unit/engine/test_ipex_parity.py
