@@ -176,13 +176,14 @@ def plan_hand(hand: Hand) -> HandPlan:
 
     # Forearm, wrist and palm soft tissue.
     st = hand.soft_thickness
-    ops.append((long_bone, "soft", ((1.0, -400.0), (1.0, 12.0), 33 * st, 30 * st, 32 * st),
-                dict(e0=1.0, e1=1.0, cortex=0.0, mode="max")))
+    # The distal forearm is narrower than the palm and about 45 mm thick (half-chord ~22 mm).
+    ops.append((long_bone, "soft", ((0.0, -400.0), (0.0, 8.0), 29 * st, 26 * st, 28 * st),
+                dict(e0=1.0, e1=1.0, cortex=0.0, mode="max", density=0.8)))
     # The palm is flatter than it is wide: its chord is scaled down to ~15 mm.
     ops.append((blob, "soft", ((0.0, 55.0), (0.0, 1.0), 52.0, 34.0 * hand.palm_width * st),
                 dict(power=2.6, mode="max", density=0.45 * st)))
     ops.append((blob, "soft", ((24.0, 32.0), _unit(38.0), 30.0, 14.0 * st), dict(mode="max", density=0.8)))
-    outline += [(-33 * st, -35.0), (33 * st, -35.0), (-34.0 * st, 55.0), (36.0 * st, 55.0)]
+    outline += [(-27 * st, -35.0), (27 * st, -35.0), (-34.0 * st, 55.0), (36.0 * st, 55.0)]
 
     # Radius and ulna: shafts run off the film; epiphyses at their distal ends.
     rad_end = (11.0, -12.0 - 6.0 * cart)
