@@ -248,13 +248,17 @@ def decode(ds: Dataset, target_long_side: int | None, warnings: list[str]) -> tu
     if stored is None:
         try:
             stored = ds.pixel_array
-        except Rejection:
-            raise
         except MemoryError as exc:
             raise Rejection(Reason.TOO_LARGE, "the pixel data does not fit in memory") from exc
         except Exception as exc:
             raise Rejection(Reason.CORRUPT_PIXEL_DATA,
                             f"the pixel data cannot be decoded ({type(exc).__name__})") from exc
+        except BaseException as exc:
+            # Rust decoders (pylibjpeg-rle) turn a panic on corrupt input into pyo3's
+            # PanicException, a BaseException; found by the fuzz test. Nothing else is caught.
+            if type(exc).__name__ != "PanicException":
+                raise
+            raise Rejection(Reason.CORRUPT_PIXEL_DATA, "the pixel data cannot be decoded (decoder panic)") from None
     if photometric == "PALETTE COLOR":
         try:
             stored = apply_color_lut(stored, ds)
