@@ -29,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prepare-only", action="store_true", help="render/prepare data into --cache and stop")
     p.add_argument("--stage", choices=["both", "detector", "regressor"], default="both")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this long, then calibrate and save")
+    p.add_argument("--combine", nargs=2, type=Path, metavar=("DETECTOR_CKPT", "REGRESSOR_CKPT"),
+                   help="write OUT/model.pt from the detector of one run and the regressor of another")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
 
@@ -45,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
         if not torch.cuda.is_available():
             print("--device cuda asked for, but CUDA is not available", file=sys.stderr)
             return 2
+    if args.combine:
+        from boneage.model.training import combine
+        version = combine(args.combine[0], args.combine[1], args.out / "model.pt")
+        print(json.dumps({"model_version": version, "checkpoint": str(args.out / "model.pt")}))
+        return 0
     stages = ("detector", "regressor") if args.stage == "both" else (args.stage,)
     opts = TrainOptions(out=args.out, data=list(args.data), phantoms=args.phantoms, phantom_size=args.phantom_size,
                         epochs=args.epochs, seed=args.seed, device=args.device, batch=args.batch, lr=args.lr,

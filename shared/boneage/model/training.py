@@ -9,6 +9,7 @@ construction on data like the training distribution.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import math
 import time
@@ -48,7 +49,9 @@ class TrainOptions:
     prepare_only: bool = False
     checkpoint_every_s: float = 300.0
     demo: bool = True
-    max_minutes: float | None = None      # stop early (the schedule is still for ``epochs``)
+    # A wall-clock budget: the learning-rate schedule then follows elapsed time instead of steps, so
+    # the run anneals properly whatever the machine's speed (at the price of step-exact reproducibility).
+    max_minutes: float | None = None
     stages: tuple[str, ...] = ("detector", "regressor")   # train one stage per process to use two cores
 
 
@@ -105,6 +108,19 @@ def calibrate(regressor: torch.nn.Module, p: Prepared, idx: torch.Tensor, cfg: M
             "calibration_mae_months": float(e.mean()), "calibration_n": int(len(e))}
 
 
+def combine(detector_ckpt: Path, regressor_ckpt: Path, out: Path) -> str:
+    """One checkpoint from the detector of one run and the regressor (with its calibration) of another."""
+    d, r = load_checkpoint(detector_ckpt), load_checkpoint(regressor_ckpt)
+    det, reg = build_detector(r.cfg), build_regressor(r.cfg)
+    det.load_state_dict(d.detector_state)
+    reg.load_state_dict(r.regressor_state)
+    meta = {**r.meta, "detector_from": {"model_version": d.model_version, **{k: d.meta.get(k) for k in
+                                                                              ("steps", "training_data")}},
+            "regressor_from": r.model_version}
+    date = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d")
+    return save_checkpoint(Path(out), r.cfg, det, reg, demo=r.demo and d.demo, date=date, meta=meta)
+
+
 def train(cfg: ModelConfig, opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     if opts.threads:
         torch.set_num_threads(opts.threads)
@@ -137,7 +153,11 @@ def train(cfg: ModelConfig, opts: TrainOptions, log: Callable[[str], None] = pri
     b = opts.batch
     steps_per_epoch = max(math.ceil(n_det / b), math.ceil(len(reg_train) / b), 1)
     total = steps_per_epoch * opts.epochs
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=opts.lr, total_steps=total, pct_start=0.15)
+    def lr_at(frac: float) -> float:
+        warm = 0.05
+        if frac < warm:
+            return opts.lr * (0.1 + 0.9 * frac / warm)
+        return opts.lr * 0.5 * (1 + math.cos(math.pi * min((frac - warm) / (1 - warm), 1.0)))
     anc = anchors(cfg.detector).to(device)
     n_cls = len(cfg.detector.classes)
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d")
@@ -159,7 +179,8 @@ def train(cfg: ModelConfig, opts: TrainOptions, log: Callable[[str], None] = pri
     step, history = 0, []
     running: dict[str, float] = {}
     stopped_early = False
-    for epoch in range(opts.epochs):
+    # With a time budget, epochs run until the budget is spent (``epochs`` is then ignored).
+    for epoch in (itertools.count() if opts.max_minutes is not None else range(opts.epochs)):
         det_perm = torch.randperm(n_det, generator=g) if n_det else None
         reg_perm = reg_train[torch.randperm(len(reg_train), generator=g)] if len(reg_train) else None
         for k in range(steps_per_epoch):
@@ -187,11 +208,14 @@ def train(cfg: ModelConfig, opts: TrainOptions, log: Callable[[str], None] = pri
                                        p.reg_mature[idx].to(device))
                 losses.update({f"reg_{n}": v for n, v in rloss.items()})
             total_loss = sum((v for n, v in losses.items() if n.endswith("_total")), torch.zeros(()))
+            frac = ((time.time() - t_start) / (opts.max_minutes * 60) if opts.max_minutes is not None
+                    else step / total)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(frac)
             opt.zero_grad(set_to_none=True)
             total_loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)
             opt.step()
-            sched.step()
             step += 1
             for n, v in losses.items():
                 running[n] = 0.95 * running.get(n, v.item()) + 0.05 * v.item()

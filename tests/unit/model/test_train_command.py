@@ -50,3 +50,21 @@ def test_training_is_reproducible_for_a_seed(tiny_set, tmp_path, capsys):
 def test_training_without_data_is_refused(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "x"), "--epochs", "1"]) == 2
     assert "no training data" in capsys.readouterr().err
+
+
+def test_combine_takes_the_detector_of_one_run_and_the_regressor_of_another(tiny_set, tmp_path, capsys):
+    import torch
+
+    for name, seed in (("det", "1"), ("reg", "2")):
+        main(["train", "--data", str(tiny_set), "--out", str(tmp_path / name), "--epochs", "1", "--batch", "4",
+              "--seed", seed, "--threads", "1", "--stage", "detector" if name == "det" else "regressor"])
+    capsys.readouterr()
+    assert main(["train", "--out", str(tmp_path / "both"), "--combine", str(tmp_path / "det" / "model.pt"),
+                 str(tmp_path / "reg" / "model.pt")]) == 0
+    both = load_checkpoint(tmp_path / "both" / "model.pt")
+    det, reg = load_checkpoint(tmp_path / "det" / "model.pt"), load_checkpoint(tmp_path / "reg" / "model.pt")
+    for k, v in both.detector_state.items():
+        assert torch.equal(v, det.detector_state[k])
+    for k, v in both.regressor_state.items():
+        assert torch.equal(v, reg.regressor_state[k])
+    assert both.cfg.interval_scale == reg.cfg.interval_scale
