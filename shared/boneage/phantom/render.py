@@ -29,8 +29,8 @@ NON_HAND_SUBTYPES = ("foot", "chest", "abstract")
 # to the middle fingertip ~205 mm): what the framing fits into the image.
 _HAND_SPAN_MM = 240.0
 _HAND_CENTRE = (3.0, 85.0)
-# Field of view without nuisance: a fixed 260 mm across, so a child's hand looks smaller.
-_CLEAN_FOV_MM = 260.0
+# Field of view without nuisance: a fixed 300 mm across (an adult hand fits), so a child's hand looks smaller.
+_CLEAN_FOV_MM = 300.0
 
 
 def sample_bone_age(rng: np.random.Generator, kind: str, male: bool) -> float:

@@ -37,6 +37,11 @@ def to_body(px: float, py: float) -> tuple[float, float]:
 
 def components(mask: np.ndarray) -> list[tuple[int, float, float]]:
     """4-connected components of ``mask``: (pixel count, centroid x, centroid y)."""
+    return [(len(xs), xs.mean() + 0.5, ys.mean() + 0.5) for ys, xs in component_pixels(mask)]
+
+
+def component_pixels(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """4-connected components of ``mask`` as (row indices, column indices)."""
     seen = np.zeros_like(mask, dtype=bool)
     h, w = mask.shape
     out = []
@@ -44,15 +49,16 @@ def components(mask: np.ndarray) -> list[tuple[int, float, float]]:
         if seen[y0, x0]:
             continue
         seen[y0, x0] = True
-        queue, n, sx, sy = deque([(y0, x0)]), 0, 0.0, 0.0
+        queue, pys, pxs = deque([(y0, x0)]), [], []
         while queue:
             y, x = queue.popleft()
-            n, sx, sy = n + 1, sx + x, sy + y
+            pys.append(y)
+            pxs.append(x)
             for yy, xx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
                 if 0 <= yy < h and 0 <= xx < w and mask[yy, xx] and not seen[yy, xx]:
                     seen[yy, xx] = True
                     queue.append((yy, xx))
-        out.append((n, sx / n + 0.5, sy / n + 0.5))
+        out.append((np.array(pys), np.array(pxs)))
     return out
 
 
@@ -81,3 +87,22 @@ def carpal_area(bone: np.ndarray) -> float:
 def hand_centres(bone: np.ndarray, min_pixels: int = 3) -> int:
     """Separate ossified pieces in the whole hand (shafts, epiphyses, carpals)."""
     return sum(1 for n, _, _ in components(bone > 0.3) if n >= min_pixels)
+
+
+def radius_epiphysis_ratio(bone: np.ndarray) -> float | None:
+    """Width of the distal radius epiphysis over its metaphysis' width; None when absent or fused."""
+    x0, x1 = int(ORIGIN[0] - 4 * PX_PER_MM), int(ORIGIN[0] + 32 * PX_PER_MM)
+    y0, y1 = int(ORIGIN[1] - 8 * PX_PER_MM), int(ORIGIN[1] + 45 * PX_PER_MM)
+    crop = bone[y0:y1, x0:x1] > 0.3
+    shaft_px = (int(ORIGIN[1] + 40 * PX_PER_MM) - y0, int(ORIGIN[0] + 11 * PX_PER_MM) - x0)
+    shaft = epi = None
+    for ys, xs in component_pixels(crop):
+        if np.any((ys == shaft_px[0]) & (xs == shaft_px[1])):
+            shaft = (ys, xs)
+        elif len(xs) >= 3 and -2 <= (xs.mean() + x0 - ORIGIN[0]) / PX_PER_MM - 11 <= 6 and ys.max() < shaft_px[0]:
+            epi = (ys, xs) if epi is None or len(xs) > len(epi[1]) else epi
+    if shaft is None or epi is None or epi[0].mean() > shaft[0].min():
+        return None
+    top = shaft[0].min() + 2
+    row = shaft[1][shaft[0] == top]
+    return float((epi[1].max() - epi[1].min() + 1) / (row.max() - row.min() + 1))

@@ -9,7 +9,7 @@ from boneage.phantom import KINDS, render_sample
 from boneage.phantom import maturity as mat
 from boneage.phantom.render import sample_chronological_age
 
-from .measure import bone_layer, carpal_area, carpal_centres, hand_centres
+from .measure import bone_layer, carpal_area, carpal_centres, hand_centres, radius_epiphysis_ratio
 
 SIZE = 192
 
@@ -167,3 +167,24 @@ def test_no_single_feature_gives_the_age_away():
     older = [carpal_area(bone_layer(108.0, False, c)) for c in range(10, 22)]
     assert max(younger) > min(older)
     assert np.mean(older) > np.mean(younger)
+
+
+def test_radius_epiphysis_appears_widens_caps_and_fuses():
+    def ratios(ba: float, male: bool) -> list[float | None]:
+        return [radius_epiphysis_ratio(bone_layer(ba, male, c)) for c in range(3)]
+
+    for male in (False, True):
+        assert ratios(6.0, male) == [None] * 3  # not yet ossified
+        growing = [float(np.mean(ratios(ba, male))) for ba in (18.0, 48.0, 96.0, 150.0)]
+        assert growing == sorted(growing) and growing[0] < 0.4 and growing[-1] > 1.0, growing  # wider than its metaphysis: capping
+        assert ratios(mat.MATURE_MONTHS[male] + 6, male) == [None] * 3  # fused into the shaft
+    assert np.mean(ratios(48.0, False)) > np.mean(ratios(48.0, True))
+    assert ratios(200.0, False) == [None] * 3 and None not in ratios(200.0, True)  # girls fuse first
+
+
+def test_hand_grows_with_age_on_a_fixed_scale_film():
+    heights = []
+    for ba in (6.0, 48.0, 120.0, 200.0):
+        boxes = [render(c, kind="left", nuisance=False, bone_age_months=ba, male=True)[1]["hand_boxes"][0] for c in range(3)]
+        heights.append(float(np.mean([b[3] - b[1] for b in boxes])))
+    assert all(b > a * 1.1 for a, b in zip(heights, heights[1:])), heights
