@@ -24,6 +24,7 @@ system-deps:
 
 test: venv system-deps
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests
+	@if [ -x $(IPEX_VENV)/bin/python ]; then $(MAKE) --no-print-directory test-ipex; else echo "IPEX parity tests skipped: make ipex-env (downloads ~7 GB) enables them"; fi
 
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit

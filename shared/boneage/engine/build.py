@@ -110,7 +110,10 @@ def build_ipex(module: nn.Module, inputs: Inputs, path: Path, max_batch: int) ->
 
     inner = module.module if isinstance(module, PrecisionWrapper) else module
     dtype = module.dtype if isinstance(module, PrecisionWrapper) else torch.float32
-    optimized = ipex.optimize(inner.float().eval(), dtype=dtype, inplace=False)
+    # IPEX prepacks bf16 weights only with AVX512-BW/VL/DQ or AVX-NE-CONVERT; elsewhere it asserts.
+    flags = host.effective_flags()
+    prepack = dtype == torch.float32 or {"avx512bw", "avx512vl", "avx512dq"} <= flags or "avx_ne_convert" in flags
+    optimized = ipex.optimize(inner.float().eval(), dtype=dtype, inplace=False, weights_prepack=prepack)
     wrapped = PrecisionWrapper(optimized, torch.float32).eval()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
         traced = torch.jit.trace(wrapped, to_channels_last(inputs), strict=False, check_trace=False)
@@ -190,6 +193,10 @@ def build_artifact(
     gflop["total"] = round(sum(gflop.values()), 6)
     if backend == "aoti":
         isa, features = aoti_cpu_features()
+    elif backend == "ipex":
+        # IPEX prepacks weights into layouts for the build host's ISA: require that ISA.
+        isa = host.isa_level(host.effective_flags())
+        features = sorted(host.ISA_LEVELS[isa])
     else:
         # TorchScript, IPEX and eager dispatch kernels at run time: they run on any x86-64.
         isa, features = "default", []

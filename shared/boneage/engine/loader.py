@@ -171,7 +171,7 @@ def load_stages(candidate: Candidate, *, torch_version: str | None = None, ipex:
     """Check one artifact against the host, load both stages and run them once; raise ManifestError if unusable."""
     m = candidate.manifest
     check_compatible(m, candidate.folder, torch_version=torch_version or torch.__version__,
-                     ipex_version=ipex, host_flags=host.effective_flags() if flags is None else flags)
+                     ipex_version=ipex or ipex_version(), host_flags=host.effective_flags() if flags is None else flags)
     missing = [s for s in STAGES if s not in m.files]
     if missing:
         raise ManifestError(f"manifest lists no file for {', '.join(missing)}")
