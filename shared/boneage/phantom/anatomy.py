@@ -71,6 +71,7 @@ class Hand:
     density: float
     soft_thickness: float
     palm_width: float
+    carpal_shift: dict[str, Point]  # per-carpal position offsets (mm)
 
     def age(self, key: str) -> float:
         """Effective bone age of one centre: the hand's age plus that centre's own jitter."""
@@ -97,6 +98,7 @@ def sample_hand(rng: np.random.Generator, bone_age: float, male: bool) -> Hand:
         width_factor=float(rng.normal(1.0, 0.06)), spread=spread, lengths=lengths, age_jitter=jitter,
         density=float(rng.uniform(0.85, 1.15)) * (0.8 + 0.2 * min(bone_age / 120.0, 1.0)),
         soft_thickness=float(rng.uniform(0.85, 1.2)), palm_width=float(rng.normal(1.0, 0.04)),
+        carpal_shift={name: (float(dx), float(dy)) for name, (dx, dy) in zip(_CARPALS, rng.normal(0.0, 0.7, (len(_CARPALS), 2)))},
     )
 
 
@@ -206,7 +208,8 @@ def plan_hand(hand: Hand) -> HandPlan:
         a = (mean_r + (ra - mean_r) * shape) * size * w
         b = (mean_r + (rb - mean_r) * shape) * size * w
         power = 2.0 + (square - 2.0) * shape
-        ops.append((blob, "bone", (centre, _unit(90.0 - angle), a, b),
+        shift = hand.carpal_shift[name]
+        ops.append((blob, "bone", ((centre[0] + shift[0], centre[1] + shift[1]), _unit(90.0 - angle), a, b),
                     dict(density=dens * 0.95, power=power, cortex=0.4)))
 
     # Rays: metacarpal then phalanges, each bone a shaft plus (when present) an epiphysis.

@@ -50,9 +50,16 @@ def render_sample(rng: np.random.Generator, *, kind: str = "left", bone_age_mont
     """One phantom: float32 ``size`` x ``size`` image in [0, 1] (bright bone) and its labels.
 
     Labels: ``boneage`` (months), ``male``, ``kind``, ``chronological_age_months``, ``hand_boxes``
-    ([x0, y0, x1, y1] pixels, one per hand, clipped to the image), ``wrist_boxes`` (the carpal
-    region of each hand), ``inverted``, ``rotation_deg``, ``mirrored``, ``subtype`` (non-hand
-    scenes), ``pixel_spacing_mm``, ``gamma``, ``marker``.
+    ([x0, y0, x1, y1] pixels, one per hand, fingertips to the distal forearm, clipped to the
+    image), ``wrist_boxes`` (the carpal region of each hand, same order), ``inverted``,
+    ``rotation_deg``, ``mirrored``, ``subtype`` (non-hand scenes: foot, chest, abstract),
+    ``pixel_spacing_mm``, ``gamma``, ``marker`` (the burnt-in lead letter, "" if none).
+
+    Kinds: "left" (the default), "right" (the same anatomy mirrored), "two_hands" (one child's
+    right hand on the image's left, then its left hand: boxes in that order), "non_hand" (no hand;
+    ``boneage``/``male`` describe the synthetic patient only), "adult" (bone age at or beyond
+    maturity: 216 months girls, 228 boys; every physis fused). ``nuisance=False`` gives a clean,
+    upright, centred film with a fixed 300 mm field of view, so hand size shows age.
     """
     if kind not in KINDS:
         raise Rejection(Reason.INVALID_METADATA, f"unknown phantom kind {kind!r}; expected one of {', '.join(KINDS)}")
@@ -371,6 +378,11 @@ def _nuisances(rng: np.random.Generator, img: np.ndarray, labels: dict, kind: st
         # A dark (shuttered) border still shows a little scatter; a bright (unexposed) one does not.
         scatter = np.float32(0.1 if outside_level < 0.5 else 0.0)
         img = np.where(inside, img, scatter * img + np.float32(outside_level))
+
+    # Some films were scanned or resized at a lower resolution than they are stored at.
+    if rng.random() < 0.2:
+        for _ in range(int(rng.integers(1, 3))):
+            img = _blur(img)
 
     # Quantum and electronic noise, then fog, gamma and (sometimes) inversion through one LUT.
     img += np.float32(rng.uniform(0.003, 0.035)) * _unit_noise(rng, size)

@@ -99,7 +99,8 @@ def radius_epiphysis_ratio(bone: np.ndarray) -> float | None:
     for ys, xs in component_pixels(crop):
         if np.any((ys == shaft_px[0]) & (xs == shaft_px[1])):
             shaft = (ys, xs)
-        elif len(xs) >= 3 and -2 <= (xs.mean() + x0 - ORIGIN[0]) / PX_PER_MM - 11 <= 6 and ys.max() < shaft_px[0]:
+        elif len(xs) >= 3 and -2 <= (xs.mean() + x0 - ORIGIN[0]) / PX_PER_MM - 11 <= 6 \
+                and to_body(0.0, ys.mean() + y0 + 0.5)[1] < 0.0 and ys.max() < shaft_px[0]:  # not a carpal
             epi = (ys, xs) if epi is None or len(xs) > len(epi[1]) else epi
     if shaft is None or epi is None or epi[0].mean() > shaft[0].min():
         return None
