@@ -66,6 +66,8 @@ def render_sample(rng: np.random.Generator, *, kind: str = "left", bone_age_mont
     if not 32 <= int(size) <= 8192:
         raise Rejection(Reason.INVALID_METADATA, f"phantom size must be 32..8192 pixels, got {size}")
     size = int(size)
+    if bone_age_months is not None and not 0.0 <= float(bone_age_months) <= 360.0:
+        raise Rejection(Reason.INVALID_METADATA, f"phantom bone age must be 0..360 months, got {bone_age_months}")
     if male is None:
         male = bool(rng.random() < 0.5)
     if bone_age_months is None:

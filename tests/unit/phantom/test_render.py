@@ -101,9 +101,11 @@ def test_adult_hands_are_at_or_beyond_skeletal_maturity():
         assert labels["boneage"] >= mat.MATURE_MONTHS[labels["male"]]
 
 
-def test_unknown_kind_is_a_typed_rejection():
+@pytest.mark.parametrize("kwargs", [{"kind": "foot"}, {"bone_age_months": -1.0}, {"bone_age_months": float("nan")},
+                                    {"size": 16}])
+def test_bad_arguments_are_typed_rejections(kwargs):
     with pytest.raises(Rejection) as err:
-        render(0, kind="foot")
+        render(0, **kwargs)
     assert err.value.reason == "invalid_metadata"
 
 
