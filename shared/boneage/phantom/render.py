@@ -70,6 +70,7 @@ def render_sample(rng: np.random.Generator, *, kind: str = "left", bone_age_mont
         raise Rejection(Reason.INVALID_METADATA, f"phantom bone age must be 0..360 months, got {bone_age_months}")
     if male is None:
         male = bool(rng.random() < 0.5)
+    male = bool(male)  # labels stay JSON-serialisable when a caller passes numpy booleans
     if bone_age_months is None:
         bone_age_months = sample_bone_age(rng, kind, male)
     ba = float(bone_age_months)

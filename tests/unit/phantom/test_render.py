@@ -190,3 +190,26 @@ def test_hand_grows_with_age_on_a_fixed_scale_film():
         boxes = [render(c, kind="left", nuisance=False, bone_age_months=ba, male=True)[1]["hand_boxes"][0] for c in range(3)]
         heights.append(float(np.mean([b[3] - b[1] for b in boxes])))
     assert all(b > a * 1.1 for a, b in zip(heights, heights[1:])), heights
+
+
+def test_labels_are_plain_json():
+    import json
+
+    for kind in KINDS:
+        _, labels = render(3, kind=kind, male=np.bool_(True), size=64)
+        assert json.loads(json.dumps(labels)) == labels
+
+
+def test_render_cost_stays_within_a_loose_cpu_budget():
+    # The budget is ~20 ms per 256-512 px image on one core; this only catches gross regressions
+    # (CPU time, so other jobs on a shared machine matter less than for wall time).
+    import time
+
+    rng = np.random.default_rng(0)
+    render_sample(rng, size=256)
+    costs = []
+    for _ in range(15):
+        start = time.process_time()
+        render_sample(rng, size=256)
+        costs.append(time.process_time() - start)
+    assert float(np.median(costs)) < 0.06
