@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this long, then calibrate and save")
     p.add_argument("--combine", nargs=2, type=Path, metavar=("DETECTOR_CKPT", "REGRESSOR_CKPT"),
                    help="write OUT/model.pt from the detector of one run and the regressor of another")
+    p.add_argument("--calibrate", type=Path, default=None, metavar="DIR",
+                   help="with --init: fit the mean correction and 90 %% interval scale on this RSNA-layout "
+                        "calibration folder through the full pipeline, write OUT/model.pt")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
 
@@ -51,6 +54,18 @@ def run(args: argparse.Namespace) -> int:
         from boneage.model.training import combine
         version = combine(args.combine[0], args.combine[1], args.out / "model.pt")
         print(json.dumps({"model_version": version, "checkpoint": str(args.out / "model.pt")}))
+        return 0
+    if args.calibrate:
+        if args.init is None:
+            print("--calibrate needs --init CHECKPOINT", file=sys.stderr)
+            return 2
+        from boneage.model.training import calibrate_checkpoint
+        try:
+            summary = calibrate_checkpoint(args.init, args.calibrate, args.out / "model.pt")
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps(summary))
         return 0
     stages = ("detector", "regressor") if args.stage == "both" else (args.stage,)
     opts = TrainOptions(out=args.out, data=list(args.data), phantoms=args.phantoms, phantom_size=args.phantom_size,

@@ -57,6 +57,9 @@ class ModelConfig:
     mature_threshold: float = 0.5
     interval_z: float = 1.6449           # two-sided 90 % Gaussian quantile
     interval_scale: float = 1.0          # calibration factor on sigma, fitted on held-out data
+    # Post-hoc linear recalibration of the mean, age = a + b * raw, fitted on a calibration set; it
+    # removes the regression-to-the-mean tilt (young hands over-, old hands under-estimated).
+    age_correction: tuple[float, float] = (0.0, 1.0)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

@@ -83,6 +83,45 @@ def qc_summary(kinds: Sequence[str], outputs: Sequence[Any]) -> dict[str, Any]:
     }
 
 
+def fit_calibration(y_true: Sequence[float], y_raw: Sequence[float], sigma_raw: Sequence[float],
+                    z: float) -> dict[str, Any]:
+    """Linear mean correction (least squares, true ~ a + b * raw) and the interval scale that makes
+    90 % of corrected errors fall inside +- z * |b| * sigma * scale."""
+    t, r, s = (np.asarray(v, float) for v in (y_true, y_raw, sigma_raw))
+    b, a = np.polyfit(r, t, 1)
+    corrected = a + b * r
+    ratio = np.abs(corrected - t) / (z * abs(b) * s)
+    return {"age_correction": [round(float(a), 4), round(float(b), 5)],
+            "interval_scale": round(float(np.quantile(ratio, 0.9)), 4), "n": int(t.size),
+            "mae_before_months": round(float(np.abs(r - t).mean()), 3),
+            "mae_after_months": round(float(np.abs(corrected - t).mean()), 3)}
+
+
+def calibrate_folder(root: Path, assessor: Any, *, limit: int | None = None, batch: int = 16) -> dict[str, Any]:
+    """Fit ``age_correction`` and ``interval_scale`` through the whole pipeline on a calibration folder."""
+    root = Path(root)
+    index = _image_index(root)
+    rows = [r for r in rsna_rows(root) if r.get("id", "").strip() in index and
+            ((r.get("kind") or "unknown").strip() or "unknown") in SCORED_KINDS][:limit]
+    cfg = assessor.cfg
+    # Fit against raw outputs: undo any correction already present in the checkpoint's config.
+    a0, b0 = cfg.age_correction
+    truth, raw, sig = [], [], []
+    for s in range(0, len(rows), batch):
+        chunk = rows[s:s + batch]
+        outs = assessor.assess_batch([read_png(index[r["id"].strip()]) for r in chunk],
+                                     [_sex(_bool(r.get("male", ""))) for r in chunk])
+        for r, o in zip(chunk, outs):
+            if o.bone_age_months is None or not (r.get("boneage") or "").strip():
+                continue
+            truth.append(float(r["boneage"]))
+            raw.append((o.bone_age_months - a0) / b0)
+            sig.append(o.qc["sigma_months"] / abs(b0))
+    if len(truth) < 20:
+        raise ValueError(f"only {len(truth)} assessable images in {root}: need at least 20 to calibrate")
+    return fit_calibration(truth, raw, sig, cfg.interval_z)
+
+
 # ---------------------------------------------------------------------------------------- perturbations
 def rotate(img: np.ndarray, deg: float) -> np.ndarray:
     from PIL import Image

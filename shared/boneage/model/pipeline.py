@@ -121,7 +121,10 @@ class TwoStageAssessor:
         cfg = self.cfg
         p_mature = _sigmoid(mature_logit)
         out.qc["mature_probability"] = round(p_mature, 4)
-        age = float(np.clip(age, 0.0, MAX_BONE_AGE_MONTHS))
+        a, b = cfg.age_correction
+        age = float(np.clip(a + b * age, 0.0, MAX_BONE_AGE_MONTHS))
+        sigma = sigma * abs(b)
+        out.qc["sigma_months"] = round(sigma, 3)
         half = cfg.interval_z * sigma * cfg.interval_scale
         out.sex_used = sex if sex in ("M", "F") else None
         if out.sex_used is None:

@@ -121,6 +121,24 @@ def combine(detector_ckpt: Path, regressor_ckpt: Path, out: Path) -> str:
     return save_checkpoint(Path(out), r.cfg, det, reg, demo=r.demo and d.demo, date=date, meta=meta)
 
 
+def calibrate_checkpoint(ckpt_path: Path, folder: Path, out: Path, limit: int | None = None) -> dict[str, Any]:
+    """Fit the mean correction and interval scale on an RSNA-layout calibration folder (never the test
+    set) through the full pipeline, and write the recalibrated checkpoint to ``out``."""
+    from .evaluation import calibrate_folder
+    from .pipeline import TwoStageAssessor
+
+    ck = load_checkpoint(ckpt_path)
+    fit = calibrate_folder(folder, TwoStageAssessor.from_checkpoint(ck), limit=limit)
+    cfg = ck.cfg.with_updates(age_correction=tuple(fit["age_correction"]), interval_scale=fit["interval_scale"])
+    det, reg = build_detector(cfg), build_regressor(cfg)
+    det.load_state_dict(ck.detector_state)
+    reg.load_state_dict(ck.regressor_state)
+    date = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d")
+    meta = {**ck.meta, "pipeline_calibration": {**fit, "folder": str(folder), "from": ck.model_version}}
+    version = save_checkpoint(Path(out), cfg, det, reg, demo=ck.demo, date=date, meta=meta)
+    return {"model_version": version, "checkpoint": str(out), "calibration": fit}
+
+
 def train(cfg: ModelConfig, opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     if opts.threads:
         torch.set_num_threads(opts.threads)

@@ -72,3 +72,16 @@ def test_every_acceptance_perturbation_is_present_and_changes_the_image():
         out = fn(img, 0)
         assert out.dtype == np.float32 or name.startswith("gamma"), name
         assert out.shape != img.shape or not np.allclose(out, img), name
+
+
+def test_calibration_recovers_a_known_linear_tilt_and_the_90_percent_scale():
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0, 216, 4000)
+    raw = 30.0 + 0.8 * truth                     # regression to the mean: true = -37.5 + 1.25 raw
+    noise = rng.normal(0, 5.0, truth.size)
+    fit = __import__("boneage.model.evaluation", fromlist=["fit_calibration"]).fit_calibration(
+        truth + noise, raw, np.full(truth.size, 4.0), z=1.6449)
+    a, b = fit["age_correction"]
+    assert b == pytest.approx(1.25, rel=0.02) and a == pytest.approx(-37.5, abs=1.5)
+    # corrected errors are N(0, 5); the 90 % half-width is 1.645 * 5 = z * |b| * 4 * scale -> scale = 1.0
+    assert fit["interval_scale"] == pytest.approx(1.0, rel=0.05)

@@ -147,3 +147,12 @@ def test_non_square_image_box_maps_back_through_the_letterbox():
     a, _ = assessor([([box[0] + pad, box[1], box[2] + pad, box[3]], "left_hand")])
     out = a.assess(img, "F")
     assert [out.hand_box.x0, out.hand_box.y0, out.hand_box.x1, out.hand_box.y1] == pytest.approx(box, abs=1.0)
+
+
+def test_age_correction_and_interval_scale_from_the_config_are_applied():
+    cfg = CFG.with_updates(age_correction=(-10.0, 1.2), interval_scale=1.5)
+    a = TwoStageAssessor(cfg, fake_detector([(HAND, "left_hand")]), FakeRegressor(age=100.0, sigma=5.0), "v", True)
+    out = a.assess(image(), "M")
+    assert out.bone_age_months == pytest.approx(110.0)
+    half = CFG.interval_z * 5.0 * 1.2 * 1.5
+    assert out.interval_months == pytest.approx((110.0 - half, 110.0 + half))

@@ -1,0 +1,50 @@
+"""The committed demo weights on a few seeded phantoms: the QC decisions and a sane bone age.
+
+A small smoke check of behaviour (the acceptance figures come from ``boneage evaluate`` on a
+1,000-image held-out set, recorded in MODEL_CARD.md); thresholds are loose enough for 12 images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from boneage.errors import Reason
+from boneage.model.weights import DEMO_WEIGHTS
+
+pytestmark = pytest.mark.skipif(not DEMO_WEIGHTS.exists(), reason="demo weights not committed yet")
+phantom = pytest.importorskip("boneage.phantom")
+
+
+@pytest.fixture(scope="module")
+def assessor():
+    from boneage.model.pipeline import TwoStageAssessor
+    from boneage.model.weights import load_checkpoint
+
+    return TwoStageAssessor.from_checkpoint(load_checkpoint())
+
+
+def _render(kind: str, n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    return [phantom.render_sample(rng, kind=kind, size=512) for _ in range(n)]
+
+
+def test_left_hands_are_found_and_aged_within_two_years(assessor):
+    samples = _render("left", 6, 901)
+    outs = assessor.assess_batch([im for im, _ in samples], ["M" if lab["male"] else "F" for _, lab in samples])
+    assert sum(o.rejection is None for o in outs) >= 5
+    errs = [abs(o.bone_age_months - lab["boneage"]) for o, (_, lab) in zip(outs, samples) if o.rejection is None]
+    assert float(np.mean(errs)) < 24
+    assert all(o.interval_months[0] <= o.bone_age_months <= o.interval_months[1] for o in outs if o.rejection is None)
+
+
+def test_two_hands_and_non_hands_are_rejected(assessor):
+    two = assessor.assess_batch([im for im, _ in _render("two_hands", 3, 902)], [None] * 3)
+    none = assessor.assess_batch([im for im, _ in _render("non_hand", 3, 903)], [None] * 3)
+    assert sum(o.rejection is not None and o.rejection[0] == Reason.MULTIPLE_HANDS for o in two) >= 2
+    assert sum(o.rejection is not None and o.rejection[0] == Reason.NO_HAND_FOUND for o in none) >= 2
+
+
+def test_right_hands_are_mirrored(assessor):
+    outs = assessor.assess_batch([im for im, _ in _render("right", 3, 904)], ["F"] * 3)
+    assert sum(bool(o.qc.get("mirrored")) for o in outs) >= 2
