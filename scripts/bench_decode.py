@@ -25,9 +25,11 @@ from boneage.imaging import ingest, testing
 
 ROWS, COLUMNS, BITS = 2500, 2048, 12
 SEED = 2500
-TARGET_LONG_SIDE = 1024        # what the service asks ingest for
-DETECTOR_LONG_SIDE = 512       # the hand detector's input size
-GOALS_MS = {"dicom_uncompressed": 60.0, "dicom_jpeg2000_lossless": 100.0, "dicom_jpeg_ls_lossless": 100.0}
+TARGET_LONG_SIDE = 1024        # what AssessmentService asks ingest for today
+MODEL_LONG_SIDE = 512          # the clinical config's detector input side: what the model needs
+# The issue's goals; JPEG 2000's is "at the model's resolution" (decode only the level needed),
+# the others hold at the service's 1024 as well.
+GOALS_MS = {"dicom_uncompressed": 60.0, "dicom_jpeg_ls_lossless": 100.0, "dicom_jpeg2000_lossless@512": 100.0}
 
 
 def _cases(img: np.ndarray) -> dict[str, tuple[Callable[[], bytes], int]]:
@@ -42,7 +44,9 @@ def _cases(img: np.ndarray) -> dict[str, tuple[Callable[[], bytes], int]]:
         "dicom_jpeg_ls_lossless": (d(uid.JPEGLSLossless), t),
         "dicom_jpeg_ls_near_lossless": (d(uid.JPEGLSNearLossless, near=2), t),
         "dicom_jpeg2000_lossless": (d(uid.JPEG2000Lossless), t),
-        "dicom_jpeg2000_lossless@512": (d(uid.JPEG2000Lossless), DETECTOR_LONG_SIDE),
+        "dicom_jpeg2000_lossless@512": (d(uid.JPEG2000Lossless), MODEL_LONG_SIDE),
+        "dicom_uncompressed@512": (d(uid.ExplicitVRLittleEndian), MODEL_LONG_SIDE),
+        "dicom_jpeg_ls_lossless@512": (d(uid.JPEGLSLossless), MODEL_LONG_SIDE),
         "dicom_jpeg2000_lossy": (d(uid.JPEG2000, j2k_psnr=55.0), t),
         "dicom_htj2k_lossless": (d(uid.HTJ2KLossless), t),
         "png_16bit": (lambda: testing.png_bytes(img), t),
@@ -51,14 +55,18 @@ def _cases(img: np.ndarray) -> dict[str, tuple[Callable[[], bytes], int]]:
     }
 
 
-def _time(data: bytes, target: int, repeats: int) -> tuple[list[float], Any]:
+def _time(data: bytes, target: int, repeats: int) -> tuple[list[float], list[float], Any]:
+    """(wall ms, CPU ms, last result). Everything here is single-threaded and in memory, so on a
+    dedicated core (a Lambda vCPU) wall time equals CPU time; on a shared box wall time also counts
+    the time other processes held our core, which CPU time does not."""
     result = ingest(data, source="bench", target_long_side=target)          # warm-up
-    runs = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         result = ingest(data, source="bench", target_long_side=target)
-        runs.append((time.perf_counter() - started) * 1000.0)
-    return runs, result
+        cpu.append((time.process_time() - started_cpu) * 1000.0)
+        wall.append((time.perf_counter() - started) * 1000.0)
+    return wall, cpu, result
 
 
 def run_decode_bench(repeats: int = 5) -> dict:
@@ -67,9 +75,10 @@ def run_decode_bench(repeats: int = 5) -> dict:
     formats: dict[str, dict] = {}
     for name, (encode, target) in _cases(img).items():
         data = encode()
-        runs, result = _time(data, target, repeats)
-        median = statistics.median(runs)
-        entry = {"median_ms": round(median, 1), "min_ms": round(min(runs), 1), "file_bytes": len(data),
+        wall, cpu, result = _time(data, target, repeats)
+        median = statistics.median(cpu)
+        entry = {"cpu_median_ms": round(median, 1), "wall_median_ms": round(statistics.median(wall), 1),
+                 "wall_min_ms": round(min(wall), 1), "file_bytes": len(data),
                  "compression_ratio": round(raw_bytes / len(data), 2), "target_long_side": target,
                  "output_shape": list(result.pixels.shape), "decode_scale": round(result.meta.decode_scale, 3)}
         if name in GOALS_MS:
@@ -80,6 +89,7 @@ def run_decode_bench(repeats: int = 5) -> dict:
         "image": {"rows": ROWS, "columns": COLUMNS, "bits_stored": BITS, "seed": SEED,
                   "generator": "boneage.imaging.testing.radiograph_like"},
         "what": "one boneage.imaging.ingest() call: parse + checks + decode + Modality/VOI LUT + reduction",
+        "goal_basis": "cpu_median_ms (process CPU time; equals wall time on a dedicated core)",
         "repeats": repeats,
         # A shared 2-vCPU box: the load average says how much of a core each run really had.
         "host": {"machine": platform.machine(), "python": platform.python_version(), "cpus": os.cpu_count(),
