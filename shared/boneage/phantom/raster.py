@@ -130,20 +130,18 @@ def long_bone(target: np.ndarray, frame: Frame, p0: Point, p1: Point, r0: float,
         along = dx * np.float32(ux) + dy * np.float32(uy)
         c = dy * np.float32(ux) - dx * np.float32(uy)
         c2 = c * c
-        u = np.clip(along * np.float32(inv_len), 0.0, 1.0)
+        # Past either end the shape is a half-ellipse cap: the along-axis excess, scaled by that
+        # end's cap length, adds to the across term (the radius there is already the end radius).
+        inside = np.clip(along, 0.0, np.float32(length))
+        excess = along - inside
+        u = inside * np.float32(inv_len)
         v = 1.0 - u
         # Concave waist: radius eases from the ends towards rmid.
         radius = np.float32(RM) + np.float32(R0 - RM) * (v * v * v) + np.float32(R1 - RM) * (u * u * u)
+        cap = np.where(excess < 0, np.float32(1.0 / (e0 * R0)), np.float32(1.0 / (e1 * R1)))
+        excess *= cap
         q2 = c2 / (radius * radius)
-        if ta <= 0.0:
-            before = along < 0
-            q2 = np.where(before, (along * np.float32(1.0 / (e0 * R0))) ** 2 + c2 * np.float32(1.0 / R0 ** 2), q2)
-            radius = np.where(before, np.float32(R0), radius)
-        if tb >= 1.0:
-            after = along > length
-            q2 = np.where(after, ((along - np.float32(length)) * np.float32(1.0 / (e1 * R1))) ** 2
-                          + c2 * np.float32(1.0 / R1 ** 2), q2)
-            radius = np.where(after, np.float32(R1), radius)
+        q2 += excess * excess
         value = (np.float32(density) * radius) * _profile2(q2, cortex)
         # Each pixel belongs to exactly one chunk, by where it projects on the axis.
         if k > 0:
