@@ -71,13 +71,8 @@ def _clip_segment(shape: tuple[int, int], a: Point, b: Point, pad: float) -> tup
     return (t0, t1) if t0 <= t1 else None
 
 
-def _profile(q: np.ndarray, cortex: float) -> np.ndarray:
-    """Chord through a unit tube at normalised radius q; ``cortex`` hollows the middle (0 = solid)."""
-    return _profile2(q * q, cortex)
-
-
 def _profile2(q2: np.ndarray, cortex: float) -> np.ndarray:
-    """``_profile`` from the squared normalised radius."""
+    """Chord through a unit tube at squared normalised radius q2; ``cortex`` hollows the middle (0 = solid)."""
     outer = np.sqrt(np.maximum(np.float32(1.0) - q2, 0.0))
     if cortex <= 0.0:
         return outer
@@ -175,10 +170,11 @@ def blob(target: np.ndarray, frame: Frame, centre: Point, axis: Point, ra: float
     a = (dx * ux + dy * uy) / RA
     b = (dx * (-uy) + dy * ux) / RB
     if power == 2.0:
-        q = np.hypot(a, b)
+        q2 = a * a
+        q2 += b * b
     else:
-        q = (np.abs(a) ** power + np.abs(b) ** power) ** (1.0 / power)
-    value = (density * min(RA, RB)) * _profile(q, cortex)
+        q2 = (np.abs(a) ** power + np.abs(b) ** power) ** (2.0 / power)
+    value = np.float32(density * min(RA, RB)) * _profile2(q2, cortex)
     if cut is not None:
         cc, caxis, cra, crb = cut
         k_img = frame.point(cc)
