@@ -34,7 +34,7 @@ DEFAULT_MIX: dict[str, float] = {"left": 0.72, "right": 0.08, "two_hands": 0.06,
 
 COLUMNS = ("id", "boneage", "male", "kind", "sex", "chronological_age_months", "subtype", "n_hands",
            "hand_boxes", "wrist_boxes", "rotation_deg", "mirrored", "inverted", "gamma", "marker",
-           "pixel_spacing_mm", "size", "study_date", "birth_date", "modality", "photometric")
+           "pixel_spacing_mm", "size", "study_date", "birth_date", "modality", "photometric", "collimated")
 
 _DAYS_PER_MONTH = 365.25 / 12.0
 _FIRST_STUDY = dt.date(2016, 1, 1)

@@ -53,7 +53,8 @@ def render_sample(rng: np.random.Generator, *, kind: str = "left", bone_age_mont
     ([x0, y0, x1, y1] pixels, one per hand, fingertips to the distal forearm, clipped to the
     image), ``wrist_boxes`` (the carpal region of each hand, same order), ``inverted``,
     ``rotation_deg``, ``mirrored``, ``subtype`` (non-hand scenes: foot, chest, abstract),
-    ``pixel_spacing_mm``, ``gamma``, ``marker`` (the burnt-in lead letter, "" if none).
+    ``pixel_spacing_mm``, ``gamma``, ``marker`` (the burnt-in lead letter, "" if none),
+    ``collimated`` (a collimation edge crosses the film).
 
     Kinds: "left" (the default), "right" (the same anatomy mirrored), "two_hands" (one child's
     right hand on the image's left, then its left hand: boxes in that order), "non_hand" (no hand;
@@ -80,7 +81,7 @@ def render_sample(rng: np.random.Generator, *, kind: str = "left", bone_age_mont
     labels: dict[str, Any] = {
         "boneage": round(ba, 3), "male": male, "kind": kind, "chronological_age_months": round(ca, 3),
         "hand_boxes": [], "wrist_boxes": [], "inverted": False, "rotation_deg": 0.0, "mirrored": False,
-        "subtype": "", "gamma": 1.0, "marker": "",
+        "subtype": "", "gamma": 1.0, "marker": "", "collimated": False,
     }
 
     if kind == "non_hand":
@@ -382,6 +383,7 @@ def _nuisances(rng: np.random.Generator, img: np.ndarray, labels: dict, kind: st
         # A dark (shuttered) border still shows a little scatter; a bright (unexposed) one does not.
         scatter = np.float32(0.1 if outside_level < 0.5 else 0.0)
         img = np.where(inside, img, scatter * img + np.float32(outside_level))
+        labels["collimated"] = True
 
     # Some films were scanned or resized at a lower resolution than they are stored at.
     if rng.random() < 0.2:

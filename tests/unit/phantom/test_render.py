@@ -213,3 +213,15 @@ def test_render_cost_stays_within_a_loose_cpu_budget():
         render_sample(rng, size=256)
         costs.append(time.process_time() - start)
     assert float(np.median(costs)) < 0.06
+
+
+def test_nuisances_vary_across_films():
+    labels = [render(seed, size=64)[1] for seed in range(80)]
+    markers = [lab["marker"] for lab in labels]
+    gammas = [lab["gamma"] for lab in labels]
+    collimated = np.mean([lab["collimated"] for lab in labels])
+    heights = [lab["hand_boxes"][0][3] - lab["hand_boxes"][0][1] for lab in labels]
+    assert 0.5 < np.mean([m != "" for m in markers]) < 0.95 and "L" in markers
+    assert min(gammas) < 0.75 and max(gammas) > 1.4
+    assert 0.3 < collimated < 0.9
+    assert max(heights) > 1.3 * min(heights)  # the hand's scale on the film varies
