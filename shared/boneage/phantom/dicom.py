@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sr.codedict import codes
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
 from boneage.phantom.dataset import SOP_CLASS
@@ -114,7 +115,9 @@ def build_dataset(img: np.ndarray, labels: Mapping[str, Any], *, seed: int) -> D
         ds.DetectorType = "DIRECT"
         ds.PixelIntensityRelationship = "LIN"
         ds.PixelIntensityRelationshipSign = -1 if photometric == "MONOCHROME1" else 1
-        ds.AnatomicRegionSequence = _anatomic_region()
+        # SNOMED CT codes from pydicom's copy of the DICOM PS3.16 code dictionary.
+        ds.AnatomicRegionSequence = _coded(codes.SCT.Hand)
+        ds.ViewCodeSequence = _coded(codes.SCT.PosteroAnterior)
         ds.PositionerType = ""
         ds.AcquisitionContextSequence = []
     else:
@@ -124,12 +127,11 @@ def build_dataset(img: np.ndarray, labels: Mapping[str, Any], *, seed: int) -> D
     return ds
 
 
-def _anatomic_region() -> list[Dataset]:
+def _coded(code) -> list[Dataset]:
     item = Dataset()
-    # SNOMED CT "Hand" (85562004), as DICOM PS3.16 CID 4031 lists it.
-    item.CodeValue = "85562004"
-    item.CodingSchemeDesignator = "SCT"
-    item.CodeMeaning = "Hand"
+    item.CodeValue = code.value
+    item.CodingSchemeDesignator = code.scheme_designator
+    item.CodeMeaning = code.meaning
     return [item]
 
 
