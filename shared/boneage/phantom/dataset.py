@@ -22,9 +22,7 @@ import numpy as np
 from PIL import Image
 
 from boneage.errors import Rejection
-from boneage.phantom.render import KINDS, render_sample
-
-INVALID_REQUEST = "invalid_phantom_request"
+from boneage.phantom.render import INVALID_REQUEST, KINDS, render_sample
 
 FORMATS = ("png", "dicom", "both")
 

@@ -16,13 +16,15 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from boneage.errors import Reason, Rejection
+from boneage.errors import Rejection
 from boneage.phantom import maturity as mat
 from boneage.phantom.anatomy import WRIST_REGION, HandPlan, Layers, draw_plan, hand_box, plan_hand, \
     region_box, sample_hand
 from boneage.phantom.raster import Frame, blob, long_bone
 
 KINDS = ("left", "right", "two_hands", "non_hand", "adult")
+# Reason code of a Rejection for arguments the phantom cannot honour (bad kind, size, age, mix).
+INVALID_REQUEST = "invalid_phantom_request"
 NON_HAND_SUBTYPES = ("foot", "chest", "abstract")
 
 # Length of a hand plus the distal forearm shown on a bone age film, adult-hand mm (wrist -35 mm
@@ -63,12 +65,12 @@ def render_sample(rng: np.random.Generator, *, kind: str = "left", bone_age_mont
     upright, centred film with a fixed 300 mm field of view, so hand size shows age.
     """
     if kind not in KINDS:
-        raise Rejection(Reason.INVALID_METADATA, f"unknown phantom kind {kind!r}; expected one of {', '.join(KINDS)}")
+        raise Rejection(INVALID_REQUEST, f"unknown phantom kind {kind!r}; expected one of {', '.join(KINDS)}")
     if not 32 <= int(size) <= 8192:
-        raise Rejection(Reason.INVALID_METADATA, f"phantom size must be 32..8192 pixels, got {size}")
+        raise Rejection(INVALID_REQUEST, f"phantom size must be 32..8192 pixels, got {size}")
     size = int(size)
     if bone_age_months is not None and not 0.0 <= float(bone_age_months) <= 360.0:
-        raise Rejection(Reason.INVALID_METADATA, f"phantom bone age must be 0..360 months, got {bone_age_months}")
+        raise Rejection(INVALID_REQUEST, f"phantom bone age must be 0..360 months, got {bone_age_months}")
     if male is None:
         male = bool(rng.random() < 0.5)
     male = bool(male)  # labels stay JSON-serialisable when a caller passes numpy booleans
@@ -87,8 +89,7 @@ def render_sample(rng: np.random.Generator, *, kind: str = "left", bone_age_mont
     if kind == "non_hand":
         fov = float(rng.uniform(250.0, 420.0)) if nuisance else 350.0
         scale = size / fov
-        labels["subtype"] = _draw_non_hand(rng, layers, size, scale)
-        rotation = float(rng.uniform(-30, 30)) if nuisance else 0.0
+        labels["subtype"], rotation = _draw_non_hand(rng, layers, size, scale, nuisance)
         labels["rotation_deg"] = round(rotation, 3)
     else:
         hand = sample_hand(rng, ba, male)
@@ -171,12 +172,15 @@ def _place_two(rng: np.random.Generator, layers: Layers, plan: HandPlan, size: i
     return scale, float(np.mean(rotations))
 
 
-def _draw_non_hand(rng: np.random.Generator, layers: Layers, size: int, scale: float) -> str:
-    """Something a bone age service must reject: a foot, a chest, or anatomy-free structures."""
+def _draw_non_hand(rng: np.random.Generator, layers: Layers, size: int, scale: float,
+                   nuisance: bool) -> tuple[str, float]:
+    """Something a bone age service must reject: a foot, a chest, or anatomy-free structures.
+
+    Returns the subtype and the rotation (degrees) it was drawn at."""
     subtype = NON_HAND_SUBTYPES[int(rng.integers(len(NON_HAND_SUBTYPES)))]
     centre = (size / 2 + rng.uniform(-0.1, 0.1) * size, size / 2 + rng.uniform(-0.1, 0.1) * size)
-    frame = Frame(centre, scale * float(rng.uniform(0.5, 1.0)), math.radians(rng.uniform(-30, 30)),
-                  bool(rng.random() < 0.5))
+    rotation = float(rng.uniform(-30, 30)) if nuisance else 0.0
+    frame = Frame(centre, scale * float(rng.uniform(0.5, 1.0)), math.radians(rotation), bool(rng.random() < 0.5))
     soft_frame = layers.frame("soft", frame)
     if subtype == "foot":
         # Sole, five rays of metatarsal + short toes, and the tarsal block.
@@ -223,7 +227,7 @@ def _draw_non_hand(rng: np.random.Generator, layers: Layers, size: int, scale: f
                      (float(rng.normal()), float(rng.normal())), float(rng.uniform(5, 90)),
                      float(rng.uniform(5, 60)), power=float(rng.uniform(1.5, 4.0)),
                      density=float(rng.uniform(0.2, 1.2)))
-    return subtype
+    return subtype, rotation
 
 
 def _expose(rng: np.random.Generator, layers: Layers, scale: float, nuisance: bool) -> np.ndarray:

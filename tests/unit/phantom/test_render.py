@@ -106,7 +106,7 @@ def test_adult_hands_are_at_or_beyond_skeletal_maturity():
 def test_bad_arguments_are_typed_rejections(kwargs):
     with pytest.raises(Rejection) as err:
         render(0, **kwargs)
-    assert err.value.reason == "invalid_metadata"
+    assert err.value.reason == "invalid_phantom_request"
 
 
 def test_chronological_age_scatters_by_the_gp_sd_for_age_and_sex():
