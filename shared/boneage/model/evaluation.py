@@ -70,7 +70,10 @@ def qc_summary(kinds: Sequence[str], outputs: Sequence[Any]) -> dict[str, Any]:
     n_right = sum(table["right"].values())
     return {
         "confusion": {k: dict(v) for k, v in sorted(table.items())},
-        "left_found_rate": rate("left", lambda oc: oc == "completed"),
+        # "Found" means the detector saw exactly one hand; a near-mature child the maturity check then
+        # rejects was still found (it shows in left_completed_rate and the confusion table).
+        "left_found_rate": rate("left", lambda oc: oc not in ("no_hand_found", "multiple_hands")),
+        "left_completed_rate": rate("left", lambda oc: oc == "completed"),
         "right_mirrored_rate": round(mirrored["right"] / n_right, 4) if n_right else None,
         "left_mirrored_rate": round(mirrored["left"] / max(sum(table["left"].values()), 1), 4)
         if table["left"] else None,
@@ -130,7 +133,7 @@ def rotate(img: np.ndarray, deg: float) -> np.ndarray:
         deg, resample=Image.Resampling.BILINEAR, expand=True, fillcolor=0.0), dtype=np.float32)
 
 
-def off_centre_crop(img: np.ndarray, frac: float = 0.15) -> np.ndarray:
+def off_centre_crop(img: np.ndarray, frac: float = 0.1) -> np.ndarray:
     """Shift the film by ``frac`` of its size down-right: the top-left fills black, the far edge is cut."""
     h, w = img.shape
     dy, dx = int(h * frac), int(w * frac)

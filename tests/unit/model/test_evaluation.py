@@ -37,12 +37,13 @@ def _out(reason=None, mirrored=False):
 
 
 def test_qc_summary_counts_outcomes_per_kind():
-    kinds = ["left", "left", "right", "right", "two_hands", "non_hand", "non_hand", "adult"]
-    outs = [_out(), _out("no_hand_found"), _out(mirrored=True), _out(), _out("multiple_hands"),
+    kinds = ["left", "left", "left", "right", "right", "two_hands", "non_hand", "non_hand", "adult"]
+    outs = [_out(), _out("no_hand_found"), _out("skeletally_mature"), _out(mirrored=True), _out(), _out("multiple_hands"),
             _out("no_hand_found"), _out(), _out("skeletally_mature")]
     q = qc_summary(kinds, outs)
-    assert q["confusion"]["left"] == {"completed": 1, "no_hand_found": 1}
-    assert q["left_found_rate"] == 0.5
+    assert q["confusion"]["left"] == {"completed": 1, "no_hand_found": 1, "skeletally_mature": 1}
+    assert q["left_found_rate"] == pytest.approx(2 / 3, abs=1e-4)
+    assert q["left_completed_rate"] == pytest.approx(1 / 3, abs=1e-4)
     assert q["right_mirrored_rate"] == 0.5
     assert q["two_hands_rejected_rate"] == 1.0
     assert q["non_hand_rejected_rate"] == 0.5
