@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--random-weights", action="store_true", help="seeded random weights (benchmark workloads)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backends", default="aoti,torchscript,eager,ipex")
-    p.add_argument("--precisions", default="fp32,bf16")
+    p.add_argument("--precisions", default="auto",
+                   help="comma list, or auto: fp32, plus bf16 where the host has native bf16 (AVX512-BF16)")
     p.add_argument("--max-batch", type=int, default=8)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         if src.config_name != args.config:
             print(f"note: checkpoint config is {src.config_name!r}, building that", file=sys.stderr)
     have_ipex = ipex_version() is not None
+    if args.precisions == "auto":
+        args.precisions = "fp32,bf16" if host.BF16_FLAGS <= host.effective_flags() else "fp32"
     summary = []
     for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
         if backend == "ipex" and not have_ipex:

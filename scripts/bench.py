@@ -1,0 +1,467 @@
+"""``make bench``: latency, throughput, cold start, memory, compute efficiency and accuracy per artifact.
+
+Writes ``build/bench/report.json`` and ``build/bench/report.md``. For each config (demo, clinical,
+seed_equivalent) and each backend x precision it measures, each in a fresh process:
+- cold start: process spawn -> first assessed phantom, imports, load and warm-up included;
+- p50/p90 of one image through both networks (batch 1), throughput at batch 4 and 8;
+- peak RSS; GFLOP/image (torch's flop counter); achieved GFLOP/s and its share of the host's
+  peak for that precision, measured in this run (``boneage.engine.peak``);
+- the output delta against fp32 eager on a seeded phantom set (and the MAE change where the weights
+  are trained, i.e. demo).
+Then, for clinical, an end-to-end stage breakdown through the local emulator (moto server, the
+real handler): natively and in a subprocess capped to AVX2 (ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA).
+Combinations that cannot win are skipped and listed with the reason (e.g. compiled bf16 on a host
+whose measured bf16 peak is below its fp32 peak). Built artifacts are cached under
+``build/bench/model`` and reused when their weights hash and torch version match.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "shared"), str(ROOT / "scripts"), str(ROOT / "functions" / "assess")]
+PY = sys.executable
+IPEX_PY = ROOT / ".venv-ipex" / "bin" / "python"
+CONFIGS = ("demo", "clinical", "seed_equivalent")
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+PHANTOM_SEED = 2024
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def _phantoms(n: int, size: int = 512) -> list[tuple[Any, dict[str, Any]]]:
+    import numpy as np
+
+    from boneage.phantom import render_sample
+
+    rng = np.random.default_rng(PHANTOM_SEED)
+    return [render_sample(rng, kind="left", size=size) for _ in range(n)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# worker: one artifact in a fresh process
+def worker(args: argparse.Namespace) -> int:
+    t_start = time.perf_counter()
+    import torch
+
+    from boneage.engine import load_engine
+
+    engine = load_engine(args.artifacts, backend=args.artifact)
+    phantoms = _phantoms(args.phantoms)
+    engine.assessor.assess(phantoms[0][0], "F")
+    print(json.dumps({"event": "first_result", "in_process_s": round(time.perf_counter() - t_start, 3)}), flush=True)
+    m = engine.manifest
+    got = f"{engine.backend}-{engine.precision}"
+    shapes = m["input_shapes"]
+
+    def inputs(stage: str, batch: int) -> tuple[torch.Tensor, ...]:
+        g = torch.Generator().manual_seed(1)
+        out = []
+        for shape in shapes[stage]:
+            if len(shape) == 4:
+                out.append(torch.rand([batch, *shape[1:]], generator=g))
+            else:                                   # sex one-hot: unknown
+                t = torch.zeros([batch, *shape[1:]])
+                t[:, -1] = 1.0
+                out.append(t)
+        return tuple(out)
+
+    def once(batch: int) -> float:
+        det_in, reg_in = inputs("detector", batch), inputs("regressor", batch)
+        t0 = time.perf_counter()
+        engine.detector_fn(*det_in)
+        engine.regressor_fn(*reg_in)
+        return time.perf_counter() - t0
+
+    once(1)
+    lat = [once(1) * 1000 for _ in range(args.repeats)]
+    result: dict[str, Any] = {"artifact_loaded": got, "fallbacks": engine.fallbacks,
+                              "p50_ms": round(statistics.median(lat), 1), "p90_ms": round(_pct(lat, 0.9), 1),
+                              "latencies_ms": [round(x, 1) for x in lat], "threads": engine.threads,
+                              "init_ms": engine.init_ms}
+    for batch in (4, 8):
+        # One timed run per batch size (the first at a new shape also builds its oneDNN primitives,
+        # which understates throughput slightly); more would not fit the 20-minute budget on 2 vCPUs.
+        result[f"throughput_b{batch}_img_s"] = round(batch / once(batch), 2)
+    # Accuracy: regressor output on phantom crops (any weights) and full assessments (trained weights).
+    from boneage.model.regressor import sex_onehot
+
+    crop = shapes["regressor"][0][2]
+    ages, assessed = [], []
+    for img, labels in phantoms:
+        x = torch.nn.functional.interpolate(torch.from_numpy(img)[None, None], size=(crop, crop), mode="area")
+        sex = "M" if labels["male"] else "F"
+        ages.append(float(engine.regressor_fn(x, sex_onehot([sex]))[0][0]))
+        out = engine.assessor.assess(img, sex)
+        assessed.append(out.bone_age_months)
+    result["regressor_ages"] = ages
+    result["assessed_ages"] = assessed
+    result["labels"] = [float(lb["boneage"]) for _, lb in phantoms]
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps({"event": "result", **result}), flush=True)
+    return 0
+
+
+def run_worker(python: Path | str, artifacts: Path, artifact: str, *, repeats: int, phantoms: int,
+               env: dict[str, str] | None = None, timeout: float = 900) -> dict[str, Any]:
+    """Spawn a worker; cold start = spawn -> its first_result line (the parent's clock)."""
+    cmd = [str(python), str(Path(__file__).resolve()), "--worker", "--artifacts", str(artifacts),
+           "--artifact", artifact, "--repeats", str(repeats), "--phantoms", str(phantoms)]
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT / "shared"), **(env or {})}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
+    out: dict[str, Any] = {}
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if not line.startswith("{"):
+            continue
+        msg = json.loads(line)
+        if msg.get("event") == "first_result":
+            out["cold_start_s"] = round(time.perf_counter() - t0, 2)
+        elif msg.get("event") == "result":
+            out.update({k: v for k, v in msg.items() if k != "event"})
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    if proc.returncode != 0 or "p50_ms" not in out:
+        out["error"] = (err or "")[-1500:]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# building (cached)
+def ensure_artifacts(config: str, out: Path, backends: list[tuple[str, str]], python: Path | str = PY,
+                     log: list[str] | None = None) -> dict[str, float]:
+    """Build missing artifacts; returns build seconds per artifact built now."""
+    from boneage.engine.manifest import Manifest, ManifestError
+
+    built: dict[str, float] = {}
+    for backend, precision in backends:
+        folder = out / f"{backend}-{precision}"
+        try:
+            cached = Manifest.read(folder)
+            # Cached (build_model writes the manifest last) unless demo weights arrived since a random build.
+            stale = config == "demo" and "-random" in cached.model_version and \
+                (ROOT / "shared/boneage/weights/demo.pt").exists()
+            if not stale:
+                continue
+        except ManifestError:
+            pass
+        cmd = [str(python), str(ROOT / "scripts" / "build_model.py"), "--config", config, "--out", str(out),
+               "--backends", backend, "--precisions", precision]
+        if config != "demo" or not (ROOT / "shared/boneage/weights/demo.pt").exists():
+            cmd.append("--random-weights")
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "shared")})
+        built[f"{backend}-{precision}"] = round(time.perf_counter() - t0, 1)
+        if log is not None and proc.returncode != 0:
+            log.append(f"{config} {backend}-{precision}: build failed: {proc.stdout[-300:]} {proc.stderr[-300:]}")
+    return built
+
+
+# ---------------------------------------------------------------------------------------------------
+# end to end through the local emulator
+def e2e_worker(args: argparse.Namespace) -> int:
+    import io
+    import logging
+
+    import numpy as np
+    from PIL import Image
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    from local_stack import LocalStack
+
+    from boneage.engine import load_engine
+    from boneage.service import AssessmentService
+
+    stack = LocalStack.start(stack_name="boneage-bench")
+    try:
+        with stack.environment(MODEL_DIR=str(args.artifacts)):
+            import app
+            from boneage.adapters.runtime import build_processor
+            from boneage.config import Settings
+
+            engine = load_engine(args.artifacts, backend=args.artifact)
+            stages: dict[str, float] = {}
+            det_fn, reg_fn = engine.detector_fn, engine.regressor_fn
+
+            def timed(name: str, fn: Any) -> Any:
+                def call(*a: Any, **k: Any) -> Any:
+                    t0 = time.perf_counter()
+                    try:
+                        return fn(*a, **k)
+                    finally:
+                        stages[name] = stages.get(name, 0.0) + (time.perf_counter() - t0) * 1000
+                return call
+
+            engine.assessor.detector_fn = timed("detect", det_fn)
+            engine.assessor.regressor_fn = timed("regress", reg_fn)
+            service = AssessmentService(engine.assessor)
+            processor = build_processor(Settings.from_env(), service)
+
+            class Timed:
+                def __init__(self, inner: Any, stage: str) -> None:
+                    self._inner, self._stage = inner, stage
+
+                def __getattr__(self, name: str) -> Any:
+                    attr = getattr(self._inner, name)
+                    return timed(self._stage, attr) if callable(attr) else attr
+
+            processor.source = Timed(processor.source, "fetch")
+            processor.store = Timed(processor.store, "persist")
+            processor.reports = Timed(processor.reports, "persist")
+            processor.publisher = Timed(processor.publisher, "notify")
+            app.init(processor)
+            s3 = stack.client("s3")
+            rows = []
+            for i, (img, labels) in enumerate(_phantoms(args.repeats + 1, size=1024)):
+                buf = io.BytesIO()
+                Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(buf, format="PNG", compress_level=1)
+                key = f"incoming/bench-hospital/study-{i:04d}.png"
+                meta = {"sex": "M" if labels["male"] else "F", "age-months": str(int(labels["chronological_age_months"]))}
+                s3.put_object(Bucket=stack.input_bucket, Key=key, Body=buf.getvalue(), Metadata=meta)
+                event, messages = stack.receive_event(batch_size=1)
+                while not messages:
+                    time.sleep(0.02)
+                    event, messages = stack.receive_event(batch_size=1)
+                stages.clear()
+                service_timings: dict[str, float] = {}
+                orig = service.assess_many
+
+                def capture(items: Any, **kw: Any) -> Any:
+                    res = orig(items, **kw)
+                    service_timings.update(res[0][0].timings_ms)
+                    return res
+
+                service.assess_many = capture  # type: ignore[method-assign]
+                t0 = time.perf_counter()
+                app.handler(event, None)
+                total = (time.perf_counter() - t0) * 1000
+                service.assess_many = orig  # type: ignore[method-assign]
+                for m in messages:
+                    stack.client("sqs").delete_message(QueueUrl=stack.queue_url, ReceiptHandle=m["ReceiptHandle"])
+                row = {"total": total, **stages, "decode": service_timings.get("decode", 0.0)}
+                row["preprocess"] = max(0.0, service_timings.get("model", 0.0) - stages.get("detect", 0) - stages.get("regress", 0))
+                row["interpret+report"] = service_timings.get("interpret", 0.0) + service_timings.get("report", 0.0)
+                rows.append(row)
+            rows = rows[1:]                                   # the first invocation warms the clients
+            keys = ["fetch", "decode", "preprocess", "detect", "regress", "interpret+report", "persist", "notify", "total"]
+            out = {"backend": f"{engine.backend}-{engine.precision}", "invocations": len(rows),
+                   "stages_p50_ms": {k: round(statistics.median(r.get(k, 0.0) for r in rows), 1) for k in keys},
+                   "p50_ms": round(statistics.median(r["total"] for r in rows), 1),
+                   "p90_ms": round(_pct([r["total"] for r in rows], 0.9), 1)}
+            print(json.dumps({"event": "e2e", **out}), flush=True)
+    finally:
+        stack.stop()
+    return 0
+
+
+def run_e2e(artifacts: Path, artifact: str, repeats: int, env: dict[str, str] | None = None) -> dict[str, Any]:
+    cmd = [PY, str(Path(__file__).resolve()), "--e2e-worker", "--artifacts", str(artifacts), "--artifact", artifact,
+           "--repeats", str(repeats)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "shared"), **(env or {})})
+    for line in proc.stdout.splitlines():
+        if line.startswith("{") and '"e2e"' in line:
+            msg = json.loads(line)
+            msg.pop("event")
+            return msg
+    return {"error": (proc.stderr or proc.stdout)[-1500:]}
+
+
+# ---------------------------------------------------------------------------------------------------
+# driver
+def plan(config: str, peaks: dict[str, dict[str, float]], have_ipex: bool) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """(python, backend, precision) to measure, and the skipped combinations with reasons."""
+    bf16_can_win = peaks["bf16"]["peak"] > peaks["fp32"]["peak"]
+    todo: list[tuple[str, str, str]] = [(PY, "eager", "fp32"), (PY, "eager", "bf16"),
+                                        (PY, "torchscript", "fp32"), (PY, "aoti", "fp32")]
+    skipped: list[str] = []
+    if bf16_can_win:
+        todo += [(PY, "torchscript", "bf16"), (PY, "aoti", "bf16")]
+    else:
+        skipped.append(f"{config}: torchscript-bf16, aoti-bf16, ipex-bf16 skipped: measured bf16 peak "
+                       f"{peaks['bf16']['peak']} GFLOP/s < fp32 peak {peaks['fp32']['peak']} GFLOP/s on this host "
+                       "(no AVX512-BF16/AMX: bf16 is emulated); eager-bf16 still gives the accuracy delta")
+    if have_ipex:
+        todo.append((str(IPEX_PY), "ipex", "fp32"))
+        if bf16_can_win:
+            todo.append((str(IPEX_PY), "ipex", "bf16"))
+    else:
+        skipped.append(f"{config}: ipex skipped: no .venv-ipex (make ipex-env)")
+    return todo, skipped
+
+
+def summarise(config: str, rows: dict[str, dict[str, Any]], gflop: float, peaks: dict[str, dict[str, float]]) -> dict[str, Any]:
+    ref = rows.get("eager-fp32", {})
+    ref_ages = ref.get("regressor_ages")
+    labels = ref.get("labels")
+    for name, row in rows.items():
+        if "p50_ms" not in row:
+            continue
+        precision = name.rsplit("-", 1)[1]
+        row["gflop_per_image"] = round(gflop, 2)
+        row["gflop_s"] = round(gflop / (row["p50_ms"] / 1000), 1)
+        row["share_of_peak"] = round(row["gflop_s"] / peaks[precision]["peak"], 3)
+        if ref_ages and row.get("regressor_ages"):
+            deltas = [abs(a - b) for a, b in zip(row["regressor_ages"], ref_ages)]
+            row["max_output_delta_months"] = round(max(deltas), 3)
+            row["mean_output_delta_months"] = round(statistics.mean(deltas), 3)
+        if labels and ref.get("assessed_ages") and row.get("assessed_ages"):
+            pairs = [(a, b, y) for a, b, y in zip(row["assessed_ages"], ref["assessed_ages"], labels)
+                     if a is not None and b is not None]
+            if pairs:
+                row["phantom_mae_months"] = round(statistics.mean(abs(a - y) for a, _, y in pairs), 3)
+                row["phantom_mae_delta_months"] = round(
+                    statistics.mean(abs(a - y) for a, _, y in pairs) - statistics.mean(abs(b - y) for _, b, y in pairs), 3)
+                row["phantom_assessed"] = len(pairs)
+    ok = {k: v for k, v in rows.items() if "p50_ms" in v}
+    best = min(ok, key=lambda k: ok[k]["p50_ms"]) if ok else None
+    out: dict[str, Any] = {"gflop_per_image": round(gflop, 2), "artifacts": rows}
+    if best and "p50_ms" in ref:
+        b = ok[best]
+        out.update({
+            "eager_fp32_p50_ms": ref["p50_ms"], "best_p50_ms": b["p50_ms"], "best_backend": best,
+            "speedup_vs_eager": round(ref["p50_ms"] / b["p50_ms"], 2), "compute_efficiency": b["share_of_peak"],
+            "cold_start_s": b.get("cold_start_s"), "peak_rss_mb": b.get("peak_rss_mb"),
+            "bf16_phantom_mae_delta_months": ok.get("eager-bf16", {}).get("phantom_mae_delta_months"),
+            "bf16_max_output_delta_months": ok.get("eager-bf16", {}).get("max_output_delta_months"),
+        })
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = ["# Benchmark", "", f"Host: {json.dumps(report['host'])}", "",
+             "Peak GFLOP/s measured in this run (best of GEMM 2048, conv 1x1 512ch, conv 3x3 256ch at 64x64):", ""]
+    for p, v in report["peaks"].items():
+        lines.append(f"- {p}: {v}")
+    for config in report["configs"]:
+        c = report[config]
+        lines += ["", f"## {config} ({c.get('gflop_per_image')} GFLOP/image)", "",
+                  f"best **{c.get('best_backend')}** p50 {c.get('best_p50_ms')} ms, eager fp32 {c.get('eager_fp32_p50_ms')} ms, "
+                  f"speedup {c.get('speedup_vs_eager')}x, compute efficiency {c.get('compute_efficiency')}, "
+                  f"cold start {c.get('cold_start_s')} s, peak RSS {c.get('peak_rss_mb')} MB", "",
+                  "| artifact | p50 ms | p90 ms | img/s b4 | img/s b8 | cold s | RSS MB | GFLOP/s | share of peak | max out delta (mo) | MAE delta (mo) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for name, r in c["artifacts"].items():
+            if "p50_ms" not in r:
+                lines.append(f"| {name} | failed: {str(r.get('error', ''))[-120:].replace('|', '/').replace(chr(10), ' ')} |")
+                continue
+            lines.append(f"| {name} | {r['p50_ms']} | {r['p90_ms']} | {r.get('throughput_b4_img_s')} | "
+                         f"{r.get('throughput_b8_img_s')} | {r.get('cold_start_s')} | {r.get('peak_rss_mb')} | "
+                         f"{r.get('gflop_s')} | {r.get('share_of_peak')} | {r.get('max_output_delta_months')} | "
+                         f"{r.get('phantom_mae_delta_months')} |")
+        for key in ("e2e", "e2e_avx2"):
+            if key in c and "stages_p50_ms" in c[key]:
+                s = c[key]
+                lines += ["", f"End to end ({key}, {s['backend']}, {s['invocations']} invocations, p50 ms): "
+                          + ", ".join(f"{k} {v}" for k, v in s["stages_p50_ms"].items())]
+    if report.get("skipped"):
+        lines += ["", "## Skipped", ""] + [f"- {s}" for s in report["skipped"]]
+    if report.get("decode"):
+        lines += ["", "## Decode", "", "```", json.dumps(report["decode"], indent=1)[:3000], "```"]
+    lines += ["", f"Total bench time: {report['bench_seconds']} s", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=ROOT / "build" / "bench")
+    p.add_argument("--configs", default=",".join(CONFIGS))
+    p.add_argument("--repeats", type=int, default=6)
+    p.add_argument("--phantoms", type=int, default=6)
+    p.add_argument("--e2e-repeats", type=int, default=5)
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--e2e-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--artifacts", type=Path)
+    p.add_argument("--artifact")
+    args = p.parse_args(argv)
+    if args.worker:
+        return worker(args)
+    if args.e2e_worker:
+        return e2e_worker(args)
+
+    t_bench = time.perf_counter()
+    import torch
+
+    from boneage.engine import host
+    from boneage.engine.manifest import Manifest
+    from boneage.engine.peak import probe
+
+    threads = host.configure_torch()
+    args.out.mkdir(parents=True, exist_ok=True)
+    peaks = {"fp32": probe("fp32"), "bf16": probe("bf16", repeats=3, min_seconds=0.5)}
+    print(f"peaks: {peaks}", flush=True)
+    # The load average is recorded because this machine is shared: it says how much to trust the figures.
+    report: dict[str, Any] = {"host": {**host.host_summary(), "threads": threads,
+                                       "load_average_at_start": os.getloadavg()}, "peaks": peaks,
+                              "configs": [], "skipped": [], "build_seconds": {}}
+    have_ipex = IPEX_PY.exists()
+    for config in [c.strip() for c in args.configs.split(",") if c.strip()]:
+        out = ROOT / "build" / "model" if config == "demo" else args.out / "model" / config
+        todo, skipped = plan(config, peaks, have_ipex)
+        report["skipped"] += skipped
+        log: list[str] = []
+        for python, backend, precision in todo:
+            report["build_seconds"].update({f"{config}/{k}": v for k, v in
+                                            ensure_artifacts(config, out, [(backend, precision)], python, log).items()})
+        report["skipped"] += log
+        rows: dict[str, dict[str, Any]] = {}
+        gflop = 0.0
+        for python, backend, precision in todo:
+            name = f"{backend}-{precision}"
+            if not (out / name / "manifest.json").exists():
+                continue
+            gflop = Manifest.read(out / name).gflop_per_image["total"]
+            print(f"{config} {name} ...", flush=True)
+            rows[name] = run_worker(python, out, name, repeats=args.repeats, phantoms=args.phantoms)
+            print(f"  {json.dumps({k: v for k, v in rows[name].items() if not isinstance(v, list)})[:400]}", flush=True)
+        summary = summarise(config, rows, gflop, peaks)
+        if config == "clinical" and summary.get("best_backend"):
+            best = summary["best_backend"]
+            summary["e2e"] = run_e2e(out, best, args.e2e_repeats)
+            summary["e2e_avx2"] = run_e2e(out, best, args.e2e_repeats, env=AVX2_ENV)
+            summary["e2e_p50_ms"] = summary["e2e"].get("p50_ms")
+            summary["e2e_p50_ms_avx2"] = summary["e2e_avx2"].get("p50_ms")
+            print(f"  e2e {summary['e2e_p50_ms']} ms, avx2 {summary['e2e_p50_ms_avx2']} ms", flush=True)
+        if summary.get("best_backend"):
+            # The benchmark chooses the default the loader prefers for this artifact folder.
+            b, q = summary["best_backend"].rsplit("-", 1)
+            (out / "default.json").write_text(json.dumps({"backend": b, "precision": q, "p50_ms": summary["best_p50_ms"],
+                                                         "chosen_by": "scripts/bench.py"}) + "\n")
+        report[config] = summary
+        report["configs"].append(config)
+    try:
+        from bench_decode import run_decode_bench
+
+        report["decode"] = run_decode_bench()
+    except Exception as exc:            # the imaging engineer's bench; its absence must not lose ours
+        report["decode"] = {"error": f"{type(exc).__name__}: {exc}"}
+    report["bench_seconds"] = round(time.perf_counter() - t_bench, 1)
+    report["host"]["load_average_at_end"] = os.getloadavg()
+    report["torch"] = torch.__version__
+    (args.out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (args.out / "report.md").write_text(markdown(report))
+    print(f"wrote {args.out / 'report.json'} and report.md in {report['bench_seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
