@@ -200,6 +200,11 @@ def _check_frame_header(ds: Dataset, ts: str, rows: int, columns: int, limits: L
                   else codestream.jpeg_frame_header(frame))
     except Exception as exc:
         raise Rejection(Reason.CORRUPT_PIXEL_DATA, "the compressed frame has no readable header") from exc
+    if ts in (dcm_uid.JPEGLSLossless, dcm_uid.JPEGLSNearLossless) and \
+            not frame.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        # CharLS 2.4 spends ~15 s (whatever the image size) failing on a JPEG-LS stream cut short;
+        # found by the fuzz test. A stream without its end-of-image marker is incomplete anyway.
+        raise Rejection(Reason.CORRUPT_PIXEL_DATA, "the JPEG-LS frame is truncated (no end-of-image marker)")
     # A JPEG frame may leave Y=0 until a DNL marker (T.81 B.2.5); otherwise sizes must agree.
     # Rows x Columns is already within the limit, so agreeing sizes are too.
     if header.columns != columns or header.rows not in (rows, 0):
@@ -297,8 +302,12 @@ def decode(ds: Dataset, target_long_side: int | None, warnings: list[str]) -> tu
     if stored.ndim == 3:
         if stored.shape[-1] != 3:
             raise Rejection(Reason.UNSUPPORTED_PHOTOMETRIC, f"unexpected pixel array shape {stored.shape}")
-        # pydicom converts YBR to RGB; OpenJPEG undoes ICT/RCT: what is left is RGB.
+        # pydicom converts YBR to RGB; OpenJPEG undoes ICT/RCT: what is left is RGB, at
+        # BitsStored (a palette LUT's output fills its dtype instead).
         full_scale = float(np.iinfo(stored.dtype).max) if stored.dtype.kind in "ui" else 1.0
+        bits_stored = _safe_int(ds, "BitsStored") or 0
+        if photometric != "PALETTE COLOR" and 0 < bits_stored < 8 * stored.dtype.itemsize:
+            full_scale = float(2 ** bits_stored - 1)
         grey = pixels.luma(stored).astype(np.float32)
         transform = pixels.GreyTransform(full_scale=full_scale)
         if photometric in GREY:
@@ -326,7 +335,7 @@ def grey_transform(ds: Dataset, photometric: str, warnings: list[str]) -> pixels
     try:
         if ds.get("ModalityLUTSequence") or (
                 ds.get("RescaleSlope") is not None and ds.get("RescaleIntercept") is not None):
-            slope = float(ds.get("RescaleSlope", 1.0) or 1.0) if "ModalityLUTSequence" not in ds else 1.0
+            slope = 1.0 if ds.get("ModalityLUTSequence") else float(ds.RescaleSlope)
             if slope == 0.0 or not math.isfinite(slope):
                 warnings.append("RescaleSlope is 0 or not finite; rescale ignored")
             else:

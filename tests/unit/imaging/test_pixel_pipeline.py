@@ -208,3 +208,17 @@ def test_percentile_window_is_symmetric_under_reversal():
     lo, hi = pixels._weighted_range(values, counts)
     rlo, rhi = pixels._weighted_range(99 - values, counts)
     assert (lo, hi) == (99 - rhi, 99 - rlo)
+
+
+def test_zero_rescale_slope_is_ignored_not_applied():
+    src = source(12)
+    r = _ingest(testing.dicom_bytes(src, bits_stored=12, tags=dict(exact_window(12), RescaleSlope=0, RescaleIntercept=0)))
+    np.testing.assert_allclose(r.pixels, expected_exact(src, 12), rtol=0, atol=1e-6)
+    assert any("RescaleSlope" in w for w in r.meta.warnings)
+
+
+def test_16bit_rgb_with_12_bits_stored_uses_the_full_range():
+    grey = source(12)
+    rgb = np.stack([grey, grey, grey], axis=-1).astype(np.uint16)
+    r = _ingest(testing.dicom_bytes(rgb, photometric="RGB", bits_stored=12))
+    np.testing.assert_allclose(r.pixels, grey / 4095.0, atol=1e-5)
