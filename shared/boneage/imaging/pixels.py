@@ -14,8 +14,8 @@ every codec (JPEG 2000 decodes straight to a lower resolution level) is reduced 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -63,8 +63,8 @@ class GreyTransform:
     presentation-ready.
     """
 
-    modality: Any = None
-    voi_lut: Any = None
+    modality: Callable[[np.ndarray], np.ndarray] | None = None
+    voi_lut: Callable[[np.ndarray], np.ndarray] | None = None
     window: Window | None = None
     full_scale: float | None = None
     full_range: bool = False      # scale by the table's own range (VOI LUT output) not percentiles

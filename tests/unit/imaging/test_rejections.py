@@ -157,3 +157,12 @@ def test_reason_codes_are_the_documented_ones():
                  "too_large", "unsupported_modality", "multi_frame", "unsupported_photometric", "empty_image",
                  "invalid_metadata"):
         assert f"`{code}`" in doc
+
+
+def test_limits_come_from_the_environment_with_defaults():
+    assert Limits.from_env({}) == Limits()
+    limits = Limits.from_env({"BONEAGE_MAX_FILE_BYTES": "1000", "BONEAGE_MAX_PIXELS": " 2000 "})
+    assert (limits.max_file_bytes, limits.max_pixels) == (1000, 2000)
+    for bad in ("ten", "0", "-5"):
+        with pytest.raises(ValueError):
+            Limits.from_env({"BONEAGE_MAX_PIXELS": bad})
