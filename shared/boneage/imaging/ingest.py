@@ -78,8 +78,6 @@ def apply_upload_metadata(meta: StudyMetadata, evidence: AgeEvidence, upload: Up
     if "sex" in upload.given:
         meta.sex = upload.sex
         meta.sex_source = "metadata" if upload.sex is not None else None
-    if meta.sex is None:
-        meta.warnings.append("sex unknown: not defaulted")
     age = resolve_age(evidence, upload)
     meta.chronological_age_months = None if age.months is None else round(age.months, 2)
     meta.age_source, meta.age_reason = age.source, age.reason
