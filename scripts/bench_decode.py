@@ -69,8 +69,9 @@ def _time(data: bytes, target: int, repeats: int) -> tuple[list[float], list[flo
     return wall, cpu, result
 
 
-def run_decode_bench(repeats: int = 5) -> dict:
-    img = testing.radiograph_like(np.random.default_rng(SEED), ROWS, COLUMNS, bits=BITS)
+def run_decode_bench(repeats: int = 5, *, rows: int = ROWS, columns: int = COLUMNS) -> dict:
+    """Time every format; ``rows``/``columns`` exist so a unit test can run this small."""
+    img = testing.radiograph_like(np.random.default_rng(SEED), rows, columns, bits=BITS)
     raw_bytes = img.size * 2
     formats: dict[str, dict] = {}
     for name, (encode, target) in _cases(img).items():
@@ -86,7 +87,7 @@ def run_decode_bench(repeats: int = 5) -> dict:
             entry["meets_goal"] = median <= GOALS_MS[name]
         formats[name] = entry
     return {
-        "image": {"rows": ROWS, "columns": COLUMNS, "bits_stored": BITS, "seed": SEED,
+        "image": {"rows": rows, "columns": columns, "bits_stored": BITS, "seed": SEED,
                   "generator": "boneage.imaging.testing.radiograph_like"},
         "what": "one boneage.imaging.ingest() call: parse + checks + decode + Modality/VOI LUT + reduction",
         "goal_basis": "cpu_median_ms (process CPU time; equals wall time on a dedicated core)",
