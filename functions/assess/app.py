@@ -47,7 +47,11 @@ def init(processor: UploadProcessor | None = None) -> UploadProcessor:
 def _process(uploads: list, attempt: int) -> None:
     assert _processor is not None
     for upload in uploads:
-        outcome = _processor.process(upload, attempt=attempt)
+        try:
+            outcome = _processor.process(upload, attempt=attempt)
+        except Exception:
+            metrics.add_metric(name="Uploads_fault", unit=MetricUnit.Count, value=1)
+            raise
         metrics.add_metric(name=f"Uploads_{outcome.outcome}", unit=MetricUnit.Count, value=1)
 
 

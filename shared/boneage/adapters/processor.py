@@ -12,6 +12,7 @@ tests share it. Guarantees, per object version (``upload_id``):
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -73,6 +74,10 @@ class UploadProcessor:
 
     # -- the flow --------------------------------------------------------------------------------
     def process(self, upload: Upload, *, attempt: int = 1) -> Outcome:
+        if upload.version_id is None:
+            # S3 names the version in events from versioned buckets; emulators and hand-made events may
+            # not. Pin the version now so the idempotency key and the bytes we read agree.
+            upload = dataclasses.replace(upload, version_id=self.source.current_version(upload.bucket, upload.key))
         hospital_id = upload.hospital_id(self.settings.input_prefix)
         hospital = hospital_id or UNKNOWN_HOSPITAL_ID
         log = {"upload_id": upload.upload_id, "hospital_id": hospital, "attempt": attempt}

@@ -28,6 +28,16 @@ class ObjectSource:
         self._s3 = s3_client
         self._max_bytes = max_bytes
 
+    def current_version(self, bucket: str, key: str) -> str | None:
+        """The version id of the object now at ``key`` (None: no versioning, or the object is gone)."""
+        with dependency("s3"):
+            try:
+                return self._s3.head_object(Bucket=bucket, Key=key).get("VersionId") or None
+            except ClientError as exc:
+                if error_code(exc) in _MISSING:
+                    return None
+                raise
+
     def fetch(self, bucket: str, key: str, version_id: str | None) -> FetchedObject:
         extra = {"VersionId": version_id} if version_id else {}
         # A Rejection raised inside passes through ``dependency`` untouched; any other AWS error

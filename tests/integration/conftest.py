@@ -1,0 +1,49 @@
+"""Integration tests: moto in server mode on 127.0.0.1 with the real template.yaml deployed (once per session).
+
+Everything reaches the emulator over HTTP with boto3, the S3 -> SQS notification included; the
+handler is called in-process with the real SQS event shape by ``LocalStack.drain`` (moto cannot run
+an image function). Tests share the stack and keep apart by hospital id.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "functions" / "assess"), str(ROOT / "tests" / "unit" / "handler")]
+
+from local_stack import LocalStack  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    with LocalStack.start(stack_name="boneage-it") as s, s.environment():
+        yield s
+
+
+@pytest.fixture(scope="session")
+def real_service(stack: LocalStack) -> Any:
+    """The real assessment service on the real engine (the artifact `make model` built, else demo weights)."""
+    from boneage.config import Settings
+    from boneage.engine import load_engine
+    from boneage.service import AssessmentService
+
+    engine = load_engine(Settings.from_env().model_dir or None, threads=1)
+    return AssessmentService(engine.assessor)
+
+
+@pytest.fixture
+def handler(stack: LocalStack) -> Iterator[Any]:
+    """The deployed function's handler module; tests inject their processor with ``app.init(...)``."""
+    import app
+
+    yield app
+    app._processor = None
