@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-stamp
 MODEL_CONFIG ?= demo
 
-.PHONY: venv test unit integration model bench demo lint clean system-deps ipex-env test-ipex
+.PHONY: venv test unit integration model bench demo lint tools clean system-deps ipex-env test-ipex
 
 venv: $(STAMP)
 
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 system-deps:
 	@command -v dciodvfy >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq dicom3tools >/dev/null) || echo "warning: dicom3tools not installed; DICOM validation tests will fail"; }
 
-test: venv system-deps
+test: venv system-deps tools
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests
 	@if [ -x $(IPEX_VENV)/bin/python ]; then $(MAKE) --no-print-directory test-ipex; else echo "IPEX parity tests skipped: make ipex-env (downloads ~7 GB) enables them"; fi
 
@@ -57,3 +57,19 @@ ipex-env: $(IPEX_VENV)/.installed-stamp
 # Same outputs as eager within tolerance, run under torch 2.8 + IPEX 2.8.
 test-ipex: ipex-env
 	PYTHONPATH=shared $(IPEX_VENV)/bin/pytest -q -p no:cacheprovider -m ipex tests/unit/engine/test_ipex_parity.py
+
+# aws-sam-cli pins an older boto3 than the service's venv uses, so `sam` and `checkov` (the `lint` extra)
+# live in their own venv; tests/integration/test_template_checks.py runs them from there.
+TOOLS_VENV := build/tools-venv
+$(TOOLS_VENV)/.installed-stamp: pyproject.toml
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install -q 'aws-sam-cli>=1.120' 'checkov>=3.2'
+	touch $@
+
+tools: $(TOOLS_VENV)/.installed-stamp
+
+# Static checks of template.yaml (offline: dummy credentials and a region for sam).
+lint: venv tools
+	$(VENV)/bin/cfn-lint template.yaml
+	AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing SAM_CLI_TELEMETRY=0 $(TOOLS_VENV)/bin/sam validate --lint --template template.yaml
+	$(TOOLS_VENV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet 2>/dev/null
