@@ -355,6 +355,11 @@ def grey_transform(ds: Dataset, photometric: str, warnings: list[str]) -> pixels
         warnings.append("VOI LUT Sequence is unreadable; ignored")
     if t.voi_lut is None:
         t.window = _window(ds, warnings)
+    bits_stored = _safe_int(ds, "BitsStored") or 0
+    if t.voi_lut is None and t.window is None and t.modality is None and 0 < bits_stored <= 8:
+        # 8-bit values without any LUT are display-ready (a secondary capture of a film): taken
+        # as displayed, exactly like an 8-bit PNG of the same picture. Deeper data get percentiles.
+        t.full_scale = float(2 ** bits_stored - 1)
     shape = _text(ds.get("PresentationLUTShape")) if "PresentationLUTShape" in ds else None
     # DX/MG (PS3.3 C.8.11.6.1.2): INVERSE "shall be used" with MONOCHROME1, i.e. it restates that
     # one inversion; with MONOCHROME2 it asks for an inversion of its own. Never invert twice.

@@ -2,9 +2,10 @@
 
 Order (PS3.3 C.11 and C.7.6.3.1.2): Modality LUT (rescale or LUT sequence) -> VOI LUT or window
 -> scale to [0, 1] -> MONOCHROME1 / Presentation LUT Shape INVERSE inversion, last, so it is done
-exactly once. Without a VOI in the file the window is the 0.5-99.5 % percentile range of the
-image's modality values, which is symmetric: a MONOCHROME1 image and its MONOCHROME2 twin give
-the same output.
+exactly once. Without a VOI in the file, 8-bit values are taken as displayed (value / 255, as for
+an 8-bit PNG) and deeper values get the 0.5-99.5 % percentile range of the image's modality values
+as their window, which is symmetric: a MONOCHROME1 image and its MONOCHROME2 twin give the same
+output.
 
 For 8- and 16-bit stored values the whole chain is evaluated once per possible stored value (a
 256- or 65536-entry table) and applied with one gather, which is what keeps a 5-megapixel

@@ -56,8 +56,8 @@ def _set_dims(data: bytearray, rows: int, cols: int) -> None:
     for tag, value in ((b"\x28\x00\x10\x00", rows), (b"\x28\x00\x11\x00", cols)):
         at = data.find(tag)
         if at >= 0:
-            off = at + 8 if data[at + 4:at + 6] == b"US" else at + 8      # explicit US or implicit (len 4)
-            data[off:off + 2] = struct.pack("<H", value)
+            # value at +8 both ways: explicit (tag, 'US', 2-byte length) or implicit (4-byte length)
+            data[at + 8:at + 10] = struct.pack("<H", value)
 
 
 OPS = st.one_of(

@@ -94,3 +94,13 @@ def test_other_pillow_formats_are_not_accepted():
     with pytest.raises(Rejection) as exc:
         _ingest(buf.getvalue())
     assert exc.value.reason == "not_an_image"
+
+
+def test_same_picture_normalises_the_same_in_png_and_dicom():
+    src8 = source(8).astype(np.uint8)
+    png8 = _ingest(testing.png_bytes(src8)).pixels
+    dcm8 = ingest(testing.dicom_bytes(src8, bits_stored=8, modality="OT"), source="t.dcm", target_long_side=None).pixels
+    np.testing.assert_array_equal(png8, dcm8)
+    m1 = ingest(testing.dicom_bytes((255 - src8).astype(np.uint8), photometric="MONOCHROME1", bits_stored=8),
+                source="t.dcm", target_long_side=None).pixels
+    np.testing.assert_allclose(m1, png8, rtol=0, atol=1e-6)
