@@ -123,7 +123,7 @@ def _draw_radiograph(canvas: Image.Image, radiograph: Radiograph, output: ModelO
     draw = ImageDraw.Draw(canvas)
     font = _font(13)
 
-    def rect(box: Box, colour, width: int, label: str | None) -> None:
+    def rect(box: Box, colour, width: int, label: str | None, label_above: bool = False) -> None:
         # Boxes are in the pixel frame of the image the model was given (radiograph.pixels).
         bx0, by0 = ox + box.x0 * scale, oy + box.y0 * scale
         bx1, by1 = ox + box.x1 * scale, oy + box.y1 * scale
@@ -131,12 +131,17 @@ def _draw_radiograph(canvas: Image.Image, radiograph: Radiograph, output: ModelO
         by0, by1 = sorted((min(max(by0, oy), oy + size[1]), min(max(by1, oy), oy + size[1])))
         draw.rectangle((bx0, by0, bx1, by1), outline=colour, width=width)
         if label:
-            draw.text((bx0 + 3, by0 + 2), label, fill=colour, font=font)
+            ty = by0 - 16 if label_above and by0 - 16 >= y0 else by0 + 2
+            draw.text((bx0 + 3, ty), label, fill=colour, font=font)
 
+    hand = output.hand_box
     for region in output.regions:
+        # The detector's region list may repeat the hand box itself; draw each box once.
+        if hand is not None and (region.x0, region.y0, region.x1, region.y1) == (hand.x0, hand.y0, hand.x1, hand.y1):
+            continue
         rect(region, REGION_BOX, 2, region.label)
-    if output.hand_box is not None:
-        rect(output.hand_box, HAND_BOX, 3, f"hand {output.hand_box.score:.2f}")
+    if hand is not None:
+        rect(hand, HAND_BOX, 3, f"{hand.label.replace('_', ' ')} {hand.score:.2f}", label_above=True)
     return ox, oy, ox + size[0], oy + size[1]
 
 

@@ -124,3 +124,11 @@ def test_ages_beyond_the_axes_are_pinned_inside_the_chart(rng):
     px0, py0, px1, py1 = rendered.chart_box
     x, y = rendered.point_xy
     assert (x, y) == (px1, py0)
+
+
+def test_a_region_that_repeats_the_hand_box_is_drawn_once_in_the_hand_colour(rng):
+    radiograph, output, result = make_case(rng)
+    output.regions = [output.hand_box]
+    rendered = render_report(radiograph, output, result)
+    assert _count(rendered.image, rendered.image_box, report_png.REGION_BOX) == 0
+    assert _count(rendered.image, rendered.image_box, report_png.HAND_BOX) > 500
