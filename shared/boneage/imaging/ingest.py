@@ -24,9 +24,10 @@ MIN_TARGET_LONG_SIDE = 16
 def ingest(data: bytes, *, source: str, metadata: Mapping[str, str] | None = None,
            limits: Limits | None = None, target_long_side: int | None = 1024) -> Radiograph:
     """Read one radiograph. ``target_long_side`` caps the returned image's long side (None keeps
-    the stored size); ``meta.decode_scale`` says by how much it was reduced. ``source`` names the
-    input in messages only. Raises ``Rejection`` for anything the sender can fix."""
-    del source          # named in the contract for callers' logs; never needed to read the bytes
+    the stored size); ``meta.decode_scale`` says by how much it was reduced. ``source`` is part of
+    the contract for callers' bookkeeping; ingest never copies it into messages (an object key may
+    carry identifiers). Raises ``Rejection`` for anything the sender can fix."""
+    del source
     limits = limits if limits is not None else Limits.from_env()
     if target_long_side is not None and target_long_side < MIN_TARGET_LONG_SIDE:
         raise ValueError(f"target_long_side must be None or >= {MIN_TARGET_LONG_SIDE}")
