@@ -49,7 +49,7 @@ clean:
 IPEX_VENV := .venv-ipex
 $(IPEX_VENV)/.installed-stamp:
 	test -x $(IPEX_VENV)/bin/python || $(PYTHON) -m venv $(IPEX_VENV)
-	$(IPEX_VENV)/bin/pip install -q 'torch==2.8.*' 'intel-extension-for-pytorch==2.8.*' numpy pillow pytest pytest-timeout pytest-socket psutil
+	$(IPEX_VENV)/bin/pip install -q 'torch==2.8.*' 'intel-extension-for-pytorch==2.8.*' numpy pillow pytest pytest-timeout pytest-socket
 	touch $@
 
 ipex-env: $(IPEX_VENV)/.installed-stamp
