@@ -62,7 +62,7 @@ def redrive(processor: Any, sqs: Any, dlq_url: str, *, limit: int | None = None)
                 try:
                     outcome = processor.process(upload, attempt=final_attempt).outcome
                 except Exception:       # the processor logged it and recorded `failed` where it could
-                    outcome, ok = "failed", False
+                    outcome, ok = "fault", False
                 report.reprocessed[outcome] = report.reprocessed.get(outcome, 0) + 1
             if ok:
                 sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])

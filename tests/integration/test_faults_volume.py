@@ -101,6 +101,11 @@ def test_every_upload_ends_in_exactly_one_terminal_record_despite_faults(stack, 
         if attrs["status"] == expected.get(attrs["upload_id"]):
             final[attrs["upload_id"]] += 1
     assert set(final) == set(expected)
+    # A `failed` record that was notified before the redrive reached the hospital's subscription too.
+    told_failed = {i["upload_id"] for i in failed if i.get("notified_status") == "failed"}
+    heard_failed = {n["MessageAttributes"]["upload_id"]["Value"] for n in notes
+                    if n["MessageAttributes"]["status"]["Value"] == "failed"}
+    assert told_failed and told_failed <= heard_failed
     assert sum(final.values()) - len(expected) <= faults.injected.get("dynamodb.UpdateItem", 0)
     print(json.dumps({"uploads": UPLOADS, "deliveries": deliveries, "drain_s": round(drained_s, 1),
                       "injected": faults.injected, "model_faults": round(model.calls * 0.3),
