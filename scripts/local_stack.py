@@ -78,8 +78,22 @@ def transform_template(template: Mapping[str, Any], image_uri: str = PLACEHOLDER
         def load(self) -> dict[str, str]:
             return {}
 
-    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
-    return transform(template, {}, _NoManagedPolicies())
+    with _patched_env({"AWS_DEFAULT_REGION": REGION}):     # the translator resolves AWS::Region from it
+        return transform(template, {}, _NoManagedPolicies())
+
+
+@contextmanager
+def _patched_env(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @dataclass
@@ -107,6 +121,22 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int(self.timeout_ms - (time.monotonic() - self.started) * 1000))
+
+
+def emulator_client(endpoint: str, service: str) -> Any:
+    """A cached client of the emulator (creating one costs ~0.4 s of JSON parsing; clients are thread-safe).
+
+    Credentials are passed explicitly so nothing depends on, or leaks into, this process's environment.
+    """
+    with _CLIENTS_LOCK:
+        key = (endpoint, service)
+        if key not in _CLIENTS:
+            session = boto3.session.Session(
+                region_name=REGION, aws_access_key_id=EMULATOR_ENV["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=EMULATOR_ENV["AWS_SECRET_ACCESS_KEY"],
+                aws_session_token=EMULATOR_ENV["AWS_SESSION_TOKEN"])
+            _CLIENTS[key] = session.client(service, endpoint_url=endpoint)
+        return _CLIENTS[key]
 
 
 class _Resolver:
@@ -187,7 +217,6 @@ class LocalStack:
               parameters: Mapping[str, str] | None = None) -> LocalStack:
         from moto.server import ThreadedMotoServer
 
-        os.environ.update(EMULATOR_ENV)
         logging.getLogger("moto").setLevel(logging.ERROR)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)     # one line per request otherwise
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -201,7 +230,6 @@ class LocalStack:
     def deploy(cls, endpoint: str, *, stack_name: str = "boneage-local",
                parameters: Mapping[str, str] | None = None) -> LocalStack:
         """Deploy template.yaml into the emulator at ``endpoint`` and apply what its CloudFormation skips."""
-        os.environ.update(EMULATOR_ENV)
         # Moto warns once per resource type its CloudFormation skips (applied below) and prints a Docker
         # probe when it registers the image function; neither helps a reader of the demo.
         warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
@@ -212,8 +240,7 @@ class LocalStack:
     def _deploy(cls, endpoint: str, *, stack_name: str, parameters: Mapping[str, str] | None) -> LocalStack:
         sam_template = load_template()
         cfn_template = transform_template(sam_template)
-        session = boto3.session.Session(region_name=REGION)
-        cfn = session.client("cloudformation", endpoint_url=endpoint)
+        cfn = emulator_client(endpoint, "cloudformation")
         cfn.create_stack(
             StackName=stack_name, TemplateBody=json.dumps(cfn_template),
             Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in (parameters or {}).items()],
@@ -249,12 +276,7 @@ class LocalStack:
 
     # -- clients and environment ---------------------------------------------------------------
     def client(self, service: str) -> Any:
-        """A cached client per service (creating one costs ~0.4 s of JSON parsing; clients are thread-safe)."""
-        with _CLIENTS_LOCK:
-            key = (self.endpoint, service)
-            if key not in _CLIENTS:
-                _CLIENTS[key] = boto3.session.Session(region_name=REGION).client(service, endpoint_url=self.endpoint)
-            return _CLIENTS[key]
+        return emulator_client(self.endpoint, service)
 
     def queue_arn(self, queue_url: str) -> str:
         if queue_url not in self._arns:
@@ -286,16 +308,8 @@ class LocalStack:
     def environment(self, **overrides: str) -> Iterator[dict[str, str]]:
         """Temporarily set the handler's environment in this process (boto3 reads endpoints from it)."""
         env = {**self.handler_env, **overrides}
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
+        with _patched_env(env):
             yield env
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
 
     @property
     def input_bucket(self) -> str:

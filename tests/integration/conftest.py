@@ -25,18 +25,28 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
-    with LocalStack.start(stack_name="boneage-it") as s, s.environment():
+    with LocalStack.start(stack_name="boneage-it") as s:
         yield s
+
+
+@pytest.fixture(autouse=True)
+def _function_environment(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The function's environment (endpoint, table, topic ...) around each test that uses the stack only,
+    so nothing leaks into the rest of the session."""
+    if "stack" not in request.fixturenames:
+        yield
+        return
+    with request.getfixturevalue("stack").environment():
+        yield
 
 
 @pytest.fixture(scope="session")
 def real_service(stack: LocalStack) -> Any:
     """The real assessment service on the real engine (the artifact `make model` built, else demo weights)."""
-    from boneage.config import Settings
     from boneage.engine import load_engine
     from boneage.service import AssessmentService
 
-    engine = load_engine(Settings.from_env().model_dir or None, threads=1)
+    engine = load_engine(stack.handler_env["MODEL_DIR"] or None, threads=1)
     return AssessmentService(engine.assessor)
 
 
