@@ -88,7 +88,7 @@ class UploadProcessor:
             if not claim.owned:
                 return self._already_handled(upload, hospital, claim, log)
             logger.info("claimed upload", extra=log)
-            result, report_keys = self._assess(upload, hospital_id, claim)
+            result, report_keys = self._assess(upload, hospital_id)
             item = self.store.finish(claim, result, now=self.clock(), report_keys=report_keys)
             if item is None:
                 claim = None
@@ -110,7 +110,13 @@ class UploadProcessor:
         try:
             item = self.store.record_failure(upload, hospital_id, fault=fault_label(exc), now=self.clock(),
                                              model_version=getattr(self.service, "model_version", ""))
-            if item is not None and item.get("notified_status") != FAILED:
+            if item is None:
+                # A result already stands (only its notification failed) or another delivery holds a
+                # live claim: nothing to mark; the dead-lettered event lets the redrive finish the job.
+                logger.error("retries exhausted; record left as it is", extra={"upload_id": upload.upload_id,
+                                                                               "fault": fault_label(exc)})
+                return None
+            if item.get("notified_status") != FAILED:
                 self._notify(item)
             logger.error("upload failed after retries", extra={"upload_id": upload.upload_id,
                                                                 "fault": fault_label(exc)})
@@ -134,8 +140,7 @@ class UploadProcessor:
         # Not ours and not finished: fail this delivery so it is retried and then sees the result.
         raise InProgress("another delivery is processing this upload")
 
-    def _assess(self, upload: Upload, hospital_id: str | None,
-                claim: Claim) -> tuple[AssessmentResult, dict[str, str]]:
+    def _assess(self, upload: Upload, hospital_id: str | None) -> tuple[AssessmentResult, dict[str, str]]:
         source = f"upload:{upload.upload_id}{upload.extension}"    # no key, no file name: those may carry PHI
         try:
             if hospital_id is None or (self.settings.allowed_hospitals
