@@ -16,6 +16,7 @@ import time
 from collections import Counter
 
 import numpy as np
+import pytest
 
 from boneage.adapters.events import upload_id_for
 from boneage.adapters.runtime import Clients, build_processor
@@ -26,7 +27,9 @@ from boneage.service import AssessmentService
 from redrive import redrive
 from support import FakeAssessor, FaultInjector
 
-UPLOADS = int(__import__("os").environ.get("VOL_UPLOADS", "210"))
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+UPLOADS = 210
 HOSPITALS = ("vol-a", "vol-b", "vol-c")
 
 

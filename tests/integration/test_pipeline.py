@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from boneage.adapters.events import upload_id_for
 from boneage.adapters.runtime import build_processor
 from boneage.adapters.store import ResultStore
 from boneage.config import Settings
 from demo import sample_uploads
+
+pytestmark = pytest.mark.integration
 
 HOSPITALS = ("it-st-mary", "it-north-gen")
 
