@@ -29,11 +29,13 @@ class FakeAssessor:
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
         self.calls = 0
+        self.failures = 0
 
     def assess(self, image: np.ndarray, sex: str | None) -> ModelOutput:
         with self._lock:
             self.calls += 1
             fail = self._rng.random() < self.fail_rate
+            self.failures += fail
         if fail:
             raise RuntimeError("injected model fault")
         h, w = image.shape
