@@ -42,7 +42,8 @@ def letterbox(image: np.ndarray, size: int) -> tuple[torch.Tensor, Letterbox]:
     h, w = image.shape
     scale = size / max(h, w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    t = _resize(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None], nh, nw)
+    # np.require copies only when needed (PIL-backed arrays are read-only, which torch warns about).
+    t = _resize(torch.from_numpy(np.require(image, np.float32, ["C", "W"]))[None, None], nh, nw)
     out = torch.zeros(1, size, size)
     py, px = (size - nh) // 2, (size - nw) // 2
     out[0, py:py + nh, px:px + nw] = t[0, 0]
