@@ -58,10 +58,13 @@ def qc_summary(kinds: Sequence[str], outputs: Sequence[Any]) -> dict[str, Any]:
     """Confusion table kind -> outcome counts, and the rates the acceptance lines name."""
     table: dict[str, Counter] = defaultdict(Counter)
     mirrored: Counter = Counter()
+    mirrored_any: Counter = Counter()
     for k, o in zip(kinds, outputs):
         table[k][_outcome(o)] += 1
         if o.qc.get("mirrored") and _outcome(o) == "completed":
             mirrored[k] += 1
+        if o.qc.get("mirrored"):
+            mirrored_any[k] += 1
 
     def rate(kind: str, pred: Callable[[str], bool]) -> float | None:
         n = sum(table[kind].values())
@@ -74,7 +77,9 @@ def qc_summary(kinds: Sequence[str], outputs: Sequence[Any]) -> dict[str, Any]:
         # rejects was still found (it shows in left_completed_rate and the confusion table).
         "left_found_rate": rate("left", lambda oc: oc not in ("no_hand_found", "multiple_hands")),
         "left_completed_rate": rate("left", lambda oc: oc == "completed"),
-        "right_mirrored_rate": round(mirrored["right"] / n_right, 4) if n_right else None,
+        # Recognised and mirrored, whatever came after (a near-mature right hand is still mirrored first).
+        "right_mirrored_rate": round(mirrored_any["right"] / n_right, 4) if n_right else None,
+        "right_mirrored_completed_rate": round(mirrored["right"] / n_right, 4) if n_right else None,
         "left_mirrored_rate": round(mirrored["left"] / max(sum(table["left"].values()), 1), 4)
         if table["left"] else None,
         "two_hands_rejected_rate": rate("two_hands", lambda oc: oc != "completed"),
@@ -109,20 +114,28 @@ def calibrate_folder(root: Path, assessor: Any, *, limit: int | None = None, bat
     cfg = assessor.cfg
     # Fit against raw outputs: undo any correction already present in the checkpoint's config.
     a0, b0 = cfg.age_correction
-    truth, raw, sig = [], [], []
+    truth, raw, sig, p_mature = [], [], [], []
     for s in range(0, len(rows), batch):
         chunk = rows[s:s + batch]
         outs = assessor.assess_batch([read_png(index[r["id"].strip()]) for r in chunk],
                                      [_sex(_bool(r.get("male", ""))) for r in chunk])
         for r, o in zip(chunk, outs):
-            if o.bone_age_months is None or not (r.get("boneage") or "").strip():
+            # Children the maturity check rejected still count: they are what its threshold is fitted on.
+            age = o.bone_age_months if o.bone_age_months is not None else o.qc.get("bone_age_estimate_months")
+            if age is None or not (r.get("boneage") or "").strip():
                 continue
             truth.append(float(r["boneage"]))
-            raw.append((o.bone_age_months - a0) / b0)
+            raw.append((age - a0) / b0)
             sig.append(o.qc["sigma_months"] / abs(b0))
+            p_mature.append(o.qc["mature_probability"])
     if len(truth) < 20:
         raise ValueError(f"only {len(truth)} assessable images in {root}: need at least 20 to calibrate")
-    return fit_calibration(truth, raw, sig, cfg.interval_z)
+    fit = fit_calibration(truth, raw, sig, cfg.interval_z)
+    # The calibration set holds children only: put the maturity threshold where at most 1 % of them
+    # would be rejected as skeletally mature (never below the default 0.5).
+    fit["mature_threshold"] = round(float(np.clip(np.quantile(p_mature, 0.99), 0.5, 0.995)), 4)
+    fit["children_rejected_as_mature_at_0.5"] = round(float(np.mean(np.array(p_mature) >= 0.5)), 4)
+    return fit
 
 
 # ---------------------------------------------------------------------------------------- perturbations
