@@ -257,6 +257,8 @@ def e2e_worker(args: argparse.Namespace) -> int:
                 service.assess_many = orig  # type: ignore[method-assign]
                 for m in messages:
                     stack.client("sqs").delete_message(QueueUrl=stack.queue_url, ReceiptHandle=m["ReceiptHandle"])
+                # Letterbox, crop and box decoding: the model stage minus the two networks.
+                preprocess = max(0.0, service_timings.get("model", 0.0) - stages.get("detect", 0) - stages.get("regress", 0))
                 regress_added = "regress" not in stages
                 if regress_added:
                     # Random weights find no hand, so QC stops before the regressor; a clinical upload
@@ -269,7 +271,7 @@ def e2e_worker(args: argparse.Namespace) -> int:
                     total += stages["regress"]
                 row = {"total": total, **stages, "decode": service_timings.get("decode", 0.0),
                        "regress_added": regress_added}
-                row["preprocess"] = max(0.0, service_timings.get("model", 0.0) - stages.get("detect", 0) - stages.get("regress", 0))
+                row["preprocess"] = preprocess
                 row["interpret+report"] = service_timings.get("interpret", 0.0) + service_timings.get("report", 0.0)
                 rows.append(row)
             rows = rows[1:]                                   # the first invocation warms the clients
