@@ -131,8 +131,10 @@ class UploadProcessor:
         item = claim.item
         if claim.status in TERMINAL:
             if item.get("notified_status") != claim.status:
-                # A previous delivery wrote the record but crashed before (or while) publishing.
-                self._notify(item)
+                # A previous delivery wrote the record but crashed before (or while) publishing, or is
+                # publishing right now: the notification claim lets exactly one of us send it.
+                if not self._notify(item):
+                    raise InProgress("another delivery is sending this upload's notification")
                 logger.info("sent the missing notification", extra={**log, "status": claim.status})
                 return Outcome(upload.upload_id, hospital, claim.status, notified=True)
             logger.info("duplicate delivery ignored", extra={**log, "status": claim.status})
@@ -158,12 +160,22 @@ class UploadProcessor:
         keys = self.reports.write(hospital_id, upload.upload_id, files) if files else {}
         return result, keys
 
-    def _notify(self, item: Mapping[str, Any]) -> None:
+    def _notify(self, item: Mapping[str, Any]) -> bool:
+        """Publish the item's notification once; False when another delivery holds the right to."""
+        upload_id = str(item["upload_id"])
         result = result_from_item(item)
+        if not self.store.claim_notification(upload_id, result.status, now=self.clock(),
+                                             lease_seconds=self.settings.lease_seconds):
+            return False
         report_key = (item.get("report_keys") or {}).get("report.png")
         url = self.reports.url(report_key) if report_key else None
         message = build_message(result, hospital_id=str(item.get("hospital_id", UNKNOWN_HOSPITAL_ID)),
                                 upload_id=str(item["upload_id"]), report_url=url,
                                 report_url_expires_in_s=self.reports.url_expiry_s if url else None)
-        self.publisher.publish(message)
-        self.store.mark_notified(str(item["upload_id"]), result.status, now=self.clock())
+        try:
+            self.publisher.publish(message)
+        except Exception:
+            self.store.release_notification(upload_id)
+            raise
+        self.store.mark_notified(upload_id, result.status, now=self.clock())
+        return True

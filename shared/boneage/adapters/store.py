@@ -218,6 +218,39 @@ class ResultStore:
         except (ClientError, BotoCoreError):
             pass
 
+    def claim_notification(self, upload_id: str, status: str, *, now: float, lease_seconds: int) -> bool:
+        """Take the right to publish ``status`` for this upload; False if it went out or another delivery
+        is publishing it now. Two deliveries that both see a finished, un-notified record (the finisher
+        and a duplicate) would otherwise both publish."""
+        with dependency("dynamodb"):
+            try:
+                self._db.update_item(
+                    TableName=self.table,
+                    Key={"upload_id": {"S": upload_id}},
+                    UpdateExpression="SET notify_lease_until = :lease",
+                    ConditionExpression=(
+                        "#status = :status AND (attribute_not_exists(notified_status) OR notified_status <> :status) "
+                        "AND (attribute_not_exists(notify_lease_until) OR notify_lease_until < :now)"
+                    ),
+                    ExpressionAttributeNames={"#status": "status"},
+                    ExpressionAttributeValues=_marshal({":status": status, ":now": int(now),
+                                                        ":lease": int(now) + lease_seconds}),
+                )
+            except ClientError as exc:
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    return False
+                raise
+        return True
+
+    def release_notification(self, upload_id: str) -> None:
+        """Best effort: after a failed publish, let the retry publish at once instead of after the lease."""
+        try:
+            self._db.update_item(TableName=self.table, Key={"upload_id": {"S": upload_id}},
+                                 UpdateExpression="SET notify_lease_until = :zero",
+                                 ExpressionAttributeValues={":zero": {"N": "0"}})
+        except (ClientError, BotoCoreError):
+            pass
+
     def mark_notified(self, upload_id: str, status: str, *, now: float) -> bool:
         """Remember the notification went out for ``status``; False if the record moved on meanwhile."""
         with dependency("dynamodb"):
@@ -225,7 +258,7 @@ class ResultStore:
                 self._db.update_item(
                     TableName=self.table,
                     Key={"upload_id": {"S": upload_id}},
-                    UpdateExpression="SET notified_status = :status, notified_at = :now_iso",
+                    UpdateExpression="SET notified_status = :status, notified_at = :now_iso REMOVE notify_lease_until",
                     ConditionExpression="#status = :status",
                     ExpressionAttributeNames={"#status": "status"},
                     ExpressionAttributeValues=_marshal({":status": status, ":now_iso": now_iso(now)}),
