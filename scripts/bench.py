@@ -147,6 +147,15 @@ def run_worker(python: Path | str, artifacts: Path, artifact: str, *, repeats: i
 
 # ---------------------------------------------------------------------------------------------------
 # building (cached)
+def _demo_weights_sha256() -> str | None:
+    from boneage.model.weights import load_checkpoint
+
+    try:
+        return load_checkpoint().sha256
+    except FileNotFoundError:
+        return None
+
+
 def ensure_artifacts(config: str, out: Path, backends: list[tuple[str, str]], python: Path | str = PY,
                      log: list[str] | None = None) -> dict[str, float]:
     """Build missing artifacts; returns build seconds per artifact built now."""
@@ -157,10 +166,9 @@ def ensure_artifacts(config: str, out: Path, backends: list[tuple[str, str]], py
         folder = out / f"{backend}-{precision}"
         try:
             cached = Manifest.read(folder)
-            # Cached (build_model writes the manifest last) unless demo weights arrived since a random build.
-            stale = config == "demo" and "-random" in cached.model_version and \
-                (ROOT / "shared/boneage/weights/demo.pt").exists()
-            if not stale:
+            # Cached (build_model writes the manifest last) unless the demo weights changed since (or
+            # arrived after a random-weights build).
+            if config != "demo" or cached.weights_sha256 == _demo_weights_sha256():
                 continue
         except ManifestError:
             pass

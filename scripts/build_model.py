@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "shared"))
 from boneage.engine import host  # noqa: E402
 from boneage.engine.build import build_artifact  # noqa: E402
 from boneage.engine.loader import ipex_version  # noqa: E402
+
+
+def retire_stale(out: Path, weights_sha256: str) -> None:
+    """Remove artifacts in ``out`` built from other weights, whichever venv built them.
+
+    Without this an IPEX or bf16 artifact of yesterday's weights stays beside today's fp32 ones,
+    and the loader (or the benchmark) picks it up with the old model's answers."""
+    from boneage.engine.manifest import Manifest, ManifestError
+
+    if not out.is_dir():
+        return
+    for folder in sorted(p for p in out.iterdir() if p.is_dir()):
+        try:
+            built_from = Manifest.read(folder).weights_sha256
+        except ManifestError:
+            continue
+        if built_from != weights_sha256:
+            print(f"removing {folder}: built from other weights ({built_from[:8]})", file=sys.stderr)
+            shutil.rmtree(folder)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         src = source.from_checkpoint(args.checkpoint)
         if src.config_name != args.config:
             print(f"note: checkpoint config is {src.config_name!r}, building that", file=sys.stderr)
+    retire_stale(args.out, src.weights_sha256)
     have_ipex = ipex_version() is not None
     if args.precisions == "auto":
         args.precisions = "fp32,bf16" if host.BF16_FLAGS <= host.effective_flags() else "fp32"

@@ -1,0 +1,22 @@
+"""scripts/build_model.py: artifacts built from other weights do not survive a rebuild."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import build_model  # noqa: E402
+
+
+def test_rebuild_retires_artifacts_of_other_weights_and_keeps_matching_ones(tmp_path, built_artifacts, demo_source):
+    out = tmp_path / "model"
+    shutil.copytree(built_artifacts, out)
+    build_model.retire_stale(out, demo_source.weights_sha256)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["eager-fp32", "torchscript-fp32"]
+
+    build_model.retire_stale(out, "0" * 64)        # new weights: yesterday's artifacts must go
+    assert [p for p in out.iterdir() if p.is_dir()] == []
