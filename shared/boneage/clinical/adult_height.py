@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from boneage.clinical.interpretation import normalise_sex
+from boneage.clinical.interpretation import is_finite, normalise_sex
 from boneage.clinical.tables import BP_ACCELERATED_MONTHS, BP_AVERAGE, BP_RETARDED_MONTHS
 
 # Outside this range a height is a unit or entry error (cm); the same range ingest accepts.
@@ -72,9 +72,6 @@ def maturity_pattern(bone_age_months: float, chronological_age_months: float) ->
     return AVERAGE
 
 
-def _finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)
-
 
 def predict_adult_height(
     height_cm: float | None,
@@ -82,18 +79,18 @@ def predict_adult_height(
     chronological_age_months: float | None,
     sex: str | None,
 ) -> AdultHeight:
-    if not _finite(height_cm):
+    if not is_finite(height_cm):
         return AdultHeight(None, None, HeightReason.HEIGHT_UNKNOWN)
     assert height_cm is not None
     if not MIN_HEIGHT_CM <= height_cm <= MAX_HEIGHT_CM:
         return AdultHeight(None, None, HeightReason.HEIGHT_IMPLAUSIBLE)
-    if not _finite(bone_age_months):
+    if not is_finite(bone_age_months):
         return AdultHeight(None, None, HeightReason.BONE_AGE_UNKNOWN)
     assert bone_age_months is not None
     s = normalise_sex(sex)
     if s is None:
         return AdultHeight(None, None, HeightReason.SEX_UNKNOWN)
-    if not _finite(chronological_age_months):
+    if not is_finite(chronological_age_months):
         return AdultHeight(None, None, HeightReason.AGE_UNKNOWN)
     assert chronological_age_months is not None
 

@@ -83,7 +83,8 @@ def flag_for_sds(sds: float) -> str:
     return WITHIN_NORMAL_LIMITS
 
 
-def _finite(x: float | None) -> bool:
+def is_finite(x: float | None) -> bool:
+    """A number we can compute with: not None, not NaN, not infinite."""
     return x is not None and math.isfinite(x)
 
 
@@ -94,8 +95,8 @@ def interpret(
     chronological_age_months: float | None,
 ) -> Interpretation:
     """BA - CA, bone age SDS with its interval, and the flag; nulls always come with a reason."""
-    ba = float(bone_age_months) if _finite(bone_age_months) else None
-    ca = float(chronological_age_months) if _finite(chronological_age_months) else None
+    ba = float(bone_age_months) if is_finite(bone_age_months) else None
+    ca = float(chronological_age_months) if is_finite(chronological_age_months) else None
     ba_minus_ca = ba - ca if ba is not None and ca is not None else None
 
     def null(reason: str, table: ReferenceTable | None = None) -> Interpretation:
@@ -120,7 +121,7 @@ def interpret(
     mean, sd = table.at(ca)
     sds = (ba - mean) / sd
     sds_interval = None
-    if interval is not None and all(_finite(v) for v in interval):
+    if interval is not None and all(is_finite(v) for v in interval):
         lo, hi = sorted(float(v) for v in interval)
         sds_interval = ((lo - mean) / sd, (hi - mean) / sd)
     return Interpretation(
