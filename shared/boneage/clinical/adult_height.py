@@ -9,7 +9,6 @@ table used is always named in the result.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
