@@ -9,6 +9,7 @@ misconfigured bucket fails loudly instead of storing plaintext.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from boneage.adapters._errors import dependency
@@ -27,9 +28,12 @@ class ReportWriter:
         return f"{self.prefix}{hospital_id}/{upload_id[:16]}/{name}"
 
     def write(self, hospital_id: str, upload_id: str, files: Mapping[str, bytes]) -> dict[str, str]:
-        """Upload every file; returns {file name: object key}. Re-writing the same upload overwrites."""
-        keys: dict[str, str] = {}
-        for name, body in sorted(files.items()):
+        """Upload every file, concurrently (each PUT is a network round trip; boto3 clients are
+        thread-safe); returns {file name: object key}. Re-writing the same upload overwrites. The first
+        failure is raised once every PUT has ended, so a retry rewrites the whole set."""
+
+        def put(item: tuple[str, bytes]) -> tuple[str, str]:
+            name, body = item
             key = self.key_for(hospital_id, upload_id, name)
             ext = "." + name.rsplit(".", 1)[-1] if "." in name else ""
             with dependency("s3"):
@@ -38,8 +42,13 @@ class ReportWriter:
                     ContentType=_CONTENT_TYPES.get(ext, "application/octet-stream"),
                     ServerSideEncryption="aws:kms",
                 )
-            keys[name] = key
-        return keys
+            return name, key
+
+        items = sorted(files.items())
+        if len(items) <= 1:
+            return dict(map(put, items))
+        with ThreadPoolExecutor(max_workers=len(items), thread_name_prefix="report-put") as pool:
+            return dict(pool.map(put, items))
 
     def url(self, key: str) -> str:
         """A presigned GET link; signing is local, so it cannot fail on a dependency."""
