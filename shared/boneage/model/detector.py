@@ -8,6 +8,7 @@ and image-level logits [B, L] (``inverted``: the image is a negative and must be
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -61,19 +62,40 @@ class _Head(nn.Module):
         nn.init.constant_(self.out.bias, -math.log((1 - prior) / prior) if prior else 0.0)
 
     def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
-        outs = []
-        for x in levels:
-            y = self.out(self.tower(x))                         # [B, A*k, H, W]
-            b = y.shape[0]
-            outs.append(y.permute(0, 2, 3, 1).reshape(b, -1, self.k))
-        return torch.cat(outs, 1)
+        return _anchor_rows([self.out(self.tower(x)) for x in levels], self.k)
+
+    def unshared(self, n_levels: int) -> "UnsharedHead":
+        """The same head as one copy per pyramid level (see ``UnsharedHead``)."""
+        return UnsharedHead([copy.deepcopy(nn.Sequential(self.tower, self.out)) for _ in range(n_levels)], self.k)
+
+
+class UnsharedHead(nn.Module):
+    """Deploy form of ``_Head``: level i runs its own copy of the tower and output conv (same weights).
+
+    Same outputs as the shared head, but every conv in an exported graph has one call site; the PT2E
+    X86InductorQuantizer rejects a conv module called once per level ("conv partition has more than
+    one output node").
+    """
+
+    def __init__(self, per_level: list[nn.Module], k: int) -> None:
+        super().__init__()
+        self.levels = nn.ModuleList(per_level)
+        self.k = k
+
+    def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
+        return _anchor_rows([head(x) for head, x in zip(self.levels, levels)], self.k)
+
+
+def _anchor_rows(maps: list[torch.Tensor], k: int) -> torch.Tensor:
+    """Per-level head maps [B, A*k, H, W] to [B, anchors, k] in level, row, column, anchor order."""
+    return torch.cat([y.permute(0, 2, 3, 1).reshape(y.shape[0], -1, k) for y in maps], 1)
 
 
 class HandDetector(nn.Module):
     def __init__(self, cfg: DetectorConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.backbone, chans = build_backbone(cfg.backbone, cfg.widths)
+        self.backbone, chans = build_backbone(cfg.backbone, cfg.widths, cfg.depths)
         self.fpn = FPN(chans, cfg.fpn_channels, cfg.strides)
         a = cfg.anchors_per_cell
         self.cls_head = _Head(cfg.fpn_channels, cfg.head_convs, len(cfg.classes), a, prior=0.01)

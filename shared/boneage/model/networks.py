@@ -30,14 +30,20 @@ def example_inputs(cfg: ModelConfig, batch: int = 1) -> dict[str, tuple[torch.Te
     }
 
 
-def gflops(cfg: ModelConfig) -> dict[str, float]:
-    """Forward GFLOP per image (multiply-add = 2 FLOP) of each stage, counted by torch's FlopCounterMode."""
+def gflops(cfg: ModelConfig, deploy: bool = False) -> dict[str, float]:
+    """Forward GFLOP per image (multiply-add = 2 FLOP) of each stage, counted by torch's FlopCounterMode.
+
+    ``deploy`` counts the deploy form (``boneage.model.deploy``: RepVGG blocks as single 3x3 convs),
+    which is what inference runs; the training form counts every branch.
+    """
     from torch.utils.flop_counter import FlopCounterMode
+
+    from .deploy import deploy_form
 
     ex = example_inputs(cfg, 1)
     out = {}
     for name, net in (("detector", build_detector(cfg)), ("regressor", build_regressor(cfg))):
-        net.eval()
+        net = deploy_form(net) if deploy else net.eval()
         with torch.no_grad(), FlopCounterMode(display=False) as fc:
             net(*ex[name])
         out[name] = fc.get_total_flops() / 1e9

@@ -30,7 +30,7 @@ class BoneAgeRegressor(nn.Module):
     def __init__(self, cfg: RegressorConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.backbone, chans = build_backbone(cfg.backbone, cfg.widths)
+        self.backbone, chans = build_backbone(cfg.backbone, cfg.widths, cfg.depths)
         c = chans[2]
         self.sex_head = nn.Linear(c, 1)
         self.mature_head = nn.Linear(c, 1)
