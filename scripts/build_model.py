@@ -12,6 +12,7 @@ still build, so one broken compiler never leaves the service without an artifact
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import shutil
@@ -22,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "shared"))
 
 from boneage.engine import host  # noqa: E402
-from boneage.engine.build import build_artifact  # noqa: E402
+from boneage.engine.build import INT8_BACKENDS, build_artifact  # noqa: E402
 from boneage.engine.loader import ipex_version  # noqa: E402
 
 
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backends", default="aoti,torchscript,eager,ipex")
     p.add_argument("--precisions", default="auto",
-                   help="comma list, or auto: fp32, plus bf16 where the host has native bf16 (AVX512-BF16)")
+                   help="comma list, or auto: fp32, int8 where torchao is installed (AOTInductor only), and "
+                        "bf16 where the host has native bf16 (AVX512-BF16)")
     p.add_argument("--max-batch", type=int, default=8)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -71,7 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     retire_stale(args.out, src.weights_sha256)
     have_ipex = ipex_version() is not None
     if args.precisions == "auto":
-        args.precisions = "fp32,bf16" if host.BF16_FLAGS <= host.effective_flags() else "fp32"
+        auto = ["fp32"]
+        if importlib.util.find_spec("torchao") is not None:
+            auto.append("int8")
+        if host.BF16_FLAGS <= host.effective_flags():
+            auto.append("bf16")
+        args.precisions = ",".join(auto)
     summary = []
     for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
         if backend == "ipex" and not have_ipex:
@@ -80,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         if backend != "ipex" and have_ipex:
             continue   # the IPEX venv builds only the IPEX artifacts; the main venv builds the rest
         for precision in [q.strip() for q in args.precisions.split(",") if q.strip()]:
+            if precision == "int8" and backend not in INT8_BACKENDS:
+                continue            # int8 is an AOTInductor artifact only (see boneage.engine.build)
             t0 = time.perf_counter()
             try:
                 m = build_artifact(src.stages, args.out, backend=backend, precision=precision,

@@ -6,6 +6,7 @@ Fallback order, first usable wins (documented in the README):
 2. the default the benchmark chose (``default.json`` next to the artifact folders);
 3. ``aoti``, ``ipex``, ``torchscript``, ``eager``; within each, bf16 first only where the host has
    native bf16 (AVX512-BF16), else fp32 first (bf16 is emulated and slower on AVX2-only hosts);
+   int8 comes after fp32 (it is chosen by the benchmark's measured accuracy, not by default);
 4. eager fp32 on the committed demo weights, when no artifact is usable or none exists.
 
 An artifact is unusable when its manifest does not match the host (torch release, IPEX presence,
@@ -89,7 +90,7 @@ def _load_stage(folder: Path, manifest: Manifest, stage: str, model_config: Any)
 
         network = source.build_stage(stage, model_config)
         network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return prepare(network, manifest.precision)
+        return prepare(network, manifest.precision, channels_last=False)   # stock PyTorch, as built
     raise ManifestError(f"unknown backend {manifest.backend!r}")
 
 
@@ -122,7 +123,7 @@ def discover(artifact_dir: Path) -> list[Candidate]:
 def fallback_order(candidates: list[Candidate], *, preferred: str | None, default: dict[str, str] | None,
                    bf16_native: bool) -> list[Candidate]:
     """Sort candidates in the documented fallback order (see the module docstring)."""
-    precisions = ("bf16", "fp32") if bf16_native else ("fp32", "bf16")
+    precisions = ("bf16", "fp32", "int8") if bf16_native else ("fp32", "int8", "bf16")
 
     def rank(c: Candidate) -> tuple[int, int, int]:
         m = c.manifest

@@ -18,7 +18,7 @@ from typing import Any
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 BACKENDS = ("aoti", "ipex", "torchscript", "eager")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "int8")
 
 
 @dataclass

@@ -6,15 +6,20 @@ functions (and tests can build artifacts from stand-in modules without it).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from boneage.engine.build import StageSpec, prepare
+from boneage.engine.build import Inputs, StageSpec, prepare
+
+CALIBRATION_SEED = 4242
+CALIBRATION_IMAGES = 32
+CALIBRATION_KINDS = ("left",) * 6 + ("right", "two_hands", "non_hand", "adult")
 
 
 def _config(model_config: dict[str, Any] | Any) -> Any:
@@ -37,6 +42,50 @@ def make_assessor(model_config: dict[str, Any] | Any, detector_fn: Any, regresso
     return TwoStageAssessor(_config(model_config), detector_fn, regressor_fn, model_version, demo)
 
 
+def calibration_inputs(model_config: dict[str, Any] | Any, n: int = CALIBRATION_IMAGES,
+                       seed: int = CALIBRATION_SEED) -> dict[str, list[Inputs]]:
+    """Representative inputs per stage for int8 calibration, made the way the service makes them.
+
+    Seeded phantom films (mostly single left hands, some right, two-hand, non-hand and adult films,
+    with the phantom's exposure, rotation and inversion nuisances) at the service's ingest size,
+    letterboxed for the detector; the hand crops around the phantom's own boxes for the regressor,
+    with male, female and unknown sex. None of these images is in the evaluation sets (own seed).
+    """
+    import numpy as np
+
+    from boneage.model.preprocess import letterbox, square_crop
+    from boneage.model.regressor import sex_onehot
+    from boneage.phantom import render_sample
+    from boneage.service import DEFAULT_TARGET_LONG_SIDE
+
+    cfg = _config(model_config)
+    rng = np.random.default_rng(seed)
+    detector: list[Inputs] = []
+    regressor: list[Inputs] = []
+    for i in range(n):
+        image, labels = render_sample(rng, kind=CALIBRATION_KINDS[i % len(CALIBRATION_KINDS)],
+                                      size=DEFAULT_TARGET_LONG_SIDE)
+        boxed, _ = letterbox(image, cfg.detector.image_size)
+        detector.append((boxed[None],))
+        for box in labels["hand_boxes"][:1]:
+            crop = square_crop(image, box, cfg.regressor.crop_margin, cfg.regressor.crop_size)
+            regressor.append((crop[None], sex_onehot([("M", "F", None)[i % 3]])))
+    return {"detector": detector, "regressor": regressor}
+
+
+def _stages(model_config: dict[str, Any] | Any, det: nn.Module, reg: nn.Module) -> dict[str, StageSpec]:
+    """Both stages with their deploy forms and (lazily made, shared) calibration inputs."""
+    from boneage.model.deploy import deploy_form
+    from boneage.model.networks import example_inputs
+
+    cfg = _config(model_config)
+    ex = example_inputs(cfg, 1)
+    calibration = functools.cache(lambda: calibration_inputs(cfg))
+    per_stage: Callable[[str], Callable[[], list[Inputs]]] = lambda name: (lambda: calibration()[name])  # noqa: E731
+    return {name: StageSpec(net.eval(), ex[name], deploy=deploy_form(net), calibration=per_stage(name))
+            for name, net in (("detector", det), ("regressor", reg))}
+
+
 @dataclass
 class Source:
     """The weights an artifact is built from."""
@@ -51,16 +100,13 @@ class Source:
 
 def from_checkpoint(path: str | None = None) -> Source:
     """A checkpoint file (None: the committed demo weights)."""
-    from boneage.model.networks import example_inputs
     from boneage.model.weights import load_checkpoint
 
     ckpt = load_checkpoint(path)
     det, reg = build_stage("detector", ckpt.cfg), build_stage("regressor", ckpt.cfg)
     det.load_state_dict(ckpt.detector_state)
     reg.load_state_dict(ckpt.regressor_state)
-    ex = example_inputs(ckpt.cfg, 1)
-    return Source(ckpt.cfg.name, ckpt.cfg.as_dict(),
-                  {"detector": StageSpec(det.eval(), ex["detector"]), "regressor": StageSpec(reg.eval(), ex["regressor"])},
+    return Source(ckpt.cfg.name, ckpt.cfg.as_dict(), _stages(ckpt.cfg, det, reg),
                   ckpt.model_version, ckpt.sha256, ckpt.demo)
 
 
@@ -70,7 +116,6 @@ def random_weights(config_name: str, seed: int = 0) -> Source:
     The model version and hash are those of the seeded state, so artifacts stay traceable.
     """
     from boneage.model.configs import CONFIGS
-    from boneage.model.networks import example_inputs
 
     cfg = CONFIGS[config_name]
     torch.manual_seed(seed)
@@ -78,10 +123,7 @@ def random_weights(config_name: str, seed: int = 0) -> Source:
     buf = io.BytesIO()
     torch.save({"detector": det.state_dict(), "regressor": reg.state_dict()}, buf)
     sha = hashlib.sha256(buf.getvalue()).hexdigest()
-    ex = example_inputs(cfg, 1)
-    return Source(config_name, cfg.as_dict(),
-                  {"detector": StageSpec(det, ex["detector"]), "regressor": StageSpec(reg, ex["regressor"])},
-                  f"{config_name}-random{seed}-{sha[:8]}", sha, True)
+    return Source(config_name, cfg.as_dict(), _stages(cfg, det, reg), f"{config_name}-random{seed}-{sha[:8]}", sha, True)
 
 
 def demo_engine(*, threads: int, fallbacks: list[str]) -> Any:

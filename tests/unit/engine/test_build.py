@@ -103,3 +103,76 @@ def test_split_batches_are_joined_in_order() -> None:
     assert calls == [2, 2, 1]
     torch.testing.assert_close(doubled, x * 2)
     torch.testing.assert_close(sums, x.sum((1, 2, 3)))
+
+
+def _calibration(n: int = 6) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(5)
+    return [(torch.rand(1, 1, 32, 32, generator=g), torch.eye(3)[i % 3][None]) for i in range(n)]
+
+
+def test_int8_artifact_is_quantised_and_close_to_fp32(tmp_path: Path) -> None:
+    """PT2E static int8 through AOTInductor: loads without torchao, answers close to fp32, and the
+    graph really runs quantised convolutions (except the one-channel stem, kept in fp32)."""
+    pytest.importorskip("torchao")
+    from boneage.engine.build import StageSpec, quantize_int8
+
+    torch.set_num_threads(1)
+    net, inputs = _stand_in()
+    spec = StageSpec(net, inputs, calibration=_calibration)
+    manifest = build_artifact({"detector": spec, "regressor": spec}, tmp_path, backend="aoti", precision="int8",
+                              config_name="stand-in", model_config={}, model_version="stand-in-1",
+                              weights_sha256="0" * 64, demo=True)
+    assert manifest.name == "aoti-int8" and "avx2" in manifest.cpu_features
+    det, _ = load_stages(discover(tmp_path)[0])
+    image, sex = torch.cat([c[0] for c in _calibration(3)]), torch.eye(3)
+    with torch.no_grad():
+        want = net(image, sex)
+    got = det(image, sex)
+    for a, b in zip(got, want):
+        assert (a - b).abs().max() <= 0.05 * b.abs().max() + 1e-3
+        assert not torch.equal(a, b)                    # not silently fp32
+
+    graph = quantize_int8(prepare(net, "int8"), inputs, _calibration())
+    convs = [n for n in graph.graph.nodes if n.op == "call_function" and "conv2d" in str(n.target)]
+    fed_int8 = ["dequantize" in str(getattr(n.args[0], "target", "")) for n in convs]
+    assert fed_int8 == [False, True]                    # stem (1 input channel) fp32, the rest int8
+
+
+def test_int8_is_refused_for_backends_without_an_int8_path(tmp_path: Path) -> None:
+    from boneage.engine.build import StageSpec
+
+    net, inputs = _stand_in()
+    with pytest.raises(ValueError, match="int8"):
+        build_artifact({"detector": StageSpec(net, inputs)}, tmp_path, backend="torchscript", precision="int8",
+                       config_name="s", model_config={}, model_version="s", weights_sha256="0" * 64, demo=True)
+
+
+def test_compiled_backends_build_the_deploy_form_and_eager_the_training_graph(tmp_path: Path) -> None:
+    """The eager artifact is the stock baseline (the network as trained, NCHW); compiled backends get
+    the deploy form, and each manifest counts the FLOPs of what it runs."""
+    from boneage.engine.build import StageSpec
+
+    torch.set_num_threads(1)
+    net, inputs = _stand_in()
+    lean = StandIn().eval()
+    lean.features = nn.Sequential(nn.Conv2d(1, 4, 3, 2, 1), nn.ReLU(), nn.Conv2d(4, 16, 3, 2, 1), nn.ReLU())
+    spec = StageSpec(net, inputs, deploy=lean)
+    kw = dict(config_name="s", model_config={}, model_version="s", weights_sha256="0" * 64, demo=True)
+    eager = build_artifact({"detector": spec}, tmp_path, backend="eager", precision="fp32", **kw)
+    ts = build_artifact({"detector": spec}, tmp_path, backend="torchscript", precision="fp32", **kw)
+    assert eager.gflop_per_image["detector"] == pytest.approx(count_gflop(net, inputs), abs=1e-6)
+    assert ts.gflop_per_image["detector"] == pytest.approx(count_gflop(lean, inputs), abs=1e-6)
+    assert ts.gflop_per_image["detector"] < eager.gflop_per_image["detector"]
+    traced = torch.jit.load(str(tmp_path / "torchscript-fp32" / ts.files["detector"]["path"]))
+    with torch.no_grad():
+        for a, b in zip(traced(*inputs), lean(*inputs)):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_eager_baseline_runs_in_pytorchs_default_layout() -> None:
+    net, _ = _stand_in()
+    stock = prepare(net, "fp32", channels_last=False)
+    assert all(p.is_contiguous() for p in stock.parameters())
+    tuned = prepare(net, "fp32")
+    conv = tuned.module.features[3].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()

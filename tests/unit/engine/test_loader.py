@@ -147,3 +147,25 @@ def test_warm_up_runs_each_stage_and_records_time(artifacts: Path) -> None:
     engine = _load(artifacts, backend="torchscript")
     assert engine.warm_up(iterations=1) > 0
     assert engine.init_ms["warm_up"] > 0
+
+
+def _candidates(*names: str) -> list[loader.Candidate]:
+    out = []
+    for name in names:
+        backend, precision = name.rsplit("-", 1)
+        m = Manifest(backend=backend, precision=precision, config="demo", model_version="v", weights_sha256="0" * 64,
+                     torch_version=torch.__version__, ipex_version=None, cpu_features=[], isa="default",
+                     input_shapes={}, dynamic_batch=1, gflop_per_image={}, files={}, demo=True, model_config={})
+        out.append(loader.Candidate(Path(name), m))
+    return out
+
+
+def test_int8_is_tried_after_fp32_unless_the_benchmark_chose_it() -> None:
+    cands = _candidates("eager-fp32", "aoti-int8", "aoti-fp32", "aoti-bf16")
+    order = [c.manifest.name for c in loader.fallback_order(cands, preferred=None, default=None, bf16_native=False)]
+    assert order == ["aoti-fp32", "aoti-int8", "aoti-bf16", "eager-fp32"]
+    chosen = loader.fallback_order(cands, preferred=None, default={"backend": "aoti", "precision": "int8"},
+                                   bf16_native=False)
+    assert chosen[0].manifest.name == "aoti-int8"
+    native = [c.manifest.name for c in loader.fallback_order(cands, preferred=None, default=None, bf16_native=True)]
+    assert native[0] == "aoti-bf16"
