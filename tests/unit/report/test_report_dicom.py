@@ -12,6 +12,7 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
+from pydicom.uid import JPEGLSLossless
 
 from boneage.report import REPORT_PNG, REPORT_SC, REPORT_SR, build_reports
 
@@ -92,6 +93,19 @@ def test_secondary_capture_pixels_are_the_png_report(rng):
     assert sc.PhotometricInterpretation == "RGB" and sc.SamplesPerPixel == 3
     np.testing.assert_array_equal(sc.pixel_array, png)
     assert "NOT FOR CLINICAL USE" in sc.SeriesDescription
+
+
+def test_secondary_capture_is_stored_jpeg_ls_lossless_and_decodes_to_the_exact_pixels(rng):
+    radiograph, output, result = make_case(rng)
+    files = build_reports(radiograph, output, result)
+    sc = pydicom.dcmread(io.BytesIO(files[REPORT_SC]))
+    assert sc.file_meta.TransferSyntaxUID == JPEGLSLossless
+    assert sc.file_meta.TransferSyntaxUID.is_compressed and sc.get("LossyImageCompression", "00") == "00"
+    assert sc.PlanarConfiguration == 0 and sc.BitsStored == 8
+    png = np.asarray(Image.open(io.BytesIO(files[REPORT_PNG])).convert("RGB"))
+    np.testing.assert_array_equal(sc.pixel_array, png)
+    # Uncompressed, the 1200 x 800 RGB page alone is 2.88 MB.
+    assert len(files[REPORT_SC]) < png.nbytes / 4
 
 
 def test_structured_report_carries_bone_age_ca_sds_height_flag_and_model_version(rng):

@@ -32,6 +32,14 @@ def test_png_report_decodes_at_the_fixed_size_with_its_text_chunks(rng):
     assert img.text["Software"] == "demo-0.1+abc123"
 
 
+def test_png_decodes_to_exactly_the_rendered_page(rng):
+    radiograph, output, result = make_case(rng)
+    rendered = render_report(radiograph, output, result)
+    decoded = Image.open(io.BytesIO(rendered.png_bytes()))
+    decoded.load()          # checks every chunk CRC and the zlib stream
+    np.testing.assert_array_equal(np.asarray(decoded), np.asarray(rendered.image))
+
+
 def test_text_fields_show_bone_age_interval_ca_sds_flag_height_and_model(rng):
     radiograph, output, result = make_case(rng)
     lines = render_report(radiograph, output, result).lines
