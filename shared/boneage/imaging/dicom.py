@@ -1,10 +1,12 @@
 """DICOM ingest: parse with pydicom, check the header against our limits, decode, present.
 
 Decoding goes through pydicom's pixel-data plugins (pylibjpeg-libjpeg, pylibjpeg-openjpeg,
-pylibjpeg-rle, pyjpegls, Pillow) for every transfer syntax, with one exception that is worth its
-code: a large single-component JPEG 2000 frame is decoded by OpenJPEG (through Pillow) directly
-at the lowest resolution level that still covers ``target_long_side`` (T.800 resolution
-reduction), which is ~20x cheaper than decoding at full size and then throwing pixels away.
+pylibjpeg-rle, pyjpegls, Pillow) for every transfer syntax, with two exceptions that are worth
+their code: a large single-component JPEG 2000 frame is decoded by OpenJPEG (through Pillow)
+directly at the lowest resolution level that still covers ``target_long_side`` (T.800 resolution
+reduction), which is ~20x cheaper than decoding at full size and then throwing pixels away; and a
+grey unsigned JPEG-LS frame is decoded by CharLS straight into its array (``jpegls``), skipping
+two 10 MB copies that cost ~10-15 ms of a ~110 ms decode.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pydicom.pixels import get_decoder
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi
 
 from boneage.errors import Reason, Rejection
-from boneage.imaging import codestream, pixels
+from boneage.imaging import codestream, jpegls, pixels
 from boneage.imaging.limits import Limits
 from boneage.imaging.metadata import (
     HEIGHT_RANGE_CM, AgeEvidence, parse_date, parse_patient_age, parse_sex,
@@ -39,8 +41,9 @@ GREY = ("MONOCHROME1", "MONOCHROME2")
 COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR")
 J2K_SYNTAXES = frozenset({dcm_uid.JPEG2000Lossless, dcm_uid.JPEG2000,
                           dcm_uid.HTJ2KLossless, dcm_uid.HTJ2KLosslessRPCL, dcm_uid.HTJ2K})
+JPEG_LS_SYNTAXES = frozenset({dcm_uid.JPEGLSLossless, dcm_uid.JPEGLSNearLossless})
 JPEG_SYNTAXES = frozenset({dcm_uid.JPEGBaseline8Bit, dcm_uid.JPEGExtended12Bit, dcm_uid.JPEGLossless,
-                           dcm_uid.JPEGLosslessSV1, dcm_uid.JPEGLSLossless, dcm_uid.JPEGLSNearLossless})
+                           dcm_uid.JPEGLosslessSV1}) | JPEG_LS_SYNTAXES
 STUDY_DATE_TAGS = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
 SPACING_TAGS = ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing")
 _PREAMBLE_FREE_GROUPS = (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
@@ -200,8 +203,7 @@ def _check_frame_header(ds: Dataset, ts: str, rows: int, columns: int, limits: L
                   else codestream.jpeg_frame_header(frame))
     except Exception as exc:
         raise Rejection(Reason.CORRUPT_PIXEL_DATA, "the compressed frame has no readable header") from exc
-    if ts in (dcm_uid.JPEGLSLossless, dcm_uid.JPEGLSNearLossless) and \
-            not frame.rstrip(b"\x00").endswith(b"\xff\xd9"):
+    if ts in JPEG_LS_SYNTAXES and not frame.rstrip(b"\x00").endswith(b"\xff\xd9"):
         # CharLS 2.4 spends ~15 s (whatever the image size) failing on a JPEG-LS stream cut short;
         # found by the fuzz test. A stream without its end-of-image marker is incomplete anyway.
         raise Rejection(Reason.CORRUPT_PIXEL_DATA, "the JPEG-LS frame is truncated (no end-of-image marker)")
@@ -256,8 +258,13 @@ PREFERRED_PLUGIN = {
 
 
 def _decode_frame(ds: Dataset) -> np.ndarray:
-    """Frame 0 through pydicom's decoders (YBR converted to RGB), preferred plugin first."""
+    """Frame 0 through pydicom's decoders (YBR converted to RGB), preferred plugin first; a grey
+    unsigned JPEG-LS frame goes to CharLS directly when it can (``jpegls``: ~10-15 ms cheaper)."""
     ts = ds.file_meta.TransferSyntaxUID
+    if ts in JPEG_LS_SYNTAXES:
+        direct = _jpeg_ls_direct(ds)
+        if direct is not None:
+            return direct
     decoder = get_decoder(ts)
     plugin = PREFERRED_PLUGIN.get(ts)
     if plugin and plugin in decoder.available_plugins:
@@ -268,6 +275,17 @@ def _decode_frame(ds: Dataset) -> np.ndarray:
                 raise
             # the other plugins may cope (e.g. Pillow's JPEG with odd markers)
     return decoder.as_array(ds, index=0)[0]
+
+
+def _jpeg_ls_direct(ds: Dataset) -> np.ndarray | None:
+    """What pydicom's pyjpegls route would return, for the cases where that is just the samples:
+    one unsigned component (signed JPEG-LS needs pydicom's sign correction). None otherwise."""
+    if _safe_int(ds, "SamplesPerPixel") != 1 or _safe_int(ds, "PixelRepresentation") != 0:
+        return None
+    bits_allocated = _safe_int(ds, "BitsAllocated")
+    if bits_allocated is None:
+        return None
+    return jpegls.decode(_first_frame(ds), int(ds.Rows), int(ds.Columns), bits_allocated)
 
 
 def _is_panic(exc: BaseException) -> bool:
