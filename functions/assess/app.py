@@ -1,6 +1,8 @@
 """Lambda entry point of the assessment function: SQS batches of S3 upload events in, partial-batch response out.
 
-Thin on purpose: the per-upload flow lives in ``boneage.adapters.processor``. The model, the clients
+Thin on purpose: the per-upload flow lives in ``boneage.adapters.processor``. All the uploads of one
+invocation go to the processor together, so the model assesses them as one batch; each SQS message is
+then failed or acknowledged on its own uploads' outcomes. The model, the clients
 and the configuration are created once, at init (module load), and can be replaced with ``init()``
 in tests. A raw S3 event (``sam local invoke -e events/s3-put.json``) is accepted too.
 """
@@ -16,8 +18,8 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from boneage.adapters.events import uploads_from_s3_event, uploads_from_sqs_body
-from boneage.adapters.processor import UploadProcessor
+from boneage.adapters.events import Upload, uploads_from_s3_event, uploads_from_sqs_body
+from boneage.adapters.processor import Outcome, UploadProcessor
 from boneage.adapters.runtime import build_processor
 from boneage.config import Settings
 
@@ -44,24 +46,34 @@ def init(processor: UploadProcessor | None = None) -> UploadProcessor:
     return processor
 
 
-def _process(uploads: list, attempt: int) -> None:
+def _process(uploads: list[Upload], attempts: list[int]) -> list[Outcome | Exception]:
     assert _processor is not None
-    for upload in uploads:
-        try:
-            outcome = _processor.process(upload, attempt=attempt)
-        except Exception:
-            metrics.add_metric(name="Uploads_fault", unit=MetricUnit.Count, value=1)
-            raise
-        metrics.add_metric(name=f"Uploads_{outcome.outcome}", unit=MetricUnit.Count, value=1)
+    outcomes = _processor.process_many(uploads, attempts)
+    for outcome in outcomes:
+        name = "fault" if isinstance(outcome, Exception) else outcome.outcome
+        metrics.add_metric(name=f"Uploads_{name}", unit=MetricUnit.Count, value=1)
+    return outcomes
 
 
 @tracer.capture_method
-def record_handler(record: SQSRecord) -> None:
-    uploads = uploads_from_sqs_body(record.body)
-    if not uploads:
-        # s3:TestEvent or an unrelated message: drop it rather than poison the queue.
-        logger.info("message without uploads ignored", extra={"message_id": record.message_id})
-    _process(uploads, attempt=int(record.attributes.approximate_receive_count or 1))
+def _assess_messages(records: list[dict[str, Any]]) -> dict[str, Exception]:
+    """Every message's uploads in one ``process_many``; returns the first fault of each failed message."""
+    owners, uploads, attempts = [], [], []
+    for raw in records:
+        record = SQSRecord(raw)
+        found = uploads_from_sqs_body(record.body)
+        if not found:
+            # s3:TestEvent or an unrelated message: drop it rather than poison the queue.
+            logger.info("message without uploads ignored", extra={"message_id": record.message_id})
+        attempt = int(record.attributes.approximate_receive_count or 1)
+        owners += [record.message_id] * len(found)
+        uploads += found
+        attempts += [attempt] * len(found)
+    faults: dict[str, Exception] = {}
+    for message_id, outcome in zip(owners, _process(uploads, attempts), strict=True):
+        if isinstance(outcome, Exception):
+            faults.setdefault(message_id, outcome)
+    return faults
 
 
 @metrics.log_metrics
@@ -72,9 +84,20 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         init()
     records = event.get("Records") or []
     if records and records[0].get("eventSource") == "aws:s3":
-        # Direct S3 invocation (asynchronous): a fault raises, and Lambda's own retries apply.
-        _process(list(uploads_from_s3_event(event)), attempt=1)
+        # Direct S3 invocation (asynchronous): a fault raises, and Lambda's own retries apply (the
+        # uploads that did finish are duplicates then, and are not assessed again).
+        uploads = list(uploads_from_s3_event(event))
+        for outcome in _process(uploads, [1] * len(uploads)):
+            if isinstance(outcome, Exception):
+                raise outcome
         return {"batchItemFailures": []}
+    faults = _assess_messages(records)
+
+    def record_handler(record: SQSRecord) -> None:
+        # The work is done; Powertools turns the faults into the partial-batch response.
+        if record.message_id in faults:
+            raise faults[record.message_id]
+
     return process_partial_response(event=event, record_handler=record_handler, processor=batch, context=context)
 
 

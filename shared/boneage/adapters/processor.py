@@ -1,7 +1,10 @@
 """One upload, end to end on AWS: claim -> fetch -> assess -> store reports -> write record -> notify.
 
 This is the handler's logic, free of the Lambda event shape so the handler, the redrive script and the
-tests share it. Guarantees, per object version (``upload_id``):
+tests share it. ``process_many`` does the same for the uploads of one invocation (an SQS batch, a
+multi-record S3 event): each is claimed, fetched, stored and notified on its own, but the model runs
+once over all of them (``assess_many``); if that shared step raises, each upload is assessed alone, so
+one bad upload cannot fail the others. Guarantees, per object version (``upload_id``):
 
 - exactly one record, because every write is conditional on the claim (see ``store``);
 - one notification per terminal status, because ``notified_status`` is checked before publishing;
@@ -14,15 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
 from boneage.adapters.events import Upload
 from boneage.adapters.reports import ReportWriter
-from boneage.adapters.s3 import ObjectSource
+from boneage.adapters.s3 import FetchedObject, ObjectSource
 from boneage.adapters.sns import Publisher, build_message
 from boneage.adapters.store import FAILED, TERMINAL, UNKNOWN_HOSPITAL_ID, Claim, ResultStore, result_from_item
 from boneage.config import Settings
@@ -45,6 +48,9 @@ class Service(Protocol):
     def assess(self, data: bytes, *, source: str, metadata: Mapping[str, str] | None = None,
                want_reports: bool = True) -> tuple[AssessmentResult, dict[str, bytes]]: ...
 
+    def assess_many(self, items: list[tuple[bytes, str, Mapping[str, str] | None]], *,
+                    want_reports: bool = True) -> list[tuple[AssessmentResult, dict[str, bytes]]]: ...
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -52,6 +58,37 @@ class Outcome:
     hospital_id: str
     outcome: str                    # completed | rejected | failed | duplicate
     notified: bool = False
+
+
+@dataclass
+class _Job:
+    """One claimed upload on its way through ``process_many``."""
+
+    upload: Upload
+    attempt: int
+    hospital_id: str | None = None
+    claim: Claim | None = None
+    fetched: FetchedObject | None = None
+    result: AssessmentResult | None = None      # set early for a rejection before the model (no image)
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def hospital(self) -> str:
+        return self.hospital_id or UNKNOWN_HOSPITAL_ID
+
+    @property
+    def source(self) -> str:
+        return f"upload:{self.upload.upload_id}{self.upload.extension}"     # no key, no file name: PHI
+
+    @property
+    def item(self) -> tuple[bytes, str, Mapping[str, str] | None]:
+        """What the service assesses: the bytes, a PHI-free source name, the hospital's metadata."""
+        assert self.fetched is not None
+        return self.fetched.data, self.source, self.fetched.metadata
+
+    @property
+    def log(self) -> dict[str, Any]:
+        return {"upload_id": self.upload.upload_id, "hospital_id": self.hospital, "attempt": self.attempt}
 
 
 def fault_label(exc: BaseException) -> str:
@@ -74,35 +111,59 @@ class UploadProcessor:
 
     # -- the flow --------------------------------------------------------------------------------
     def process(self, upload: Upload, *, attempt: int = 1) -> Outcome:
-        if upload.version_id is None:
-            # S3 names the version in events from versioned buckets; emulators and hand-made events may
-            # not. Pin the version now so the idempotency key and the bytes we read agree.
-            upload = dataclasses.replace(upload, version_id=self.source.current_version(upload.bucket, upload.key))
-        hospital_id = upload.hospital_id(self.settings.input_prefix)
-        hospital = hospital_id or UNKNOWN_HOSPITAL_ID
-        log = {"upload_id": upload.upload_id, "hospital_id": hospital, "attempt": attempt}
-        claim: Claim | None = None
-        try:
-            claim = self.store.claim(upload, hospital_id, now=self.clock(),
-                                     lease_seconds=self.settings.lease_seconds)
-            if not claim.owned:
-                return self._already_handled(upload, hospital, claim, log)
-            logger.info("claimed upload", extra=log)
-            result, report_keys = self._assess(upload, hospital_id)
-            item = self.store.finish(claim, result, now=self.clock(), report_keys=report_keys)
-            if item is None:
-                claim = None
-                raise InProgress("the claim expired and another delivery took the upload over")
-            self._notify(item)
-            logger.info("upload finished", extra={**log, "status": result.status, "reason": result.reason})
-            return Outcome(upload.upload_id, hospital, result.status, notified=True)
-        except Exception as exc:
-            logger.warning("upload fault", extra={**log, "fault": fault_label(exc)})
-            if claim is not None and claim.owned:
-                self.store.release(claim)       # so the retry need not wait for the lease to expire
-            if attempt >= self.settings.max_receive_count:
-                self.give_up(upload, exc)
-            raise
+        """One upload; a fault is raised (after releasing the claim, and recording ``failed`` on the last attempt)."""
+        [outcome] = self.process_many([upload], [attempt])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def process_many(self, uploads: Sequence[Upload], attempts: Sequence[int]) -> list[Outcome | Exception]:
+        """The uploads of one invocation, the model run once over all that need it.
+
+        Returns one entry per upload, in order: its ``Outcome``, or the fault that must fail its delivery
+        (already logged, the claim released, ``failed`` recorded on the last attempt). The same upload
+        twice is worked on once; the copy gets ``duplicate``, or the same fault.
+        """
+        outcomes: list[Outcome | Exception | None] = [None] * len(uploads)
+        jobs: dict[int, _Job] = {}
+        first: dict[str, int] = {}          # upload_id -> index of the entry that does the work
+        copies: dict[int, int] = {}
+        for i, (upload, attempt) in enumerate(zip(uploads, attempts, strict=True)):
+            try:
+                upload = self._pinned(upload)
+            except Exception as exc:
+                logger.warning("upload fault", extra={"attempt": attempt, "fault": fault_label(exc)})
+                outcomes[i] = exc
+                continue
+            if upload.upload_id in first:
+                copies[i] = first[upload.upload_id]
+                continue
+            first[upload.upload_id] = i
+            job = _Job(upload, attempt, hospital_id=upload.hospital_id(self.settings.input_prefix))
+            try:
+                outcomes[i] = self._claim(job)
+                if outcomes[i] is None:
+                    self._fetch(job)
+                    jobs[i] = job
+            except Exception as exc:
+                outcomes[i] = self._fault(job, exc)
+
+        self._assess_together([job for job in jobs.values() if job.result is None])
+        for i, job in jobs.items():
+            try:
+                if job.result is None:      # alone, or the batched step failed: assess this one by itself
+                    data, source, metadata = job.item
+                    job.result, job.files = self.service.assess(data, source=source, metadata=metadata)
+                outcomes[i] = self._finish(job)
+            except Exception as exc:
+                outcomes[i] = self._fault(job, exc)
+
+        for i, j in copies.items():
+            done = outcomes[j]
+            assert done is not None
+            outcomes[i] = done if isinstance(done, Exception) else dataclasses.replace(done, outcome=DUPLICATE,
+                                                                                        notified=False)
+        return outcomes  # type: ignore[return-value]    # every entry is set by now
 
     def give_up(self, upload: Upload, exc: BaseException) -> dict[str, Any] | None:
         """Record ``failed`` and notify it (best effort: if this fails too, the redrive script does it)."""
@@ -127,6 +188,69 @@ class UploadProcessor:
             return None
 
     # -- steps -----------------------------------------------------------------------------------
+    def _pinned(self, upload: Upload) -> Upload:
+        if upload.version_id is not None:
+            return upload
+        # S3 names the version in events from versioned buckets; emulators and hand-made events may
+        # not. Pin the version now so the idempotency key and the bytes we read agree.
+        return dataclasses.replace(upload, version_id=self.source.current_version(upload.bucket, upload.key))
+
+    def _claim(self, job: _Job) -> Outcome | None:
+        """None when this delivery now owns the upload; otherwise what the earlier delivery left."""
+        job.claim = self.store.claim(job.upload, job.hospital_id, now=self.clock(),
+                                     lease_seconds=self.settings.lease_seconds)
+        if not job.claim.owned:
+            return self._already_handled(job.upload, job.hospital, job.claim, job.log)
+        logger.info("claimed upload", extra=job.log)
+        return None
+
+    def _fetch(self, job: _Job) -> None:
+        """The object's bytes, or a ``rejected`` result when there is nothing to assess."""
+        try:
+            if job.hospital_id is None or (self.settings.allowed_hospitals
+                                           and job.hospital_id not in self.settings.allowed_hospitals):
+                raise Rejection(Reason.UNKNOWN_HOSPITAL,
+                                f"uploads must go under {self.settings.input_prefix}<hospital_id>/ "
+                                "for a hospital this service knows")
+            job.fetched = self.source.fetch(job.upload.bucket, job.upload.key, job.upload.version_id)
+        except Rejection as rejection:
+            job.result = AssessmentResult(source=job.source, status=REJECTED, reason=rejection.reason,
+                                          message=rejection.message,
+                                          model_version=getattr(self.service, "model_version", ""))
+
+    def _assess_together(self, jobs: list[_Job]) -> None:
+        """One model batch for several uploads; on a fault, leave them to be assessed one by one."""
+        if len(jobs) < 2:
+            return
+        try:
+            assessed = self.service.assess_many([job.item for job in jobs])
+        except Exception as exc:
+            # Which upload caused it is unknown: assessing each alone gives every one its own outcome.
+            logger.warning("batched assessment failed; assessing the uploads one by one",
+                           extra={"uploads": len(jobs), "fault": fault_label(exc)})
+            return
+        for job, (result, files) in zip(jobs, assessed, strict=True):
+            job.result, job.files = result, files
+
+    def _finish(self, job: _Job) -> Outcome:
+        assert job.claim is not None and job.result is not None
+        keys = self.reports.write(job.hospital_id, job.upload.upload_id, job.files) if job.files else {}
+        item = self.store.finish(job.claim, job.result, now=self.clock(), report_keys=keys)
+        if item is None:
+            job.claim = None            # not ours any more: nothing to release
+            raise InProgress("the claim expired and another delivery took the upload over")
+        self._notify(item)
+        logger.info("upload finished", extra={**job.log, "status": job.result.status, "reason": job.result.reason})
+        return Outcome(job.upload.upload_id, job.hospital, job.result.status, notified=True)
+
+    def _fault(self, job: _Job, exc: Exception) -> Exception:
+        logger.warning("upload fault", extra={**job.log, "fault": fault_label(exc)})
+        if job.claim is not None and job.claim.owned:
+            self.store.release(job.claim)       # so the retry need not wait for the lease to expire
+        if job.attempt >= self.settings.max_receive_count:
+            self.give_up(job.upload, exc)
+        return exc
+
     def _already_handled(self, upload: Upload, hospital: str, claim: Claim, log: dict[str, Any]) -> Outcome:
         item = claim.item
         if claim.status in TERMINAL:
@@ -141,24 +265,6 @@ class UploadProcessor:
             return Outcome(upload.upload_id, hospital, DUPLICATE)
         # Not ours and not finished: fail this delivery so it is retried and then sees the result.
         raise InProgress("another delivery is processing this upload")
-
-    def _assess(self, upload: Upload, hospital_id: str | None) -> tuple[AssessmentResult, dict[str, str]]:
-        source = f"upload:{upload.upload_id}{upload.extension}"    # no key, no file name: those may carry PHI
-        try:
-            if hospital_id is None or (self.settings.allowed_hospitals
-                                       and hospital_id not in self.settings.allowed_hospitals):
-                raise Rejection(Reason.UNKNOWN_HOSPITAL,
-                                f"uploads must go under {self.settings.input_prefix}<hospital_id>/ "
-                                "for a hospital this service knows")
-            fetched = self.source.fetch(upload.bucket, upload.key, upload.version_id)
-        except Rejection as rejection:
-            result = AssessmentResult(source=source, status=REJECTED, reason=rejection.reason,
-                                      message=rejection.message,
-                                      model_version=getattr(self.service, "model_version", ""))
-            return result, {}
-        result, files = self.service.assess(fetched.data, source=source, metadata=fetched.metadata)
-        keys = self.reports.write(hospital_id, upload.upload_id, files) if files else {}
-        return result, keys
 
     def _notify(self, item: Mapping[str, Any]) -> bool:
         """Publish the item's notification once; False when another delivery holds the right to."""

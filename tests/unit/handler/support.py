@@ -88,3 +88,19 @@ class FaultInjector:
             "Error": {"Code": "ServiceUnavailable", "Message": "injected fault"},
             "ResponseMetadata": {"HTTPStatusCode": 503},
         }
+
+
+class SpyAssessor(FakeAssessor):
+    """The fake model, recording the size of every batch it is given; with ``fail_batches`` a batch of
+    several images raises (as a model running out of memory on a large batch would) while single images pass."""
+
+    def __init__(self, *, fail_batches: bool = False, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.fail_batches = fail_batches
+        self.batches: list[int] = []
+
+    def assess_batch(self, images: list[np.ndarray], sexes: list[str | None]) -> list[ModelOutput]:
+        self.batches.append(len(images))
+        if self.fail_batches and len(images) > 1:
+            raise RuntimeError("injected batch fault")
+        return super().assess_batch(images, sexes)

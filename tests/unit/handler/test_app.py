@@ -10,7 +10,11 @@ import pytest
 # Imported at collection, before sockets are disabled: the X-Ray SDK under Powertools' Tracer opens
 # (and, with tracing disabled, never uses) a UDP socket when it is first imported.
 import app as app_module
+from boneage.adapters.events import Upload
+from boneage.service import AssessmentService
+from demo import sample_uploads
 from local_stack import LambdaContext
+from support import SpyAssessor
 
 EVENTS = Path(__file__).resolve().parents[3] / "events"
 
@@ -68,3 +72,23 @@ def test_direct_s3_event_from_the_events_folder_is_processed(aws, app):
     [item] = aws.items()
     assert (item["status"], item["reason"], item["hospital_id"]) == ("rejected", "not_an_image", "st-mary")
     assert item["source_version"] != "null"                # pinned from S3 when the event names none
+
+
+def test_sqs_batch_runs_one_model_batch_and_reports_only_the_failing_message(aws, app):
+    spy = SpyAssessor()
+    app.init(aws.processor(AssessmentService(spy)))
+    samples = {s.name: s for s in sample_uploads(3, size=256)}
+    bodies, versions = [], {}
+    for name in ("DICOM girl", "not an image", "right hand", "PNG boy with metadata"):
+        s = samples[name]
+        versions[s.key] = aws.put(s.key, s.body, s.metadata)["VersionId"]
+        bodies.append(_s3_body(aws, s.key, versions[s.key]))
+    # Another delivery holds a live claim on the right hand: its message (m2) must be retried, alone.
+    right = samples["right hand"]
+    app._processor.store.claim(Upload(aws.input_bucket, right.key, versions[right.key]), "st-mary",
+                               now=app._processor.clock(), lease_seconds=60)
+    assert app.handler(_sqs_event(*bodies), LambdaContext()) == {"batchItemFailures": [{"itemIdentifier": "m2"}]}
+    assert spy.batches == [2]
+    assert {i["source_key"]: i["status"] for i in aws.items()} == {
+        samples["DICOM girl"].key: "completed", samples["not an image"].key: "rejected",
+        right.key: "processing", samples["PNG boy with metadata"].key: "completed"}
