@@ -33,6 +33,7 @@ from boneage.engine.manifest import BACKENDS, MANIFEST_NAME, Manifest, ManifestE
 log = logging.getLogger(__name__)
 
 DEFAULT_CHOICE = "default.json"
+WARM_UP_ITERATIONS = {"torchscript": 2, "ipex": 2}
 STAGES = ("detector", "regressor")
 StageFn = Callable[..., Any]
 
@@ -152,8 +153,14 @@ class Engine:
     fallbacks: list[str] = field(default_factory=list)     # one line per artifact skipped, with the reason
     init_ms: dict[str, float] = field(default_factory=dict)
 
-    def warm_up(self, iterations: int = 2) -> float:
-        """Run each stage on zeros so oneDNN primitives and caches exist before the first request; ms."""
+    def warm_up(self, iterations: int | None = None) -> float:
+        """Run each stage on zeros so oneDNN primitives and caches exist before the first request; ms.
+
+        The load check already ran each stage once. TorchScript's profiling executor (IPEX's too)
+        optimises the graph on its second call, so those get two more runs; compiled AOTInductor
+        code and eager need one."""
+        if iterations is None:
+            iterations = WARM_UP_ITERATIONS.get(self.backend, 1)
         t0 = time.perf_counter()
         for _ in range(iterations):
             for stage, fn in (("detector", self.detector_fn), ("regressor", self.regressor_fn)):
