@@ -16,13 +16,16 @@ identification.
 
 from __future__ import annotations
 
+import datetime
 import io
+from dataclasses import dataclass
 
 import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import JPEGLSLossless
+from pydicom.valuerep import DA, DT, TM
 
 from boneage.clinical.text import DEMO_DISCLAIMER
 from boneage.result import AssessmentResult
@@ -151,37 +154,63 @@ def _coding_scheme_identification() -> Dataset:
     return item
 
 
-def build_structured_report(source: Dataset, result: AssessmentResult) -> bytes:
-    """A Comprehensive SR (TID 1500) with bone age, its interval, CA, BA - CA, SDS, flag, adult height."""
+@dataclass(frozen=True)
+class SRIdentity:
+    """What is new in every SR: its own UIDs and the moment it was made. Tests inject fixed ones."""
+
+    series_instance_uid: str
+    sop_instance_uid: str
+    tracking_uid: str
+    observer_uid: str
+    created: datetime.datetime
+
+    @classmethod
+    def fresh(cls) -> "SRIdentity":
+        return cls(hd.UID(), hd.UID(), hd.UID(), hd.UID(), datetime.datetime.now())
+
+
+def sr_measurements(result: AssessmentResult) -> list[tuple[hd.sr.CodedConcept, float, hd.sr.CodedConcept]]:
+    """(concept, value, unit) of each NUM item the SR carries for ``result``, in content order."""
+    found: list[tuple[hd.sr.CodedConcept, float, hd.sr.CodedConcept]] = []
+    if result.bone_age_months is not None:
+        found.append((CODE_BONE_AGE, result.bone_age_months, UNIT_MONTH))
+    if result.bone_age_interval_months:
+        found.append((CODE_BONE_AGE_LOW, result.bone_age_interval_months[0], UNIT_MONTH))
+        found.append((CODE_BONE_AGE_HIGH, result.bone_age_interval_months[1], UNIT_MONTH))
+    if result.chronological_age_months is not None:
+        found.append((CODE_CHRONOLOGICAL_AGE, result.chronological_age_months, UNIT_MONTH))
+        if result.bone_age_months is not None:
+            found.append((CODE_BA_MINUS_CA, result.bone_age_months - result.chronological_age_months, UNIT_MONTH))
+    if result.sds is not None:
+        found.append((CODE_SDS, result.sds, UNIT_NONE))
+    if result.predicted_adult_height_cm is not None:
+        found.append((CODE_ADULT_HEIGHT, result.predicted_adult_height_cm, UNIT_CM))
+    return [(name, float(round(value, 4)), unit) for name, value, unit in found]
+
+
+def build_structured_report_dataset(source: Dataset, result: AssessmentResult, identity: SRIdentity,
+                                    values: list[float] | None = None) -> hd.sr.ComprehensiveSR:
+    """The SR built from scratch by highdicom: the reference the per-shape templates are made from.
+
+    ``values`` replaces the measurement values (same count and order as ``sr_measurements``); the
+    template builder uses it to plant recognisable numbers.
+    """
     source = prepare_source(source)
     algorithm = hd.sr.AlgorithmIdentification(name=ALGORITHM_NAME, version=_software_version(result))
     side = {"L": codes.SCT.Left, "R": codes.SCT.Right}.get(result.laterality or "")
     finding_site = hd.sr.FindingSite(anatomic_location=codes.SCT.BoneStructureOfHand, laterality=side)
 
-    def measure(name: hd.sr.CodedConcept, value: float, unit: hd.sr.CodedConcept) -> hd.sr.Measurement:
-        return hd.sr.Measurement(name=name, value=float(round(value, 4)), unit=unit, algorithm_id=algorithm)
-
-    measurements: list[hd.sr.Measurement] = []
-    if result.bone_age_months is not None:
-        measurements.append(measure(CODE_BONE_AGE, result.bone_age_months, UNIT_MONTH))
-    if result.bone_age_interval_months:
-        measurements.append(measure(CODE_BONE_AGE_LOW, result.bone_age_interval_months[0], UNIT_MONTH))
-        measurements.append(measure(CODE_BONE_AGE_HIGH, result.bone_age_interval_months[1], UNIT_MONTH))
-    if result.chronological_age_months is not None:
-        measurements.append(measure(CODE_CHRONOLOGICAL_AGE, result.chronological_age_months, UNIT_MONTH))
-        if result.bone_age_months is not None:
-            measurements.append(measure(CODE_BA_MINUS_CA,
-                                        result.bone_age_months - result.chronological_age_months, UNIT_MONTH))
-    if result.sds is not None:
-        measurements.append(measure(CODE_SDS, result.sds, UNIT_NONE))
-    if result.predicted_adult_height_cm is not None:
-        measurements.append(measure(CODE_ADULT_HEIGHT, result.predicted_adult_height_cm, UNIT_CM))
+    items = sr_measurements(result)
+    if values is not None:
+        items = [(name, value, unit) for (name, _, unit), value in zip(items, values, strict=True)]
+    measurements = [hd.sr.Measurement(name=name, value=value, unit=unit, algorithm_id=algorithm)
+                    for name, value, unit in items]
     evaluations = []
     if result.interpretation in CODE_FLAGS:
         evaluations.append(hd.sr.QualitativeEvaluation(name=CODE_INTERPRETATION, value=CODE_FLAGS[result.interpretation]))
 
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="left hand bone age"),
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=identity.tracking_uid, identifier="left hand bone age"),
         algorithm_id=algorithm,
         finding_sites=[finding_site],
         measurements=measurements,
@@ -191,7 +220,7 @@ def build_structured_report(source: Dataset, result: AssessmentResult) -> bytes:
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=hd.UID(), name="boneage", manufacturer_name=MANUFACTURER,
+            uid=identity.observer_uid, name="boneage", manufacturer_name=MANUFACTURER,
             model_name=_software_version(result),
         ),
     )
@@ -200,19 +229,43 @@ def build_structured_report(source: Dataset, result: AssessmentResult) -> bytes:
         procedure_reported=CODE_PROCEDURE,
         imaging_measurements=[group],
     )
+    created = identity.created
     sr = hd.sr.ComprehensiveSR(
         evidence=[source],
         content=report,
-        series_instance_uid=hd.UID(),
+        series_instance_uid=identity.series_instance_uid,
         series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=hd.UID(),
+        sop_instance_uid=identity.sop_instance_uid,
         instance_number=1,
         manufacturer=MANUFACTURER,
         is_complete=True,
         is_final=False,       # machine output, nobody has verified it
         is_verified=False,
         series_description=_series_description(result, "structured report"),
+        content_date=created.date(),
+        content_time=created.time(),
     )
+    # highdicom stamps these with its own clock; one moment for the whole object, the injected one.
+    sr.InstanceCreationDate = DA(created.date())
+    sr.InstanceCreationTime = TM(created.time())
+    sr.ContributingEquipmentSequence[-1].ContributionDateTime = DT(created)
     sr.CodingSchemeIdentificationSequence = [_coding_scheme_identification()]
     sr.SoftwareVersions = _software_version(result)
-    return _encode(sr)
+    return sr
+
+
+def build_structured_report_from_scratch(source: Dataset, result: AssessmentResult,
+                                         identity: SRIdentity | None = None) -> bytes:
+    """The encoded SR as highdicom builds it (~100 ms): the reference for the template path."""
+    return _encode(build_structured_report_dataset(source, result, identity or SRIdentity.fresh()))
+
+
+def build_structured_report(source: Dataset, result: AssessmentResult, identity: SRIdentity | None = None) -> bytes:
+    """A Comprehensive SR (TID 1500) with bone age, its interval, CA, BA - CA, SDS, flag, adult height.
+
+    Byte for byte what ``build_structured_report_from_scratch`` gives for the same identity, made
+    from a template per result shape (``sr_template``) in a few milliseconds.
+    """
+    from boneage.report.sr_template import render_structured_report
+
+    return render_structured_report(source, result, identity or SRIdentity.fresh())
