@@ -235,11 +235,12 @@ class UploadProcessor:
     def _finish(self, job: _Job) -> Outcome:
         assert job.claim is not None and job.result is not None
         keys = self.reports.write(job.hospital_id, job.upload.upload_id, job.files) if job.files else {}
-        item = self.store.finish(job.claim, job.result, now=self.clock(), report_keys=keys)
+        item = self.store.finish(job.claim, job.result, now=self.clock(), report_keys=keys,
+                                 notify_lease_seconds=self.settings.lease_seconds)
         if item is None:
             job.claim = None            # not ours any more: nothing to release
             raise InProgress("the claim expired and another delivery took the upload over")
-        self._notify(item)
+        self._notify(item, lease_held=True)
         logger.info("upload finished", extra={**job.log, "status": job.result.status, "reason": job.result.reason})
         return Outcome(job.upload.upload_id, job.hospital, job.result.status, notified=True)
 
@@ -266,12 +267,13 @@ class UploadProcessor:
         # Not ours and not finished: fail this delivery so it is retried and then sees the result.
         raise InProgress("another delivery is processing this upload")
 
-    def _notify(self, item: Mapping[str, Any]) -> bool:
-        """Publish the item's notification once; False when another delivery holds the right to."""
+    def _notify(self, item: Mapping[str, Any], *, lease_held: bool = False) -> bool:
+        """Publish the item's notification once; False when another delivery holds the right to.
+        ``lease_held``: the write that finished the record took the notification lease already."""
         upload_id = str(item["upload_id"])
         result = result_from_item(item)
-        if not self.store.claim_notification(upload_id, result.status, now=self.clock(),
-                                             lease_seconds=self.settings.lease_seconds):
+        if not lease_held and not self.store.claim_notification(upload_id, result.status, now=self.clock(),
+                                                                lease_seconds=self.settings.lease_seconds):
             return False
         report_key = (item.get("report_keys") or {}).get("report.png")
         url = self.reports.url(report_key) if report_key else None

@@ -44,15 +44,18 @@ class ObjectSource:
         # becomes a TransientFault.
         with dependency("s3"):
             try:
-                head = self._s3.head_object(Bucket=bucket, Key=key, **extra)
-                size = int(head.get("ContentLength", 0))
+                # One round trip: the size is in the GET's headers, checked before the body is read.
+                obj = self._s3.get_object(Bucket=bucket, Key=key, **extra)
+                size = int(obj.get("ContentLength", 0))
                 if size > self._max_bytes:
+                    obj["Body"].close()
                     raise Rejection(
                         Reason.TOO_LARGE,
                         f"the upload is {size} bytes; the limit is {self._max_bytes} bytes",
                     )
-                obj = self._s3.get_object(Bucket=bucket, Key=key, **extra)
-                data = obj["Body"].read()
+                data = obj["Body"].read(self._max_bytes + 1)
+                if len(data) > self._max_bytes:         # a body longer than its header said
+                    raise Rejection(Reason.TOO_LARGE, f"the upload is over the {self._max_bytes}-byte limit")
             except ClientError as exc:
                 if error_code(exc) in _MISSING:
                     raise Rejection(

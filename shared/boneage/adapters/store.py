@@ -148,12 +148,18 @@ class ResultStore:
         return Claim(owned=False, item=existing)
 
     def finish(self, claim: Claim, result: AssessmentResult, *, now: float,
-               report_keys: Mapping[str, str] | None = None) -> dict[str, Any] | None:
-        """Write the terminal result if we still hold the claim; None when another delivery took over."""
+               report_keys: Mapping[str, str] | None = None, notify_lease_seconds: int = 0) -> dict[str, Any] | None:
+        """Write the terminal result if we still hold the claim; None when another delivery took over.
+
+        With ``notify_lease_seconds`` the same write also takes the notification lease (what
+        ``claim_notification`` would take next), saving a round trip: a duplicate that finds the
+        record finished but not yet notified then leaves the publishing to us."""
         item = {k: v for k, v in claim.item.items() if k not in ("claim", "lease_until")}
         item.update(result.as_dict())
         item.pop("source", None)            # "upload:<id>.ext": nothing the record does not already say
         item.update(status=result.status, updated_at=now_iso(now), report_keys=dict(report_keys or {}))
+        if notify_lease_seconds:
+            item["notify_lease_until"] = int(now) + notify_lease_seconds
         with dependency("dynamodb"):
             try:
                 self._db.put_item(

@@ -71,6 +71,25 @@ def test_object_deleted_before_processing_is_rejected_not_retried(aws):
     assert aws.items()[0]["reason"] == "object_not_found"
 
 
+def test_an_object_over_the_size_limit_is_rejected_from_its_headers_without_reading_it(aws, monkeypatch):
+    import dataclasses
+
+    upload = _upload(aws, "PNG boy with metadata")
+    size = len(SAMPLES["PNG boy with metadata"].body)
+    aws.settings = dataclasses.replace(aws.settings, max_object_bytes=size - 1)
+    reads: list[int | None] = []
+    from botocore.response import StreamingBody
+
+    real_read = StreamingBody.read
+    monkeypatch.setattr(StreamingBody, "read", lambda self, amt=None: reads.append(amt) or real_read(self, amt))
+    assert aws.processor().process(upload).outcome == "rejected"
+    [item] = aws.items()
+    assert item["reason"] == "too_large" and str(size) in item["message"]
+    assert reads == []                                      # the body was never read
+    [note] = aws.notifications("st-mary") + aws.notifications("north-gen")
+    assert _attrs(note)["status"] == "rejected"
+
+
 def test_duplicate_deliveries_write_one_record_and_one_notification(aws):
     upload = _upload(aws, "PNG boy with metadata")
     processor = aws.processor()
@@ -185,3 +204,18 @@ def test_no_patient_identity_reaches_record_notification_keys_or_logs(aws, capsy
     everything = json.dumps([item, note, keys, logs.out, logs.err], default=str)
     for phi in ("Demo^Jane", "Demo", "MRN-DEMO-0042", "20170301"):
         assert phi not in everything, phi
+
+
+def test_finishing_takes_the_notification_lease_in_the_same_write(aws):
+    """One round trip fewer per upload: the finishing write holds the right to notify, so a duplicate
+    that finds the record finished but not yet notified cannot publish until that lease runs out."""
+    from boneage.adapters.store import ResultStore
+    from boneage.result import AssessmentResult
+
+    store = ResultStore(aws.clients.dynamodb, aws.settings.results_table)
+    upload = _upload(aws, "PNG boy with metadata")
+    claim = store.claim(upload, "st-mary", now=1000.0, lease_seconds=60)
+    result = AssessmentResult(source="upload:x.png", status="rejected", reason="not_an_image", message="m")
+    assert store.finish(claim, result, now=1001.0, notify_lease_seconds=60) is not None
+    assert not store.claim_notification(upload.upload_id, "rejected", now=1002.0, lease_seconds=60)
+    assert store.claim_notification(upload.upload_id, "rejected", now=1062.0, lease_seconds=60)   # lease ran out
