@@ -176,3 +176,19 @@ def test_eager_baseline_runs_in_pytorchs_default_layout() -> None:
     tuned = prepare(net, "fp32")
     conv = tuned.module.features[3].weight
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+
+
+def test_aoti_packages_load_without_importing_the_compiler(tmp_path: Path) -> None:
+    """Cold start: the loader runs AOTInductor packages through torch's C++ loader; importing
+    torch._inductor (and torch._dynamo) would add ~1.5 s to every cold start."""
+    import subprocess
+    import sys
+
+    _stages(tmp_path, "aoti")
+    code = ("import sys, torch; from pathlib import Path; from boneage.engine.loader import discover, load_stages; "
+            f"det, _ = load_stages(discover(Path({str(tmp_path)!r}))[0]); "
+            "out = det(torch.rand(2, 1, 32, 32), torch.eye(3)[:2]); assert out[0].shape == (2,); "
+            "print(sorted(m for m in ('torch._inductor', 'torch._dynamo') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
