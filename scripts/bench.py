@@ -119,14 +119,17 @@ def worker(args: argparse.Namespace) -> int:
     from boneage.model.regressor import sex_onehot
 
     crop = shapes["regressor"][0][2]
-    ages, assessed = [], []
+    ages, sigmas, assessed = [], [], []
     for img, labels in phantoms:
         x = torch.nn.functional.interpolate(torch.from_numpy(img)[None, None], size=(crop, crop), mode="area")
         sex = "M" if labels["male"] else "F"
-        ages.append(float(engine.regressor_fn(x, sex_onehot([sex]))[0][0]))
+        age, sigma = engine.regressor_fn(x, sex_onehot([sex]))[:2]
+        ages.append(float(age[0]))
+        sigmas.append(float(sigma[0]))
         out = engine.assessor.assess(img, sex)
         assessed.append(out.bone_age_months)
     result["regressor_ages"] = ages
+    result["regressor_sigmas"] = sigmas
     result["assessed_ages"] = assessed
     result["labels"] = [float(lb["boneage"]) for _, lb in phantoms]
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -425,17 +428,23 @@ def plan(config: str, peaks: dict[str, dict[str, float]], have_ipex: bool) -> tu
     return todo, skipped
 
 
-# An artifact may become the default only if it answers like fp32 eager on the phantom set: the mean
-# regressor output moves by at most this, and (trained weights) the phantom MAE by at most this.
-# The same bar as the bf16 line (<= 0.5 months), applied to every reduced precision.
-ACCURACY_TOLERANCE_MONTHS = 0.5
+# An artifact may become the default only if it answers like fp32 eager on the phantom set:
+# - where the weights are trained (demo), its phantom MAE moves by at most 0.5 months: the bar
+#   for bf16, applied to every reduced precision;
+# - per image, its bone age moves on average by at most a tenth of the half-width of the model's own
+#   90 % interval (1.645 sigma, from fp32 eager): far inside what the model already says it cannot
+#   resolve. On random weights (clinical, seed_equivalent) this is the only check, and a numerical one.
+MAE_TOLERANCE_MONTHS = 0.5
+INTERVAL_FRACTION = 0.1
+INTERVAL_Z = 1.6449
 
 
 def accurate_enough(row: dict[str, Any]) -> bool:
     mean_delta = row.get("mean_output_delta_months")
     mae_delta = row.get("phantom_mae_delta_months")
-    return (mean_delta is None or mean_delta <= ACCURACY_TOLERANCE_MONTHS) and \
-        (mae_delta is None or mae_delta <= ACCURACY_TOLERANCE_MONTHS)
+    allowed = row.get("output_delta_allowed_months")
+    return (mean_delta is None or allowed is None or mean_delta <= allowed) and \
+        (mae_delta is None or mae_delta <= MAE_TOLERANCE_MONTHS)
 
 
 def summarise(config: str, rows: dict[str, dict[str, Any]], gflops: dict[str, float],
@@ -458,6 +467,9 @@ def summarise(config: str, rows: dict[str, dict[str, Any]], gflops: dict[str, fl
             deltas = [abs(a - b) for a, b in zip(row["regressor_ages"], ref_ages)]
             row["max_output_delta_months"] = round(max(deltas), 3)
             row["mean_output_delta_months"] = round(statistics.mean(deltas), 3)
+            if ref.get("regressor_sigmas"):
+                half_width = INTERVAL_Z * statistics.mean(ref["regressor_sigmas"])
+                row["output_delta_allowed_months"] = round(INTERVAL_FRACTION * half_width, 3)
         if labels and ref.get("assessed_ages") and row.get("assessed_ages"):
             pairs = [(a, b, y) for a, b, y in zip(row["assessed_ages"], ref["assessed_ages"], labels)
                      if a is not None and b is not None]

@@ -15,7 +15,9 @@ PEAKS = {"fp32": {"peak": 200.0}, "int8": {"peak": 400.0}}
 
 
 def _row(p50: float, ages: list[float], assessed: list[float | None]) -> dict:
-    return {"p50_ms": p50, "regressor_ages": ages, "assessed_ages": assessed, "labels": [100.0, 120.0, 140.0]}
+    # sigma 6 months: the 90 % interval is +- 9.87 months, so a mean change up to 0.987 months is allowed
+    return {"p50_ms": p50, "regressor_ages": ages, "regressor_sigmas": [6.0] * len(ages), "assessed_ages": assessed,
+            "labels": [100.0, 120.0, 140.0]}
 
 
 def test_best_backend_is_the_fastest_accurate_one_and_efficiency_uses_its_own_flops() -> None:
@@ -33,6 +35,7 @@ def test_best_backend_is_the_fastest_accurate_one_and_efficiency_uses_its_own_fl
     assert out["gflop_per_image"] == 15.0 and out["gflop_per_image_eager"] == 20.0
     assert rows["aoti-int8"]["accurate_enough"] is False
     assert rows["aoti-int8"]["mean_output_delta_months"] == 2.0
+    assert rows["aoti-int8"]["output_delta_allowed_months"] == pytest.approx(0.987, abs=1e-3)
     assert bench._best_stock(out) == "aoti-fp32"
 
 
@@ -43,6 +46,16 @@ def test_a_close_int8_row_wins_and_is_rated_against_the_int8_peak() -> None:
     assert out["best_backend"] == "aoti-int8" and out["speedup_vs_eager"] == 4.0
     assert out["compute_efficiency"] == pytest.approx(15.0 / 0.05 / 400.0, abs=1e-3)
     assert out["int8_mean_output_delta_months"] == pytest.approx(0.133, abs=1e-3)
+
+
+def test_trained_weights_are_also_held_to_the_mae_bar() -> None:
+    """Per-image changes inside the tolerance, but the phantom MAE got 0.67 months worse: not eligible."""
+    rows = {"eager-fp32": _row(200.0, [100.0, 120.0, 140.0], [100.0, 120.0, 140.0]),
+            "aoti-int8": _row(50.0, [100.9, 120.9, 140.9], [100.9, 120.9, 140.2])}
+    out = bench.summarise("demo", rows, {"eager-fp32": 1.0, "aoti-int8": 1.0}, PEAKS)
+    assert rows["aoti-int8"]["mean_output_delta_months"] <= rows["aoti-int8"]["output_delta_allowed_months"]
+    assert rows["aoti-int8"]["phantom_mae_delta_months"] == pytest.approx(0.667, abs=1e-3)
+    assert out["best_backend"] == "eager-fp32"
 
 
 def test_oracle_decisions_let_random_weights_reach_the_regressor_at_the_true_box() -> None:
