@@ -15,7 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+# 2: compiled backends hold the deploy form (re-parameterised, BN folded, heads unshared), int8 exists,
+# eager is the stock NCHW baseline. Older artifacts are refused (and rebuilt by make model / make bench).
+SCHEMA_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 BACKENDS = ("aoti", "ipex", "torchscript", "eager")
 PRECISIONS = ("fp32", "bf16", "int8")
