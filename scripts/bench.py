@@ -132,9 +132,22 @@ def worker(args: argparse.Namespace) -> int:
     result["regressor_sigmas"] = sigmas
     result["assessed_ages"] = assessed
     result["labels"] = [float(lb["boneage"]) for _, lb in phantoms]
-    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    result["peak_rss_mb"] = _peak_rss_mb()
     print(json.dumps({"event": "result", **result}), flush=True)
     return 0
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory since exec (VmHWM). getrusage's ru_maxrss is not: on Linux
+    a child keeps the parent's high-water mark across fork + exec, which floored every worker at the
+    bench driver's own ~455 MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def run_worker(python: Path | str, artifacts: Path, artifact: str, *, repeats: int, phantom_file: Path,
@@ -428,23 +441,26 @@ def plan(config: str, peaks: dict[str, dict[str, float]], have_ipex: bool) -> tu
     return todo, skipped
 
 
-# An artifact may become the default only if it answers like fp32 eager on the phantom set:
-# - where the weights are trained (demo), its phantom MAE moves by at most 0.5 months: the issue's bar
-#   for bf16, applied to every reduced precision;
-# - per image, its bone age moves on average by at most a tenth of the half-width of the model's own
-#   90 % interval (1.645 sigma, from fp32 eager): far inside what the model already says it cannot
-#   resolve. On random weights (clinical, seed_equivalent) this is the only check, and a numerical one.
+# An artifact may become the default only if it answers like fp32 eager on the phantom set. That is
+# judged where the weights are trained (demo), on the whole pipeline (detector, crop, regressor):
+# - the phantom MAE moves by at most 0.5 months: the issue's bar for bf16, applied to every reduced precision;
+# - the mean per-image change of the assessed bone age is at most a tenth of the half-width of the model's
+#   own 90 % interval (1.645 sigma, from fp32 eager): far inside what the model already says it cannot resolve.
+# On random weights (clinical, seed_equivalent) outputs barely depend on the image (a random Inception-v4
+# gives the same age for every film), so their deltas are reported but judge nothing: ``accurate_enough``
+# is None there, and a reduced precision must be re-validated with trained weights before it serves.
 MAE_TOLERANCE_MONTHS = 0.5
 INTERVAL_FRACTION = 0.1
 INTERVAL_Z = 1.6449
 
 
-def accurate_enough(row: dict[str, Any]) -> bool:
-    mean_delta = row.get("mean_output_delta_months")
+def accurate_enough(row: dict[str, Any]) -> bool | None:
     mae_delta = row.get("phantom_mae_delta_months")
+    if mae_delta is None:
+        return None
+    per_image = row.get("mean_assessed_delta_months")
     allowed = row.get("output_delta_allowed_months")
-    return (mean_delta is None or allowed is None or mean_delta <= allowed) and \
-        (mae_delta is None or mae_delta <= MAE_TOLERANCE_MONTHS)
+    return mae_delta <= MAE_TOLERANCE_MONTHS and (per_image is None or allowed is None or per_image <= allowed)
 
 
 def summarise(config: str, rows: dict[str, dict[str, Any]], gflops: dict[str, float],
@@ -478,8 +494,11 @@ def summarise(config: str, rows: dict[str, dict[str, Any]], gflops: dict[str, fl
                 row["phantom_mae_delta_months"] = round(
                     statistics.mean(abs(a - y) for a, _, y in pairs) - statistics.mean(abs(b - y) for _, b, y in pairs), 3)
                 row["phantom_assessed"] = len(pairs)
+                row["mean_assessed_delta_months"] = round(statistics.mean(abs(a - b) for a, b, _ in pairs), 3)
+                row["decisions_changed"] = sum((a is None) != (b is None)
+                                               for a, b in zip(row["assessed_ages"], ref["assessed_ages"]))
         row["accurate_enough"] = accurate_enough(row)
-    ok = {k: v for k, v in rows.items() if "p50_ms" in v and v["accurate_enough"]}
+    ok = {k: v for k, v in rows.items() if "p50_ms" in v and v["accurate_enough"] is not False}
     best = min(ok, key=lambda k: ok[k]["p50_ms"]) if ok else None
     compiled = [g for k, g in gflops.items() if not k.startswith("eager")]
     out: dict[str, Any] = {"gflop_per_image": round(min(compiled or gflops.values() or [0.0]), 2),
@@ -512,16 +531,20 @@ def markdown(report: dict[str, Any]) -> str:
                   f"speedup {c.get('speedup_vs_eager')}x, compute efficiency {c.get('compute_efficiency')}, "
                   f"cold start {c.get('cold_start_s')} s, peak RSS {c.get('peak_rss_mb')} MB; "
                   f"{c.get('gflop_per_image_eager')} GFLOP/image as trained (eager)", "",
-                  "| artifact | p50 ms | p90 ms | img/s b4 | img/s b8 | cold s | RSS MB | GFLOP/s | share of peak | max out delta (mo) | MAE delta (mo) |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| artifact | p50 ms | p90 ms | img/s b4 | img/s b8 | cold s | RSS MB | GFLOP | GFLOP/s | share of peak "
+                  "| regressor Δ mean/max (mo) | assessed Δ mean (mo) | MAE Δ (mo) | QC changed | accurate |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for name, r in c["artifacts"].items():
             if "p50_ms" not in r:
                 lines.append(f"| {name} | failed: {str(r.get('error', ''))[-120:].replace('|', '/').replace(chr(10), ' ')} |")
                 continue
+            judged = {True: "yes", False: "**no**", None: "not judged (random weights)"}[r.get("accurate_enough")]
             lines.append(f"| {name} | {r['p50_ms']} | {r['p90_ms']} | {r.get('throughput_b4_img_s')} | "
                          f"{r.get('throughput_b8_img_s')} | {r.get('cold_start_s')} | {r.get('peak_rss_mb')} | "
-                         f"{r.get('gflop_s')} | {r.get('share_of_peak')} | {r.get('max_output_delta_months')} | "
-                         f"{r.get('phantom_mae_delta_months')} |")
+                         f"{r.get('gflop_per_image')} | {r.get('gflop_s')} | {r.get('share_of_peak')} | "
+                         f"{r.get('mean_output_delta_months')}/{r.get('max_output_delta_months')} | "
+                         f"{r.get('mean_assessed_delta_months', '-')} | {r.get('phantom_mae_delta_months', '-')} | "
+                         f"{r.get('decisions_changed', '-')} | {judged} |")
         for key in ("e2e", "e2e_avx2"):
             if key in c and "stages_p50_ms" in c[key]:
                 s = c[key]
@@ -566,7 +589,7 @@ def _best_stock(summary: dict[str, Any]) -> str:
     """The fastest artifact the stock image can run (the emulator, boto3 and Powertools live in the
     main venv, not the IPEX one), for the end-to-end run."""
     rows = {k: v for k, v in summary["artifacts"].items()
-            if "p50_ms" in v and v.get("accurate_enough", True) and not k.startswith("ipex")}
+            if "p50_ms" in v and v.get("accurate_enough") is not False and not k.startswith("ipex")}
     return min(rows, key=lambda k: rows[k]["p50_ms"])
 
 
@@ -575,7 +598,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "build" / "bench")
     p.add_argument("--configs", default=",".join(CONFIGS))
     p.add_argument("--repeats", type=int, default=6)
-    p.add_argument("--phantoms", type=int, default=6)
+    p.add_argument("--phantoms", type=int, default=6, help="phantoms per artifact on random weights")
+    p.add_argument("--accuracy-phantoms", type=int, default=60,
+                   help="phantoms per artifact on trained weights (demo), where the MAE change means something")
     p.add_argument("--e2e-repeats", type=int, default=5)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--e2e-worker", action="store_true", help=argparse.SUPPRESS)
@@ -620,7 +645,8 @@ def main(argv: list[str] | None = None) -> int:
                                        "load_average_at_start": os.getloadavg()}, "peaks": peaks,
                               "configs": [], "skipped": [], "build_seconds": {}}
     have_ipex = IPEX_PY.exists()
-    phantom_file = _save_phantoms(args.phantoms, args.out / "phantoms.npz")
+    phantom_files = {"random": _save_phantoms(args.phantoms, args.out / "phantoms.npz"),
+                     "trained": _save_phantoms(args.accuracy_phantoms, args.out / "phantoms_accuracy.npz")}
     for config in [c.strip() for c in args.configs.split(",") if c.strip()]:
         out = ROOT / "build" / "model" if config == "demo" else args.out / "model" / config
         todo, skipped = plan(config, peaks, have_ipex)
@@ -647,7 +673,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             gflops[name] = Manifest.read(out / name).gflop_per_image["total"]
             print(f"{config} {name} ...", flush=True)
-            rows[name] = run_worker(python, out, name, repeats=args.repeats, phantom_file=phantom_file)
+            rows[name] = run_worker(python, out, name, repeats=args.repeats,
+                                    phantom_file=phantom_files["trained" if config == "demo" else "random"])
             print(f"  {json.dumps({k: v for k, v in rows[name].items() if not isinstance(v, list)})[:400]}", flush=True)
         summary = summarise(config, rows, gflops, peaks)
         if config == "clinical" and summary.get("best_backend"):

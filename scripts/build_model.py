@@ -46,6 +46,23 @@ def retire_stale(out: Path, weights_sha256: str) -> None:
             shutil.rmtree(folder)
 
 
+def up_to_date(folder: Path, *, weights_sha256: str, model_config: dict, ipex: str | None) -> bool:
+    """An artifact this run would rebuild identically: same weights, architecture, torch (and IPEX),
+    manifest schema, and every file present with its recorded hash."""
+    import torch
+
+    from boneage.engine.manifest import Manifest, ManifestError, sha256_file
+
+    try:
+        m = Manifest.read(folder)
+    except ManifestError:
+        return False
+    same = (m.weights_sha256 == weights_sha256 and m.model_config == json.loads(json.dumps(model_config))
+            and m.torch_version == torch.__version__ and (m.backend != "ipex" or m.ipex_version == ipex))
+    return same and all((folder / f["path"]).is_file() and sha256_file(folder / f["path"]) == f["sha256"]
+                        for f in m.files.values())
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="demo")
@@ -58,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma list, or auto: fp32, int8 where torchao is installed (AOTInductor only), and "
                         "bf16 where the host has native bf16 (AVX512-BF16)")
     p.add_argument("--max-batch", type=int, default=8)
+    p.add_argument("--force", action="store_true", help="rebuild artifacts that are already up to date")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     host.configure_torch()
@@ -89,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         for precision in [q.strip() for q in args.precisions.split(",") if q.strip()]:
             if precision == "int8" and backend not in INT8_BACKENDS:
                 continue            # int8 is an AOTInductor artifact only (see boneage.engine.build)
+            folder = args.out / f"{backend}-{precision}"
+            if not args.force and up_to_date(folder, weights_sha256=src.weights_sha256,
+                                             model_config=src.model_config, ipex=ipex_version()):
+                summary.append({"artifact": folder.name, "up_to_date": True})
+                continue
             t0 = time.perf_counter()
             try:
                 m = build_artifact(src.stages, args.out, backend=backend, precision=precision,
