@@ -174,11 +174,12 @@ class Engine:
     def warm_up(self, iterations: int | None = None) -> float:
         """Run each stage on zeros so oneDNN primitives and caches exist before the first request; ms.
 
-        The load check already ran each stage once. TorchScript's profiling executor (IPEX's too)
-        optimises the graph on its second call, so those get two more runs; compiled AOTInductor
-        code and eager need one."""
+        The load check already ran each stage once at the fixed input shape, which is what creates
+        the oneDNN primitives: compiled AOTInductor code and eager are warm after it. TorchScript's
+        profiling executor (IPEX's too) optimises the graph on its second and third calls, so those
+        get two more runs here."""
         if iterations is None:
-            iterations = WARM_UP_ITERATIONS.get(self.backend, 1)
+            iterations = WARM_UP_ITERATIONS.get(self.backend, 0)
         t0 = time.perf_counter()
         for _ in range(iterations):
             for stage, fn in (("detector", self.detector_fn), ("regressor", self.regressor_fn)):
