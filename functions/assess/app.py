@@ -36,11 +36,14 @@ def init(processor: UploadProcessor | None = None) -> UploadProcessor:
     global _processor
     if processor is None:
         from boneage.engine import load_engine
+        from boneage.imaging import Limits
         from boneage.service import AssessmentService
 
-        settings = Settings.from_env()
-        engine = load_engine(settings.model_dir or None)       # loads, falls back if it must, warms up
-        processor = build_processor(settings, AssessmentService(engine.assessor))
+        settings = Settings.from_env()                         # the one read of the environment
+        engine = load_engine(settings.engine.model_dir or None, backend=settings.engine.backend,
+                             threads=settings.engine.threads)  # loads, falls back if it must, warms up
+        service = AssessmentService(engine.assessor, limits=Limits.from_settings(settings.ingest))
+        processor = build_processor(settings, service)
         logger.info("initialised", extra={"backend": engine.backend, "model_version": engine.model_version})
     _processor = processor
     return processor

@@ -1,15 +1,23 @@
-"""Run-time configuration of the AWS side, read from environment variables in one place.
+"""Run-time configuration, read from environment variables in one place and passed down from there.
 
-Every setting has a default that suits a local run against the emulator, so ``Settings.from_env()``
-works on a laptop with nothing set. Endpoints are never configured here: boto3 reads its standard
-``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL_DYNAMODB`` ... variables itself,
-which is how the local stack points the same code at moto.
+``Settings.from_env()`` is called once by each composition root (the Lambda handler's init, the
+``boneage`` commands, the scripts); domain code (imaging, model, engine, service) never reads the
+environment, it gets what it needs as arguments. Every setting has a default that suits a local run
+against the emulator, so ``Settings.from_env()`` works on a laptop with nothing set. Endpoints are
+never configured here: boto3 reads its standard ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3`` /
+``AWS_ENDPOINT_URL_DYNAMODB`` ... variables itself, which is how the local stack points the same code
+at moto.
+
+The deployment's AWS resources are top-level fields (what the adapters need); ``ingest`` (input
+limits) and ``engine`` (model loading) are sections, because they are handed on whole to the
+domain code that uses them.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -17,15 +25,37 @@ from dataclasses import dataclass, field
 # of the way of URL encoding, DynamoDB key design and SNS filter policies.
 HOSPITAL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
+# Old variable -> its replacement. The old name still works for one release, with a warning.
+DEPRECATED_NAMES = {"MAX_OBJECT_BYTES": "BONEAGE_MAX_FILE_BYTES"}
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+
+def _lookup(env: Mapping[str, str], name: str) -> tuple[str, str]:
+    """(the variable that was set, its stripped value) for ``name``, falling back to a deprecated
+    alias with a warning; ``(name, "")`` when neither is set."""
     raw = env.get(name, "").strip()
+    if raw:
+        return name, raw
+    for old, new in DEPRECATED_NAMES.items():
+        if new == name and env.get(old, "").strip():
+            warnings.warn(f"environment variable {old} is deprecated; set {new} instead",
+                          DeprecationWarning, stacklevel=3)
+            return old, env[old].strip()
+    return name, ""
+
+
+def parse_int(env: Mapping[str, str], name: str, default: int, *, positive: bool = False) -> int:
+    """``name`` as an integer; unset or blank means ``default``. A malformed value stops start-up
+    with a message naming the variable, rather than running on a guess."""
+    name, raw = _lookup(env, name)
     if not raw:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
         raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+    if positive and value <= 0:
+        raise ValueError(f"environment variable {name} must be positive, got {value}")
+    return value
 
 
 def _csv(env: Mapping[str, str], name: str) -> frozenset[str]:
@@ -33,8 +63,28 @@ def _csv(env: Mapping[str, str], name: str) -> frozenset[str]:
 
 
 @dataclass(frozen=True)
+class IngestSettings:
+    """How large an upload, and how many pixels, we agree to read (``boneage.imaging.Limits``)."""
+
+    # 200 MiB: a large CR is 10-40 MB. Checked on HeadObject before anything is downloaded, and
+    # again by ingest on the bytes (and on an inflated deflated dataset).
+    max_file_bytes: int = 200 * 1024 * 1024
+    # 50 megapixels, checked against headers before decoding (see boneage.imaging.limits).
+    max_pixels: int = 50_000_000
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How the model is loaded (``boneage.engine.load_engine``)."""
+
+    model_dir: str = ""                     # compiled model artifact folder; empty: the committed demo weights
+    backend: str | None = None              # force a backend or artifact name (aoti, ipex, aoti-bf16, ...)
+    threads: int | None = None              # intra-op threads; None: from the CPU quota and affinity
+
+
+@dataclass(frozen=True)
 class Settings:
-    """What the handler, the adapters and the scripts need to know about the deployment."""
+    """What the handler, the adapters, the commands and the scripts need to know about the deployment."""
 
     results_table: str = "boneage-results"
     results_bucket: str = "boneage-results"
@@ -47,14 +97,15 @@ class Settings:
     lease_seconds: int = 120                # how long a claim blocks duplicates; >= function timeout
     report_url_expiry_s: int = 3600         # presigned report URL lifetime in notifications
     allowed_hospitals: frozenset[str] = field(default_factory=frozenset)  # empty: any well-formed id
-    max_object_bytes: int = 200 * 1024 * 1024  # checked on HeadObject before anything is downloaded
     region: str = "us-east-1"
-    model_dir: str = ""                     # compiled model artifact folder; empty: the committed demo weights
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         d = cls()
+        threads = parse_int(env, "BONEAGE_THREADS", 0, positive=True)
         return cls(
             results_table=env.get("RESULTS_TABLE", d.results_table),
             results_bucket=env.get("RESULTS_BUCKET", d.results_bucket),
@@ -63,18 +114,25 @@ class Settings:
             queue_url=env.get("QUEUE_URL", d.queue_url),
             input_prefix=env.get("INPUT_PREFIX", d.input_prefix),
             reports_prefix=env.get("REPORTS_PREFIX", d.reports_prefix),
-            max_receive_count=_int(env, "MAX_RECEIVE_COUNT", d.max_receive_count),
-            lease_seconds=_int(env, "LEASE_SECONDS", d.lease_seconds),
-            report_url_expiry_s=_int(env, "REPORT_URL_EXPIRY_S", d.report_url_expiry_s),
+            max_receive_count=parse_int(env, "MAX_RECEIVE_COUNT", d.max_receive_count),
+            lease_seconds=parse_int(env, "LEASE_SECONDS", d.lease_seconds),
+            report_url_expiry_s=parse_int(env, "REPORT_URL_EXPIRY_S", d.report_url_expiry_s),
             allowed_hospitals=_csv(env, "ALLOWED_HOSPITALS"),
-            max_object_bytes=_int(env, "MAX_OBJECT_BYTES", d.max_object_bytes),
             region=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", d.region)),
-            model_dir=env.get("MODEL_DIR", d.model_dir),
+            ingest=IngestSettings(
+                max_file_bytes=parse_int(env, "BONEAGE_MAX_FILE_BYTES", d.ingest.max_file_bytes, positive=True),
+                max_pixels=parse_int(env, "BONEAGE_MAX_PIXELS", d.ingest.max_pixels, positive=True),
+            ),
+            engine=EngineSettings(
+                model_dir=env.get("MODEL_DIR", d.engine.model_dir),
+                backend=env.get("BONEAGE_BACKEND", "").strip() or None,
+                threads=threads or None,
+            ),
         )
 
     def as_env(self) -> dict[str, str]:
         """The environment that reproduces these settings (events/env.json, the local stack)."""
-        return {
+        env = {
             "RESULTS_TABLE": self.results_table,
             "RESULTS_BUCKET": self.results_bucket,
             "TOPIC_ARN": self.topic_arn,
@@ -87,5 +145,12 @@ class Settings:
             "REPORT_URL_EXPIRY_S": str(self.report_url_expiry_s),
             "ALLOWED_HOSPITALS": ",".join(sorted(self.allowed_hospitals)),
             "AWS_REGION": self.region,
-            "MODEL_DIR": self.model_dir,
+            "BONEAGE_MAX_FILE_BYTES": str(self.ingest.max_file_bytes),
+            "BONEAGE_MAX_PIXELS": str(self.ingest.max_pixels),
+            "MODEL_DIR": self.engine.model_dir,
         }
+        if self.engine.backend:
+            env["BONEAGE_BACKEND"] = self.engine.backend
+        if self.engine.threads:
+            env["BONEAGE_THREADS"] = str(self.engine.threads)
+        return env

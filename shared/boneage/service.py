@@ -49,7 +49,10 @@ DEFAULT_TARGET_LONG_SIDE = 600
 
 
 class AssessmentService:
-    """Runs one upload (or a batch) through the whole domain pipeline."""
+    """Runs one upload (or a batch) through the whole domain pipeline.
+
+    ``limits`` defaults to the documented ``Limits()``; the handler and the CLI pass the configured
+    ones (``boneage.config.Settings.ingest``): nothing here reads the environment."""
 
     def __init__(
         self,
@@ -60,7 +63,7 @@ class AssessmentService:
         report_builder: ReportBuilder | None = None,
     ) -> None:
         self.assessor = assessor
-        self.limits = limits or Limits.from_env()
+        self.limits = limits or Limits()
         self.target_long_side = target_long_side
         self._report_builder = report_builder
 
@@ -161,7 +164,7 @@ class AssessmentService:
             result.predicted_sex = output.predicted_sex
 
         if output.rejection is not None:
-            result.reason, result.message = output.rejection
+            result.reason, result.message = output.rejection.reason, output.rejection.message
             return result, {}
 
         t0 = time.perf_counter()

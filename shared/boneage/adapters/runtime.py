@@ -52,7 +52,7 @@ def build_processor(settings: Settings, service: Service, *, clients: Clients | 
     clients = clients or Clients.create(settings)
     return UploadProcessor(
         settings=settings,
-        source=ObjectSource(clients.s3, max_bytes=settings.max_object_bytes),
+        source=ObjectSource(clients.s3, max_bytes=settings.ingest.max_file_bytes),
         service=service,
         store=ResultStore(clients.dynamodb, settings.results_table),
         reports=ReportWriter(clients.s3, settings.results_bucket, prefix=settings.reports_prefix,

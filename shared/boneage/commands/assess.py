@@ -62,12 +62,16 @@ def _report_dir(root: Path, path: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from boneage.config import Settings
     from boneage.engine import load_engine
+    from boneage.imaging import Limits
     from boneage.result import REJECTED, AssessmentResult
     from boneage.service import AssessmentService
 
-    engine = load_engine(args.artifacts or _default_artifacts(), backend=args.backend)
-    service = AssessmentService(engine.assessor)
+    settings = Settings.from_env()
+    engine = load_engine(args.artifacts or _default_artifacts(), backend=args.backend or settings.engine.backend,
+                         threads=settings.engine.threads)
+    service = AssessmentService(engine.assessor, limits=Limits.from_settings(settings.ingest))
     metadata = _metadata(args)
     exit_code = 0
     for raw in args.paths:

@@ -13,7 +13,10 @@ import argparse
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from boneage.imaging import Limits
 
 HELP = "Read DICOM/PNG/JPEG radiographs and print what ingest finds (or why it rejects them)"
 
@@ -51,7 +54,7 @@ def _dump_name(path: str) -> str:
 
 
 def inspect_file(path: str, metadata: dict[str, str], target_long_side: int | None,
-                 dump_dir: Path | None) -> dict[str, Any]:
+                 dump_dir: Path | None, limits: Limits | None = None) -> dict[str, Any]:
     from boneage.errors import Rejection
     from boneage.imaging import ingest
 
@@ -64,7 +67,7 @@ def inspect_file(path: str, metadata: dict[str, str], target_long_side: int | No
                       message=f"cannot read the file: {exc.strerror or exc}")
         return record
     try:
-        radiograph = ingest(data, source=path, metadata=metadata, target_long_side=target_long_side)
+        radiograph = ingest(data, source=path, metadata=metadata, limits=limits, target_long_side=target_long_side)
     except Rejection as exc:
         record.update(status="rejected", reason=exc.reason, message=exc.message)
         return record
@@ -98,12 +101,16 @@ def _human(record: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from boneage.config import Settings
+    from boneage.imaging import Limits
+
+    limits = Limits.from_settings(Settings.from_env().ingest)
     metadata = _metadata(args)
     target = args.target_long_side if args.target_long_side and args.target_long_side > 0 else None
     exit_code = 0
     for path in args.paths:
         try:
-            record = inspect_file(path, metadata, target, args.dump_png)
+            record = inspect_file(path, metadata, target, args.dump_png, limits)
         except Exception as exc:        # a bug, not bad input; still one line per file, no traceback
             record = dict.fromkeys(_FIELDS)
             record.update(source=path, status="error", reason="internal_error",

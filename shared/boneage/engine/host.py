@@ -2,8 +2,10 @@
 
 Lambda documents AVX2 only on x86 and sizes CPU by memory (1,769 MB = 1 vCPU), while
 ``os.cpu_count()`` and torch's default thread pool report the physical host. So the ISA comes from
-``/proc/cpuinfo`` (capped by ``ATEN_CPU_CAPABILITY`` when set, as torch caps itself) and the thread
-count from the cgroup CPU quota and the affinity mask, never from the host's core count.
+``/proc/cpuinfo`` (capped to the level torch's kernels dispatch on, which ``ATEN_CPU_CAPABILITY``
+lowers) and the thread count from the cgroup CPU quota and the affinity mask, never from the host's
+core count. Nothing here reads the environment: a thread count override comes from the caller
+(``boneage.config``), and the capability cap from torch itself.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ ISA_LEVELS: dict[str, frozenset[str]] = {
 BF16_FLAGS = frozenset({"avx512_bf16"})
 AMX_FLAGS = frozenset({"amx_tile", "amx_bf16"})
 
-# ATEN_CPU_CAPABILITY values and the ISA level they cap the host to.
+# torch CPU capabilities (``torch.backends.cpu.get_cpu_capability()``, lower-cased; the values
+# ATEN_CPU_CAPABILITY takes) and the ISA level they cap the host to.
 _CAPABILITY_CAP = {"default": "default", "avx2": "avx2", "avx512": "avx512", "zen": "avx2"}
+_LEVEL_RANK = {level: rank for rank, level in enumerate(ISA_LEVELS)}
 
 
 def cpu_flags(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> frozenset[str]:
@@ -49,16 +53,26 @@ def isa_level(flags: frozenset[str]) -> str:
     return best
 
 
-def effective_flags(flags: frozenset[str] | None = None, env: dict[str, str] | None = None) -> frozenset[str]:
-    """Host flags as the kernels will see them: an ``ATEN_CPU_CAPABILITY`` cap removes higher-ISA flags.
+def torch_capability() -> str:
+    """The CPU capability torch's kernels dispatch on (``ATEN_CPU_CAPABILITY`` lowers it; torch
+    reads that variable itself), lower-cased: ``default``, ``avx2``, ``avx512``, ..."""
+    import torch
 
-    The cap is how the benchmark stands in for Lambda (AVX2 only) on a bigger machine, so an
-    artifact that needs AVX-512 must be refused under it exactly as on Lambda.
+    return str(torch.backends.cpu.get_cpu_capability()).strip().lower()
+
+
+def effective_flags(flags: frozenset[str] | None = None, capability: str | None = None) -> frozenset[str]:
+    """Host flags as the kernels will see them: a capability below the host's ISA level removes the
+    higher-ISA flags. ``capability`` defaults to torch's own (``torch_capability``); ``""`` is no cap.
+
+    The cap is how the benchmark stands in for Lambda (AVX2 only) on a bigger machine
+    (``ATEN_CPU_CAPABILITY=avx2``), so an artifact that needs AVX-512 must be refused under it
+    exactly as on Lambda. A capability at or above the host's level caps nothing (torch reports its
+    best level when uncapped, and that must not hide AVX512-BF16 or AMX).
     """
     flags = cpu_flags() if flags is None else flags
-    env = dict(os.environ) if env is None else env
-    cap = env.get("ATEN_CPU_CAPABILITY", "").strip().lower()
-    if cap not in _CAPABILITY_CAP:
+    cap = (torch_capability() if capability is None else capability).strip().lower()
+    if cap not in _CAPABILITY_CAP or _LEVEL_RANK[_CAPABILITY_CAP[cap]] >= _LEVEL_RANK[isa_level(flags)]:
         return flags
     allowed = ISA_LEVELS[_CAPABILITY_CAP[cap]]
     isa_flags = frozenset().union(*ISA_LEVELS.values())
@@ -97,15 +111,12 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def thread_count(cgroup_root: str | os.PathLike[str] = "/sys/fs/cgroup", env: dict[str, str] | None = None) -> int:
-    """Intra-op threads: ``BONEAGE_THREADS`` if set, else min(affinity, ceil(quota)).
+def thread_count(cgroup_root: str | os.PathLike[str] = "/sys/fs/cgroup") -> int:
+    """Intra-op threads for this host: min(affinity, ceil(quota)). (``BONEAGE_THREADS``, read in
+    ``boneage.config``, reaches ``configure_torch`` as ``threads`` instead.)
 
     Rounding the quota up keeps a 1.5-vCPU Lambda on 2 threads: the fraction still runs.
     """
-    env = dict(os.environ) if env is None else env
-    override = env.get("BONEAGE_THREADS", "").strip()
-    if override.isdigit() and int(override) > 0:
-        return int(override)
     cpus = available_cpus()
     quota = cpu_quota(cgroup_root)
     if quota is not None:
@@ -114,7 +125,8 @@ def thread_count(cgroup_root: str | os.PathLike[str] = "/sys/fs/cgroup", env: di
 
 
 def configure_torch(threads: int | None = None) -> int:
-    """Size torch's pools from the quota and flush denormals; returns the intra-op thread count.
+    """Size torch's pools (``threads``, else from the quota) and flush denormals; returns the
+    intra-op thread count.
 
     Random or lightly trained weights produce denormal activations that run several times slower
     on x86 unless flushed (measured 6x in ``domain.md``); flushing does not change results

@@ -2,7 +2,7 @@
 
 Fallback order, first usable wins (documented in the README):
 
-1. the backend asked for (``backend=`` or ``BONEAGE_BACKEND``), if it is among the artifacts;
+1. the backend asked for (``backend=``; the handler passes ``BONEAGE_BACKEND``), if it is among the artifacts;
 2. the default the benchmark chose (``default.json`` next to the artifact folders);
 3. ``aoti``, ``ipex``, ``torchscript``, ``eager``; within each, bf16 first only where the host has
    native bf16 (AVX512-BF16), else fp32 first (bf16 is emulated and slower on AVX2-only hosts);
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,12 +225,14 @@ def load_engine(artifact_dir: Path | str | None = None, *, backend: str | None =
                 warm_up: bool = True, threads: int | None = None) -> Engine:
     """Load the best usable artifact under ``artifact_dir``; never raises for a mismatched host.
 
-    ``backend`` may be a backend (``aoti``) or an artifact name (``aoti-bf16``); ``BONEAGE_BACKEND``
-    is read when it is None. With no usable artifact, the committed demo weights run eagerly.
+    ``backend`` may be a backend (``aoti``) or an artifact name (``aoti-bf16``); ``threads`` sizes
+    torch's pool (None: from the CPU quota). Callers take both from ``boneage.config.EngineSettings``
+    (``BONEAGE_BACKEND``, ``BONEAGE_THREADS``); nothing here reads the environment. With no usable
+    artifact, the committed demo weights run eagerly.
     """
     t0 = time.perf_counter()
     n_threads = host.configure_torch(threads)
-    preferred = backend or os.environ.get("BONEAGE_BACKEND") or None
+    preferred = backend or None
     flags = host.effective_flags()
     ipex = ipex_version()
     fallbacks: list[str] = []

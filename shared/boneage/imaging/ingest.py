@@ -26,9 +26,10 @@ def ingest(data: bytes, *, source: str, metadata: Mapping[str, str] | None = Non
     """Read one radiograph. ``target_long_side`` caps the returned image's long side (None keeps
     the stored size); ``meta.decode_scale`` says by how much it was reduced. ``source`` is part of
     the contract for callers' bookkeeping; ingest never copies it into messages (an object key may
-    carry identifiers). Raises ``Rejection`` for anything the sender can fix."""
+    carry identifiers). ``limits`` defaults to the documented ``Limits()``; callers pass the configured
+ones (ingest never reads the environment). Raises ``Rejection`` for anything the sender can fix."""
     del source
-    limits = limits if limits is not None else Limits.from_env()
+    limits = limits if limits is not None else Limits()
     if target_long_side is not None and target_long_side < MIN_TARGET_LONG_SIDE:
         raise ValueError(f"target_long_side must be None or >= {MIN_TARGET_LONG_SIDE}")
     if not isinstance(data, (bytes, bytearray, memoryview)):

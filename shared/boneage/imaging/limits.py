@@ -8,46 +8,30 @@ may allocate for one input under these limits; the fuzz tests hold ingest to it.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-ENV_MAX_FILE_BYTES = "BONEAGE_MAX_FILE_BYTES"
-ENV_MAX_PIXELS = "BONEAGE_MAX_PIXELS"
+from boneage.config import IngestSettings
+
+# The defaults are the documented ones (``boneage.config``, where the handler and the commands read
+# overrides from the environment); ingest itself never reads the environment.
+_DEFAULTS = IngestSettings()
 
 
 @dataclass(frozen=True)
 class Limits:
     # 200 MiB matches the object size the S3 adapter accepts; a large CR is 10-40 MB.
-    max_file_bytes: int = 200 * 1024 * 1024
+    max_file_bytes: int = _DEFAULTS.max_file_bytes
     # 50 megapixels: a 43x43 cm detector at 0.1 mm is ~18.5 MP, so this leaves room without
     # letting one image take the whole Lambda memory (50 MP x 2 B raw + 4 B float = 300 MB).
-    max_pixels: int = 50_000_000
+    max_pixels: int = _DEFAULTS.max_pixels
 
     def __post_init__(self) -> None:
         if self.max_file_bytes <= 0 or self.max_pixels <= 0:
             raise ValueError("limits must be positive")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Limits:
-        """Read ``BONEAGE_MAX_FILE_BYTES`` and ``BONEAGE_MAX_PIXELS``; unset means the default."""
-        env = os.environ if env is None else env
-        d = cls()
-
-        def _int(name: str, default: int) -> int:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                value = int(raw)
-            except ValueError as exc:
-                raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
-            if value <= 0:
-                raise ValueError(f"environment variable {name} must be positive, got {value}")
-            return value
-
-        return cls(max_file_bytes=_int(ENV_MAX_FILE_BYTES, d.max_file_bytes),
-                   max_pixels=_int(ENV_MAX_PIXELS, d.max_pixels))
+    def from_settings(cls, ingest: IngestSettings) -> Limits:
+        return cls(max_file_bytes=ingest.max_file_bytes, max_pixels=ingest.max_pixels)
 
     @property
     def memory_budget_bytes(self) -> int:

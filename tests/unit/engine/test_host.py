@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,11 +41,21 @@ def test_avx512_host_is_detected_with_native_bf16(tmp_path: Path) -> None:
 
 def test_aten_avx2_cap_hides_avx512_and_bf16_flags(tmp_path: Path) -> None:
     flags = host.cpu_flags(_cpuinfo(tmp_path, AVX512_HOST))
-    capped = host.effective_flags(flags, {"ATEN_CPU_CAPABILITY": "avx2"})
+    capped = host.effective_flags(flags, "avx2")
     assert host.isa_level(capped) == "avx2"
     assert not any(f.startswith("avx512") for f in capped)
     assert {"avx2", "fma", "sse2"} <= capped
-    assert host.effective_flags(flags, {}) == flags
+    assert host.effective_flags(flags, "") == flags
+    assert host.effective_flags(flags, "avx512") == flags       # torch's own level when uncapped: no cap
+
+
+def test_aten_cpu_capability_set_for_torch_caps_the_flags_the_loader_sees() -> None:
+    # The benchmark's AVX2 stand-in for Lambda sets ATEN_CPU_CAPABILITY for the process; the engine
+    # learns the cap from torch, not by reading the variable itself.
+    code = "from boneage.engine import host; print(host.torch_capability(), host.isa_level(host.effective_flags()))"
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["default", "default"]
 
 
 def _cgroup_v2(tmp_path: Path, cpu_max: str) -> Path:
@@ -69,18 +82,14 @@ def test_cgroup_v1_cfs_quota(tmp_path: Path) -> None:
 
 def test_threads_follow_the_quota_not_the_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(host, "available_cpus", lambda: 64)
-    assert host.thread_count(_cgroup_v2(tmp_path, "150000 100000"), env={}) == 2   # 1.5 vCPU rounds up
-    assert host.thread_count(_cgroup_v2(tmp_path, "100000 100000"), env={}) == 1
-    assert host.thread_count(_cgroup_v2(tmp_path, "max 100000"), env={}) == 64
+    assert host.thread_count(_cgroup_v2(tmp_path, "150000 100000")) == 2   # 1.5 vCPU rounds up
+    assert host.thread_count(_cgroup_v2(tmp_path, "100000 100000")) == 1
+    assert host.thread_count(_cgroup_v2(tmp_path, "max 100000")) == 64
 
 
 def test_affinity_caps_a_generous_quota(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(host, "available_cpus", lambda: 2)
-    assert host.thread_count(_cgroup_v2(tmp_path, "800000 100000"), env={}) == 2
-
-
-def test_thread_override_wins(tmp_path: Path) -> None:
-    assert host.thread_count(_cgroup_v2(tmp_path, "100000 100000"), env={"BONEAGE_THREADS": "3"}) == 3
+    assert host.thread_count(_cgroup_v2(tmp_path, "800000 100000")) == 2
 
 
 def test_configure_torch_flushes_denormals_and_sets_threads() -> None:

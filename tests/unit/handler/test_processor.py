@@ -10,6 +10,7 @@ import pytest
 
 from boneage.adapters.events import Upload
 from boneage.adapters.processor import DUPLICATE, InProgress
+from boneage.config import IngestSettings
 from boneage.errors import TransientFault
 from boneage.service import AssessmentService
 from demo import sample_uploads
@@ -76,7 +77,7 @@ def test_an_object_over_the_size_limit_is_rejected_from_its_headers_without_read
 
     upload = _upload(aws, "PNG boy with metadata")
     size = len(SAMPLES["PNG boy with metadata"].body)
-    aws.settings = dataclasses.replace(aws.settings, max_object_bytes=size - 1)
+    aws.settings = dataclasses.replace(aws.settings, ingest=IngestSettings(max_file_bytes=size - 1))
     reads: list[int | None] = []
     from botocore.response import StreamingBody
 

@@ -4,6 +4,7 @@ allocation (a 60000x60000 claim, a PNG decompression bomb, a deflate bomb)."""
 from __future__ import annotations
 
 import io
+import json
 import struct
 import tracemalloc
 import zlib
@@ -159,10 +160,37 @@ def test_reason_codes_are_the_documented_ones():
         assert f"`{code}`" in doc
 
 
-def test_limits_come_from_the_environment_with_defaults():
-    assert Limits.from_env({}) == Limits()
-    limits = Limits.from_env({"BONEAGE_MAX_FILE_BYTES": "1000", "BONEAGE_MAX_PIXELS": " 2000 "})
+def test_limits_come_from_the_ingest_settings_with_the_documented_defaults():
+    from boneage.config import Settings
+
+    assert Limits.from_settings(Settings.from_env({}).ingest) == Limits()
+    env = {"BONEAGE_MAX_FILE_BYTES": "1000", "BONEAGE_MAX_PIXELS": " 2000 "}
+    limits = Limits.from_settings(Settings.from_env(env).ingest)
     assert (limits.max_file_bytes, limits.max_pixels) == (1000, 2000)
     for bad in ("ten", "0", "-5"):
-        with pytest.raises(ValueError):
-            Limits.from_env({"BONEAGE_MAX_PIXELS": bad})
+        with pytest.raises(ValueError, match="BONEAGE_MAX_PIXELS"):
+            Settings.from_env({"BONEAGE_MAX_PIXELS": bad})
+
+
+def test_ingest_never_reads_the_environment(monkeypatch):
+    # Limits reach ingest as an argument; a variable set in the process changes nothing here.
+    monkeypatch.setenv("BONEAGE_MAX_FILE_BYTES", "10")
+    assert ingest(testing.png_bytes(np.arange(32 * 32, dtype=np.uint8).reshape(32, 32)), source="t").pixels.shape == (32, 32)
+
+
+def test_reason_codes_are_a_str_enum_with_the_stable_strings():
+    from boneage.errors import Reason
+
+    assert {r.name: r.value for r in Reason} == {
+        "NOT_AN_IMAGE": "not_an_image", "UNSUPPORTED_TRANSFER_SYNTAX": "unsupported_transfer_syntax",
+        "CORRUPT_PIXEL_DATA": "corrupt_pixel_data", "MISSING_PIXEL_DATA": "missing_pixel_data",
+        "TOO_LARGE": "too_large", "UNSUPPORTED_MODALITY": "unsupported_modality", "MULTI_FRAME": "multi_frame",
+        "UNSUPPORTED_PHOTOMETRIC": "unsupported_photometric", "EMPTY_IMAGE": "empty_image",
+        "INVALID_METADATA": "invalid_metadata", "NO_HAND_FOUND": "no_hand_found", "MULTIPLE_HANDS": "multiple_hands",
+        "SKELETALLY_MATURE": "skeletally_mature", "UNKNOWN_HOSPITAL": "unknown_hospital",
+        "OBJECT_NOT_FOUND": "object_not_found"}
+    rejection = Rejection(Reason.TOO_LARGE, "big")
+    # What leaves the service (JSON records, notifications, DynamoDB via JSON) is the plain code.
+    assert json.dumps(rejection.as_dict()) == '{"reason": "too_large", "message": "big"}'
+    assert str(rejection) == "too_large: big" and f"{Reason.TOO_LARGE}" == "too_large"
+    assert Reason("too_large") is Reason.TOO_LARGE
