@@ -8,6 +8,8 @@ the end, the event lands in the dead-letter queue).
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 
 class BoneAgeError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -16,7 +18,7 @@ class BoneAgeError(Exception):
 class Rejection(BoneAgeError):
     """The input cannot be assessed; ``reason`` is a stable code, ``message`` says why to a person."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: Reason | str, message: str) -> None:
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
@@ -29,8 +31,11 @@ class TransientFault(BoneAgeError):
     """A retryable fault (a dependency unavailable, a throttle); never the input's fault."""
 
 
-class Reason:
-    """Stable reason codes. Add, never rename: hospitals filter and count on them."""
+class Reason(StrEnum):
+    """Stable reason codes. Add, never rename: hospitals filter and count on them.
+
+    A ``StrEnum``: each member *is* its string (``Reason.TOO_LARGE == "too_large"``), so records,
+    JSON, notifications and DynamoDB items carry the plain code."""
 
     # ingest (imaging)
     NOT_AN_IMAGE = "not_an_image"

@@ -51,7 +51,7 @@ def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float], lo: Seq
 
 
 def _outcome(o: Any) -> str:
-    return o.rejection[0] if o.rejection is not None else "completed"
+    return o.rejection.reason if o.rejection is not None else "completed"
 
 
 def qc_summary(kinds: Sequence[str], outputs: Sequence[Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from .boxes import postprocess
 from .configs import ModelConfig
 from .preprocess import letterbox, square_crop
 from .regressor import sex_onehot
-from .types import Box, ModelOutput
+from .types import Box, ModelOutput, QcRejection
 
 TensorFn = Callable[..., Sequence[torch.Tensor]]
 MAX_BONE_AGE_MONTHS = 240.0
@@ -81,11 +81,11 @@ class TwoStageAssessor:
             for b, s, lab in zip(src_boxes, scores.tolist(), labels.tolist()):
                 out.regions.append(Box(*(float(v) for v in b), score=float(s), label=cfg.detector.classes[lab]))
             if not len(boxes):
-                out.rejection = (Reason.NO_HAND_FOUND, "no hand was found in the image")
+                out.rejection = QcRejection(Reason.NO_HAND_FOUND, "no hand was found in the image")
                 continue
             if len(boxes) > 1:
-                out.rejection = (Reason.MULTIPLE_HANDS,
-                                 f"{len(boxes)} hands were found; upload one left hand per image")
+                out.rejection = QcRejection(Reason.MULTIPLE_HANDS,
+                                            f"{len(boxes)} hands were found; upload one left hand per image")
                 continue
             box = np.clip(src_boxes[0], 0, [image.shape[1], image.shape[0]] * 2)
             qc["hand_score"] = round(float(scores[0]), 4)
@@ -133,8 +133,8 @@ class TwoStageAssessor:
             out.predicted_sex_probability_male = round(p_male, 4)
         if p_mature >= cfg.mature_threshold:
             out.qc["bone_age_estimate_months"] = round(age, 1)
-            out.rejection = (Reason.SKELETALLY_MATURE,
-                             "the hand is skeletally mature (growth plates fused): bone age is not defined")
+            out.rejection = QcRejection(Reason.SKELETALLY_MATURE,
+                                        "the hand is skeletally mature (growth plates fused): bone age is not defined")
             return
         out.bone_age_months = age
         out.interval_months = (max(age - half, 0.0), min(age + half, MAX_BONE_AGE_MONTHS))

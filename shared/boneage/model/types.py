@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+
+from boneage.errors import Reason
 
 
 @dataclass
@@ -16,6 +18,13 @@ class Box:
     label: str = "hand"
 
 
+class QcRejection(NamedTuple):
+    """Quality control's decision not to report a bone age: a stable reason code and why, for a person."""
+
+    reason: Reason
+    message: str
+
+
 @dataclass
 class ModelOutput:
     bone_age_months: float | None
@@ -26,7 +35,7 @@ class ModelOutput:
     hand_box: Box | None = None
     regions: list[Box] = field(default_factory=list)
     qc: dict[str, Any] = field(default_factory=dict)  # mirrored (bool), inverted (bool), hand_count, hand_score, ...
-    rejection: tuple[str, str] | None = None           # (reason, message) when QC rejects
+    rejection: QcRejection | None = None                # set when QC rejects the image
     model_version: str = ""
 
     def as_dict(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from boneage.model.evaluation import off_centre_crop, perturbations, qc_summary, regression_metrics, rotate
-from boneage.model.types import ModelOutput
+from boneage.model.types import ModelOutput, QcRejection
 
 
 def test_regression_metrics_on_known_errors():
@@ -31,7 +31,7 @@ def test_regression_metrics_on_known_errors():
 
 def _out(reason=None, mirrored=False):
     o = ModelOutput(None if reason else 50.0, None, None)
-    o.rejection = (reason, "x") if reason else None
+    o.rejection = QcRejection(reason, "x") if reason else None
     o.qc["mirrored"] = mirrored
     return o
 

@@ -15,6 +15,7 @@ from boneage.errors import Reason
 from boneage.model.boxes import anchors, box_iou, encode
 from boneage.model.configs import CONFIGS
 from boneage.model.pipeline import TwoStageAssessor
+from boneage.model.types import QcRejection
 from boneage.model.preprocess import square_crop
 
 CFG = CONFIGS["demo"]
@@ -68,7 +69,8 @@ def assessor(hands, inverted=False, **reg):
 def test_no_detection_is_rejected_as_no_hand_found():
     a, r = assessor([])
     out = a.assess(image(), "F")
-    assert out.rejection[0] == Reason.NO_HAND_FOUND
+    assert out.rejection == QcRejection(Reason.NO_HAND_FOUND, "no hand was found in the image")
+    assert out.rejection.reason == "no_hand_found"       # the stable code, as a plain string compares
     assert out.bone_age_months is None and not r.crops
 
 
