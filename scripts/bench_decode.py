@@ -59,11 +59,11 @@ def _time(data: bytes, target: int, repeats: int) -> tuple[list[float], list[flo
     """(wall ms, CPU ms, last result). Everything here is single-threaded and in memory, so on a
     dedicated core (a Lambda vCPU) wall time equals CPU time; on a shared box wall time also counts
     the time other processes held our core, which CPU time does not."""
-    result = ingest(data, source="bench", target_long_side=target)          # warm-up
+    result = ingest(data, target_long_side=target)          # warm-up
     wall, cpu = [], []
     for _ in range(repeats):
         started, started_cpu = time.perf_counter(), time.process_time()
-        result = ingest(data, source="bench", target_long_side=target)
+        result = ingest(data, target_long_side=target)
         cpu.append((time.process_time() - started_cpu) * 1000.0)
         wall.append((time.perf_counter() - started) * 1000.0)
     return wall, cpu, result

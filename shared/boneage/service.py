@@ -79,11 +79,11 @@ class AssessmentService:
         return AssessmentResult(source=source, status=REJECTED, model_version=self.model_version,
                                 demo_model=self.demo_model)
 
-    def _ingest(self, data: bytes, source: str, metadata: Mapping[str, str] | None,
+    def _ingest(self, data: bytes, metadata: Mapping[str, str] | None,
                 timings: dict[str, float]) -> Radiograph | Rejection:
         t0 = time.perf_counter()
         try:
-            return ingest(data, source=source, metadata=metadata, limits=self.limits,
+            return ingest(data, metadata=metadata, limits=self.limits,
                           target_long_side=self.target_long_side)
         except Rejection as rejection:
             return rejection
@@ -109,7 +109,7 @@ class AssessmentService:
     ) -> list[tuple[AssessmentResult, dict[str, bytes]]]:
         """Assess several uploads; the model runs them as one batch (an SQS batch, a multi-record event)."""
         timings = [dict() for _ in items]
-        ingested = [self._ingest(data, source, metadata, t) for (data, source, metadata), t in zip(items, timings)]
+        ingested = [self._ingest(data, metadata, t) for (data, _, metadata), t in zip(items, timings)]
         ok = [i for i, r in enumerate(ingested) if isinstance(r, Radiograph)]
         outputs: dict[int, ModelOutput] = {}
         if ok:

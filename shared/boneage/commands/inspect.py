@@ -67,7 +67,7 @@ def inspect_file(path: str, metadata: dict[str, str], target_long_side: int | No
                       message=f"cannot read the file: {exc.strerror or exc}")
         return record
     try:
-        radiograph = ingest(data, source=path, metadata=metadata, limits=limits, target_long_side=target_long_side)
+        radiograph = ingest(data, metadata=metadata, limits=limits, target_long_side=target_long_side)
     except Rejection as exc:
         record.update(status="rejected", reason=exc.reason, message=exc.message)
         return record

@@ -1,6 +1,6 @@
 """Imaging: read DICOM, PNG and JPEG radiographs into one normalised image plus metadata.
 
-``ingest(data, source=..., metadata=..., limits=..., target_long_side=...) -> Radiograph`` is the
+``ingest(data, metadata=..., limits=..., target_long_side=...) -> Radiograph`` is the
 entry point; bad input raises ``boneage.errors.Rejection`` with a stable reason code.
 """
 

@@ -21,14 +21,13 @@ from boneage.imaging.types import Radiograph, StudyMetadata
 MIN_TARGET_LONG_SIDE = 16
 
 
-def ingest(data: bytes, *, source: str, metadata: Mapping[str, str] | None = None,
+def ingest(data: bytes, *, metadata: Mapping[str, str] | None = None,
            limits: Limits | None = None, target_long_side: int | None = 1024) -> Radiograph:
     """Read one radiograph. ``target_long_side`` caps the returned image's long side (None keeps
-    the stored size); ``meta.decode_scale`` says by how much it was reduced. ``source`` is part of
-    the contract for callers' bookkeeping; ingest never copies it into messages (an object key may
-    carry identifiers). ``limits`` defaults to the documented ``Limits()``; callers pass the configured
+    the stored size); ``meta.decode_scale`` says by how much it was reduced. Ingest is not told the
+    upload's name (an object key or a path may carry identifiers, so it cannot leak into messages
+    from here); the caller keeps it for its own records. ``limits`` defaults to the documented ``Limits()``; callers pass the configured
 ones (ingest never reads the environment). Raises ``Rejection`` for anything the sender can fix."""
-    del source
     limits = limits if limits is not None else Limits()
     if target_long_side is not None and target_long_side < MIN_TARGET_LONG_SIDE:
         raise ValueError(f"target_long_side must be None or >= {MIN_TARGET_LONG_SIDE}")

@@ -13,6 +13,7 @@ from pydicom.data import get_testdata_files
 from pydicom.pixels import get_decoder
 
 from boneage.imaging import Limits, dicom, ingest, jpegls, testing
+from boneage.imaging.dicom import decode as dicom_decode
 
 from .corpus import source
 
@@ -43,7 +44,7 @@ CASES = {
 @pytest.mark.parametrize("name", CASES)
 def test_direct_jpeg_ls_decode_equals_pydicom(name):
     ds = _dataset(CASES[name]())
-    direct = dicom._jpeg_ls_direct(ds)
+    direct = dicom_decode.jpeg_ls_direct(ds)
     assert direct is not None
     expected = _pydicom(ds)
     assert direct.dtype == expected.dtype and direct.shape == expected.shape
@@ -62,7 +63,7 @@ def test_pydicom_jpeg_ls_test_files_decode_the_same_either_way():
             continue
         if int(ds.get("NumberOfFrames", 1) or 1) != 1:
             continue
-        direct = dicom._jpeg_ls_direct(ds)
+        direct = dicom_decode.jpeg_ls_direct(ds)
         if direct is None:
             continue
         np.testing.assert_array_equal(direct, _pydicom(ds), err_msg=os.path.basename(path))
@@ -73,14 +74,14 @@ def test_pydicom_jpeg_ls_test_files_decode_the_same_either_way():
 def test_signed_jpeg_ls_is_left_to_pydicom():
     src = source(12).astype(np.int16) - 2048
     ds = _dataset(testing.dicom_bytes(src, uid.JPEGLSLossless, bits_stored=12, signed=True))
-    assert dicom._jpeg_ls_direct(ds) is None
+    assert dicom_decode.jpeg_ls_direct(ds) is None
     r = ingest(testing.dicom_bytes(src, uid.JPEGLSLossless, bits_stored=12, signed=True),
-               source="t.dcm", target_long_side=None)
+               target_long_side=None)
     assert r.pixels.shape == src.shape
 
 
 def test_a_stream_whose_size_differs_from_the_request_is_not_decoded_directly():
-    frame = dicom._first_frame(_dataset(CASES["lossless_12bit"]()))
+    frame = dicom_decode.first_frame(_dataset(CASES["lossless_12bit"]()))
     rows, columns = source(12).shape
     assert jpegls.decode(frame, rows, columns, 16) is not None
     assert jpegls.decode(frame, rows - 1, columns, 16) is None
@@ -89,7 +90,7 @@ def test_a_stream_whose_size_differs_from_the_request_is_not_decoded_directly():
 
 
 def test_a_corrupt_scan_is_not_decoded_directly():
-    frame = bytearray(dicom._first_frame(_dataset(CASES["lossless_12bit"]())))
+    frame = bytearray(dicom_decode.first_frame(_dataset(CASES["lossless_12bit"]())))
     rows, columns = source(12).shape
     scan = frame.find(b"\xff\xda")
     frame[scan + 20: scan + 60] = b"\xff" * 40
@@ -101,6 +102,6 @@ def test_ingest_takes_the_direct_route_for_grey_unsigned_jpeg_ls(monkeypatch):
     real = jpegls.decode
     monkeypatch.setattr(jpegls, "decode", lambda *a: calls.append(a) or real(*a))
     src = source(12)
-    r = ingest(testing.dicom_bytes(src, uid.JPEGLSLossless, bits_stored=12), source="t.dcm", target_long_side=None)
+    r = ingest(testing.dicom_bytes(src, uid.JPEGLSLossless, bits_stored=12), target_long_side=None)
     assert calls and r.pixels.shape == src.shape
 

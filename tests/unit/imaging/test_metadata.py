@@ -21,7 +21,7 @@ def _dicom(**tags) -> bytes:
 
 
 def _meta(data: bytes, metadata=None):
-    return ingest(data, source="t", metadata=metadata, target_long_side=64).meta
+    return ingest(data, metadata=metadata, target_long_side=64).meta
 
 
 @pytest.mark.parametrize("value,expected", [("M", "M"), ("F", "F"), ("O", None), ("", None)])

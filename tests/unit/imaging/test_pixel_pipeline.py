@@ -11,12 +11,13 @@ from pydicom.dataset import Dataset
 
 from boneage.errors import Rejection
 from boneage.imaging import Limits, dicom, ingest, pixels, testing
+from boneage.imaging.dicom import decode as dicom_decode
 
 from .corpus import COLUMNS, ROWS, exact_window, expected_exact, source
 
 
 def _ingest(data: bytes, target: int | None = None):
-    return ingest(data, source="t.dcm", target_long_side=target)
+    return ingest(data, target_long_side=target)
 
 
 @pytest.mark.parametrize("bits", [8, 10, 12, 14, 16])
@@ -166,9 +167,9 @@ def test_jpeg2000_decodes_only_the_resolution_level_needed():
     src = source(12, rows=1024, columns=800)
     data = testing.dicom_bytes(src, uid.JPEG2000Lossless, bits_stored=12, tags=exact_window(12))
     ds = dicom.parse(data, Limits())
-    assert dicom._j2k_reduced(ds, 256).shape == (256, 200)     # resolution level 2 of 5
-    assert dicom._j2k_reduced(ds, 300).shape == (512, 400)     # level 2 would undershoot 300
-    assert dicom._j2k_reduced(ds, 1024) is None                 # nothing to gain: full decode
+    assert dicom_decode.j2k_reduced(ds, 256).shape == (256, 200)     # resolution level 2 of 5
+    assert dicom_decode.j2k_reduced(ds, 300).shape == (512, 400)     # level 2 would undershoot 300
+    assert dicom_decode.j2k_reduced(ds, 1024) is None                 # nothing to gain: full decode
     fast = _ingest(data, target=512)
     assert fast.pixels.shape == (512, 400) and fast.meta.decode_scale == pytest.approx(2.0)
     full = _ingest(testing.dicom_bytes(src, bits_stored=12, tags=exact_window(12)), target=512)

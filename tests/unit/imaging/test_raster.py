@@ -15,7 +15,7 @@ from .corpus import source
 
 
 def _ingest(data: bytes, target: int | None = None):
-    return ingest(data, source="t.png", target_long_side=target)
+    return ingest(data, target_long_side=target)
 
 
 def test_png_8bit_grey_is_taken_as_displayed():
@@ -35,7 +35,7 @@ def test_png_16bit_keeps_all_levels_and_gets_the_percentile_window():
     assert np.all(np.diff(r.pixels.ravel()[order]) >= 0)
     assert r.pixels.min() == 0.0 and r.pixels.max() == 1.0
     # and it matches the same values in a DICOM without VOI (same rule for both)
-    d = ingest(testing.dicom_bytes(src, bits_stored=16), source="t.dcm", target_long_side=None)
+    d = ingest(testing.dicom_bytes(src, bits_stored=16), target_long_side=None)
     np.testing.assert_array_equal(r.pixels, d.pixels)
 
 
@@ -99,8 +99,8 @@ def test_other_pillow_formats_are_not_accepted():
 def test_same_picture_normalises_the_same_in_png_and_dicom():
     src8 = source(8).astype(np.uint8)
     png8 = _ingest(testing.png_bytes(src8)).pixels
-    dcm8 = ingest(testing.dicom_bytes(src8, bits_stored=8, modality="OT"), source="t.dcm", target_long_side=None).pixels
+    dcm8 = ingest(testing.dicom_bytes(src8, bits_stored=8, modality="OT"), target_long_side=None).pixels
     np.testing.assert_array_equal(png8, dcm8)
     m1 = ingest(testing.dicom_bytes((255 - src8).astype(np.uint8), photometric="MONOCHROME1", bits_stored=8),
-                source="t.dcm", target_long_side=None).pixels
+                target_long_side=None).pixels
     np.testing.assert_allclose(m1, png8, rtol=0, atol=1e-6)

@@ -24,7 +24,7 @@ SMALL = Limits(max_file_bytes=4 << 20, max_pixels=1 << 20)
 
 def _reason(data: bytes, limits: Limits | None = SMALL, **kw) -> str:
     with pytest.raises(Rejection) as exc:
-        ingest(data, source="t", limits=limits, **kw)
+        ingest(data, limits=limits, **kw)
     assert exc.value.message          # a human message, always
     return exc.value.reason
 
@@ -33,7 +33,7 @@ def _peak_bytes(data: bytes, limits: Limits) -> int:
     tracemalloc.start()
     try:
         with pytest.raises(Rejection):
-            ingest(data, source="t", limits=limits)
+            ingest(data, limits=limits)
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -175,7 +175,7 @@ def test_limits_come_from_the_ingest_settings_with_the_documented_defaults():
 def test_ingest_never_reads_the_environment(monkeypatch):
     # Limits reach ingest as an argument; a variable set in the process changes nothing here.
     monkeypatch.setenv("BONEAGE_MAX_FILE_BYTES", "10")
-    assert ingest(testing.png_bytes(np.arange(32 * 32, dtype=np.uint8).reshape(32, 32)), source="t").pixels.shape == (32, 32)
+    assert ingest(testing.png_bytes(np.arange(32 * 32, dtype=np.uint8).reshape(32, 32))).pixels.shape == (32, 32)
 
 
 def test_reason_codes_are_a_str_enum_with_the_stable_strings():
@@ -194,3 +194,29 @@ def test_reason_codes_are_a_str_enum_with_the_stable_strings():
     assert json.dumps(rejection.as_dict()) == '{"reason": "too_large", "message": "big"}'
     assert str(rejection) == "too_large: big" and f"{Reason.TOO_LARGE}" == "too_large"
     assert Reason("too_large") is Reason.TOO_LARGE
+
+
+def test_a_deflated_file_with_a_damaged_file_meta_element_is_not_an_image():
+    # Fuzz-found: an unknown VR in (0002,0010) used to escape the meta check as NotImplementedError.
+    data = testing.dicom_bytes(source(12), uid.DeflatedExplicitVRLittleEndian, bits_stored=12)
+    at = data.index(b"\x02\x00\x10\x00UI")
+    assert _reason(data[:at + 4] + b"TI" + data[at + 6:]) == "not_an_image"
+
+
+def test_decoder_failures_are_corrupt_pixel_data_but_a_bug_of_ours_is_not_disguised_as_one(monkeypatch):
+    from boneage.imaging.dicom import decode as dicom_decode
+
+    data = testing.dicom_bytes(source(12), uid.RLELossless, bits_stored=12)
+
+    def fails_with(exc):
+        def decode_frame(ds):
+            raise exc
+        return decode_frame
+
+    # What pydicom raises when every plugin failed on the frame: the sender's problem.
+    monkeypatch.setattr(dicom_decode, "_decode_frame", fails_with(RuntimeError("all plugins failed")))
+    assert _reason(data) == "corrupt_pixel_data"
+    # Anything else is a fault that must surface (and be retried, then reported), not a rejection.
+    monkeypatch.setattr(dicom_decode, "_decode_frame", fails_with(ZeroDivisionError()))
+    with pytest.raises(ZeroDivisionError):
+        ingest(data, limits=SMALL)

@@ -23,7 +23,7 @@ LOSSY_12BIT = [uid.JPEGExtended12Bit, uid.JPEGLSNearLossless, uid.JPEG2000, uid.
 def test_lossless_transfer_syntax_decodes_exactly(ts):
     src = source(12)
     data = testing.dicom_bytes(src, ts, bits_stored=12, tags=exact_window(12))
-    r = ingest(data, source="t.dcm", target_long_side=None)
+    r = ingest(data, target_long_side=None)
     assert r.meta.transfer_syntax == ts
     # one stored level is 1/4096 of the output range: this tolerance only forgives float rounding
     np.testing.assert_allclose(r.pixels, expected_exact(src, 12), rtol=0, atol=1e-6)
@@ -33,7 +33,7 @@ def test_lossless_transfer_syntax_decodes_exactly(ts):
 def test_lossy_transfer_syntax_is_within_35_db(ts):
     src = source(12)
     data = testing.dicom_bytes(src, ts, bits_stored=12, tags=exact_window(12))
-    r = ingest(data, source="t.dcm", target_long_side=None)
+    r = ingest(data, target_long_side=None)
     assert r.pixels.shape == src.shape
     assert testing.psnr(r.pixels, expected_exact(src, 12)) >= 35.0
 
@@ -41,14 +41,14 @@ def test_lossy_transfer_syntax_is_within_35_db(ts):
 def test_jpeg_baseline_8bit_is_within_35_db():
     src = source(8)
     data = testing.dicom_bytes(src.astype(np.uint8), uid.JPEGBaseline8Bit, bits_stored=8, tags=exact_window(8))
-    r = ingest(data, source="t.dcm", target_long_side=None)
+    r = ingest(data, target_long_side=None)
     assert testing.psnr(r.pixels, expected_exact(src, 8)) >= 35.0
 
 
 def test_jpeg_ls_near_lossless_error_stays_within_near():
     src = source(12)
     data = testing.dicom_bytes(src, uid.JPEGLSNearLossless, bits_stored=12, tags=exact_window(12), near=3)
-    r = ingest(data, source="t.dcm", target_long_side=None)
+    r = ingest(data, target_long_side=None)
     assert np.abs(r.pixels - expected_exact(src, 12)).max() <= 3 / 4096 + 1e-6
 
 
@@ -57,12 +57,12 @@ def test_dataset_without_preamble_or_meta_is_read(ts):
     src = source(12)
     data = testing.dicom_bytes(src, ts, bits_stored=12, tags=exact_window(12), preamble=False)
     assert data[128:132] != b"DICM"
-    r = ingest(data, source="bare", target_long_side=None)
+    r = ingest(data, target_long_side=None)
     np.testing.assert_allclose(r.pixels, expected_exact(src, 12), rtol=0, atol=1e-6)
 
 
 def test_decoded_dataset_is_kept_without_pixel_data():
     data = testing.dicom_bytes(source(12), uid.JPEG2000Lossless, bits_stored=12)
-    r = ingest(data, source="t.dcm")
+    r = ingest(data)
     assert r.dataset is not None and "PixelData" not in r.dataset
     assert r.dataset.StudyInstanceUID == "1.2.826.0.1.3680043.8.498.2"

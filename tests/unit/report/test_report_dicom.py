@@ -176,7 +176,7 @@ def test_dciodvfy_reports_no_errors_on_results_from_phantom_dicoms(tmp_path):
     kinds = set()
     for row in rows:
         data = (out / "dicom" / f"{row['id']}.dcm").read_bytes()
-        radiograph = ingest(data, source=f"phantom-{row['id']}.dcm", metadata={"height-cm": "140"})
+        radiograph = ingest(data, metadata={"height-cm": "140"})
         source = radiograph.dataset
         kinds.add((source.Modality, source.PhotometricInterpretation))
         meta = radiograph.meta

@@ -86,7 +86,7 @@ def test_template_sr_equals_from_scratch_sr_for_cr_and_dx_phantoms_through_inges
     out = generate_dataset(tmp_path / "set", count=4, seed=11, fmt="dicom", size=256, mix={"left": 1.0})
     kinds = set()
     for n, row in enumerate(csv.DictReader((out / "labels.csv").open())):
-        radiograph = ingest((out / "dicom" / f"{row['id']}.dcm").read_bytes(), source="p.dcm")
+        radiograph = ingest((out / "dicom" / f"{row['id']}.dcm").read_bytes())
         source, meta = radiograph.dataset, radiograph.meta
         kinds.add(source.Modality)
         ba = float(row["boneage"])

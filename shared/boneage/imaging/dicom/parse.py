@@ -1,0 +1,88 @@
+"""Bytes -> pydicom ``Dataset``, or ``Rejection(not_an_image)``: sniffing, the deflate bound, and
+the transfer syntax of a bare dataset."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import pydicom
+from pydicom import uid as dcm_uid
+from pydicom.dataset import Dataset
+from pydicom.errors import BytesLengthException, InvalidDicomError
+
+from boneage.errors import Reason, Rejection
+from boneage.imaging.dicom.attributes import ELEMENT_ERRORS
+from boneage.imaging.limits import Limits
+
+_PREAMBLE_FREE_GROUPS = (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
+
+# What pydicom's reader raises on a damaged or non-DICOM stream: its own InvalidDicomError and
+# BytesLengthException, EOFError or OSError at a short read, struct.error for a truncated element
+# header, zlib.error for a deflated dataset that does not inflate, and what converting a value
+# while reading raises (ELEMENT_ERRORS: an unknown VR, a bad length, text it cannot decode).
+READ_ERRORS: tuple[type[BaseException], ...] = (
+    InvalidDicomError, BytesLengthException, EOFError, OSError, struct.error, zlib.error, AttributeError,
+) + ELEMENT_ERRORS
+
+
+def looks_like_dicom(data: bytes) -> bool:
+    """Part 10 (preamble + 'DICM') or a bare dataset starting with a group 0002/0008 tag."""
+    return data[128:132] == b"DICM" or data[:2] in _PREAMBLE_FREE_GROUPS
+
+
+def _check_deflate(data: bytes, limits: Limits) -> None:
+    """Deflated datasets are inflated whole by pydicom; bound that first (a zip bomb in DICOM
+    clothing). The inflated size counts against ``max_file_bytes``."""
+    head = data[:4096]
+    if dcm_uid.DeflatedExplicitVRLittleEndian.encode() not in head:
+        return
+    try:
+        # read_file_meta_info() only takes a path; these are the two calls it makes.
+        fp = io.BytesIO(data)
+        pydicom.filereader.read_preamble(fp, False)
+        meta = pydicom.filereader._read_file_meta_info(fp)
+        end = fp.tell()
+        # Reading the value converts it: a damaged file meta element fails here (fuzz-found: a
+        # corrupt VR in (0002,0010) used to escape as NotImplementedError).
+        syntax = meta.get("TransferSyntaxUID")
+    except READ_ERRORS as exc:
+        raise Rejection(Reason.NOT_AN_IMAGE, "the DICOM file meta header is unreadable") from exc
+    if syntax != dcm_uid.DeflatedExplicitVRLittleEndian:
+        return
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        inflater.decompress(data[end:], limits.max_file_bytes)
+    except zlib.error as exc:
+        raise Rejection(Reason.CORRUPT_PIXEL_DATA, "the deflated dataset does not inflate") from exc
+    if inflater.unconsumed_tail:
+        raise Rejection(Reason.TOO_LARGE,
+                        f"the deflated dataset inflates to more than {limits.max_file_bytes} bytes")
+
+
+def parse(data: bytes, limits: Limits) -> Dataset:
+    """Parse a DICOM file or bare dataset; ``Rejection(not_an_image)`` if it is not one."""
+    preamble = data[128:132] == b"DICM"
+    if preamble:
+        _check_deflate(data, limits)
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=not preamble)
+    except READ_ERRORS as exc:
+        raise Rejection(Reason.NOT_AN_IMAGE, "the file is not a readable DICOM dataset") from exc
+    try:
+        plausible = any(k in ds for k in ("PixelData", "SOPClassUID", "Rows", "Modality",
+                                           "FloatPixelData", "DoubleFloatPixelData"))
+    except ValueError:      # pydicom's __contains__ raises only in its strict validation mode
+        plausible = False
+    if not plausible:
+        raise Rejection(Reason.NOT_AN_IMAGE, "the file is not a DICOM image")
+    if "TransferSyntaxUID" not in ds.file_meta:
+        # A bare dataset: record the encoding pydicom found so the pixel decoder knows it.
+        implicit, little = getattr(ds, "original_encoding", (None, None))
+        if little is False:
+            ts = dcm_uid.ExplicitVRBigEndian
+        else:
+            ts = dcm_uid.ImplicitVRLittleEndian if implicit is not False else dcm_uid.ExplicitVRLittleEndian
+        ds.file_meta.TransferSyntaxUID = ts
+    return ds
