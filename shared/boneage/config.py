@@ -15,11 +15,14 @@ domain code that uses them.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
 
 # Hospital ids are path segments chosen by us when onboarding a hospital; the pattern keeps them out
 # of the way of URL encoding, DynamoDB key design and SNS filter policies.
@@ -37,8 +40,10 @@ def _lookup(env: Mapping[str, str], name: str) -> tuple[str, str]:
         return name, raw
     for old, new in DEPRECATED_NAMES.items():
         if new == name and env.get(old, "").strip():
-            warnings.warn(f"environment variable {old} is deprecated; set {new} instead",
-                          DeprecationWarning, stacklevel=3)
+            message = f"environment variable {old} is deprecated; set {new} instead"
+            # Python hides DeprecationWarning outside __main__ (so in Lambda): log it as well.
+            log.warning(message)
+            warnings.warn(message, DeprecationWarning, stacklevel=4)
             return old, env[old].strip()
     return name, ""
 

@@ -32,10 +32,12 @@ def test_sections_are_read_from_their_variables():
     assert Settings.from_env(s.as_env()) == s
 
 
-def test_the_old_object_size_name_still_works_with_a_deprecation_warning():
-    with pytest.warns(DeprecationWarning, match="MAX_OBJECT_BYTES is deprecated; set BONEAGE_MAX_FILE_BYTES"):
+def test_the_old_object_size_name_still_works_with_a_deprecation_warning(caplog):
+    with pytest.warns(DeprecationWarning, match="MAX_OBJECT_BYTES is deprecated; set BONEAGE_MAX_FILE_BYTES") as seen:
         s = Settings.from_env({"MAX_OBJECT_BYTES": "5000"})
     assert s.ingest.max_file_bytes == 5000
+    assert seen[0].filename == __file__                 # attributed to the caller of from_env
+    assert "MAX_OBJECT_BYTES is deprecated" in caplog.text   # and logged: Lambda hides DeprecationWarning
 
 
 def test_the_new_name_wins_over_the_old_one_and_does_not_warn():
