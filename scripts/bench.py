@@ -350,7 +350,7 @@ def e2e_worker(args: argparse.Namespace) -> int:
                     attr = getattr(self._inner, name)
                     return timed(self._stage, attr) if callable(attr) else attr
 
-            processor.source = Timed(processor.source, "fetch")
+            processor.objects = Timed(processor.objects, "fetch")
             processor.store = Timed(processor.store, "persist")
             processor.reports = Timed(processor.reports, "persist")
             processor.publisher = Timed(processor.publisher, "notify")

@@ -103,7 +103,7 @@ def run(seed: int, *, verbose: bool) -> int:
         quiet = {} if verbose else {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
         with stack.environment(**quiet):
             import app
-            from boneage.adapters.events import upload_id_for
+            from boneage.upload import upload_id_for
             from boneage.adapters.store import ResultStore
 
             print("loading the model (Lambda init) ...", flush=True)

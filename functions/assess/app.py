@@ -1,6 +1,6 @@
 """Lambda entry point of the assessment function: SQS batches of S3 upload events in, partial-batch response out.
 
-Thin on purpose: the per-upload flow lives in ``boneage.adapters.processor``. All the uploads of one
+Thin on purpose: the per-upload flow lives in ``boneage.processor``. All the uploads of one
 invocation go to the processor together, so the model assesses them as one batch; each SQS message is
 then failed or acknowledged on its own uploads' outcomes. The model, the clients
 and the configuration are created once, at init (module load), and can be replaced with ``init()``
@@ -18,10 +18,11 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from boneage.adapters.events import Upload, uploads_from_s3_event, uploads_from_sqs_body
-from boneage.adapters.processor import Outcome, UploadProcessor
+from boneage.adapters.events import uploads_from_s3_event, uploads_from_sqs_body
 from boneage.adapters.runtime import build_processor
 from boneage.config import Settings
+from boneage.processor import Outcome, UploadProcessor
+from boneage.upload import Upload
 
 logger = Logger(service="boneage")
 tracer = Tracer(service="boneage")

@@ -2,7 +2,9 @@
 
 ``compose(result, report_url)`` returns a ``Notification``: an e-mail-friendly subject and body, a
 JSON body for machine subscribers, SNS message attributes and the SNS ``MessageStructure="json"``
-message that carries the right body per protocol. The study is named by its accession number or
+message that carries the right body per protocol. ``build_message`` adds the routing attributes
+(``hospital_id``, ``status``, ``interpretation``, ``upload_id``) and gives the ``OutgoingMessage`` the
+upload use case hands to its ``Publisher``. The study is named by its accession number or
 the hospital's own ``study_reference``; patient names, patient IDs and birth dates never appear
 (``AssessmentResult`` does not carry them, and nothing here reads a DICOM dataset).
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,3 +172,36 @@ def compose(
         attributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
         sns_message=json.dumps(structured),
     )
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    subject: str
+    message: str                    # the SNS message (MessageStructure="json" when ``structured``)
+    attributes: dict[str, str]
+    structured: bool = False
+
+
+def _string_attributes(raw: Mapping[str, Any] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in (raw or {}).items():
+        if isinstance(value, Mapping):          # already in SNS shape
+            value = value.get("StringValue")
+        if value is not None and str(value) != "":
+            out[str(name)] = str(value)
+    return out
+
+
+def build_message(result: AssessmentResult, *, hospital_id: str, upload_id: str,
+                  report_url: str | None, report_url_expires_in_s: int | None = None) -> OutgoingMessage:
+    """The message for one result: compose()'s wording plus the routing attributes we own."""
+    note = compose(result, report_url, hospital_id=hospital_id, report_url_expires_in_s=report_url_expires_in_s)
+    attributes = _string_attributes(note.attributes)
+    # Routing attributes are ours; they override whatever the composer suggested.
+    attributes.update(
+        hospital_id=hospital_id,
+        status=result.status,
+        interpretation=result.interpretation or "none",
+        upload_id=upload_id,
+    )
+    return OutgoingMessage(subject=note.subject, message=note.sns_message, attributes=attributes, structured=True)

@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from boneage.adapters.events import upload_id_for
 from boneage.adapters.runtime import build_processor
 from boneage.adapters.store import ResultStore
 from boneage.config import Settings
+from boneage.upload import upload_id_for
 from demo import sample_uploads
 
 pytestmark = pytest.mark.integration

@@ -1,10 +1,11 @@
 """AWS adapters: the only place boto3 is used (and torch never is).
 
-- ``events``     S3 notifications (raw or SQS-wrapped) -> ``Upload`` (decoded key, version, upload_id)
-- ``s3``         fetch one object version with its user metadata
-- ``store``      the DynamoDB results table, conditional writes, one item per upload
-- ``reports``    report files in the results bucket and presigned links
-- ``sns``        one notification per result, with filterable attributes
-- ``processor``  the per-upload flow the Lambda handler and the redrive script share
-- ``runtime``    clients and adapters built once from ``boneage.config.Settings``
+They implement the ports (``boneage.ports``) of the upload use case, ``boneage.processor``:
+
+- ``events``     S3 notifications (raw or SQS-wrapped) -> ``boneage.upload.Upload``
+- ``s3``         fetch one object version with its user metadata (``ObjectReader``)
+- ``store``      the DynamoDB results table, conditional writes, one item per upload (``ResultStore``)
+- ``reports``    report files in the results bucket and presigned links (``ReportWriter``)
+- ``sns``        one notification per result, with filterable attributes (``Publisher``)
+- ``runtime``    clients and adapters built once from ``boneage.config.Settings``, wired into the use case
 """

@@ -18,6 +18,8 @@ _CONTENT_TYPES = {".png": "image/png", ".dcm": "application/dicom", ".json": "ap
 
 
 class ReportWriter:
+    """``boneage.ports.ReportWriter`` on the results bucket."""
+
     def __init__(self, s3_client: Any, bucket: str, *, prefix: str = "reports/", url_expiry_s: int = 3600) -> None:
         self._s3 = s3_client
         self.bucket = bucket

@@ -1,7 +1,9 @@
 """Wiring: boto3 clients and adapters built once from ``Settings`` (at Lambda init), injectable for tests.
 
-The assessment service (torch) is passed in by the caller, so this module and every adapter stay
-torch-free; ``functions/assess/app.py`` and the scripts are the composition roots.
+``build_processor`` plugs the AWS adapters into the ports of the upload use case
+(``boneage.processor.UploadProcessor``). The assessment service (torch) is passed in by the caller, so
+this module and every adapter stay torch-free; ``functions/assess/app.py`` and the scripts are the
+composition roots.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from boneage.adapters.processor import Service, UploadProcessor
 from boneage.adapters.reports import ReportWriter
-from boneage.adapters.s3 import ObjectSource
+from boneage.adapters.s3 import ObjectReader
 from boneage.adapters.sns import Publisher
 from boneage.adapters.store import ResultStore
 from boneage.config import Settings
+from boneage.ports import AssessmentService
+from boneage.processor import UploadProcessor
 
 # Standard retry mode with few attempts: Lambda and SQS retry the whole upload anyway, and a fast
 # failure keeps one slow dependency from eating the function timeout.
@@ -47,12 +50,12 @@ class Clients:
         )
 
 
-def build_processor(settings: Settings, service: Service, *, clients: Clients | None = None,
+def build_processor(settings: Settings, service: AssessmentService, *, clients: Clients | None = None,
                     clock: Callable[[], float] = time.time) -> UploadProcessor:
     clients = clients or Clients.create(settings)
     return UploadProcessor(
         settings=settings,
-        source=ObjectSource(clients.s3, max_bytes=settings.ingest.max_file_bytes),
+        objects=ObjectReader(clients.s3, max_bytes=settings.ingest.max_file_bytes),
         service=service,
         store=ResultStore(clients.dynamodb, settings.results_table),
         reports=ReportWriter(clients.s3, settings.results_bucket, prefix=settings.reports_prefix,

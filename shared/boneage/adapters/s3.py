@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from boneage.adapters._errors import dependency, error_code
 from boneage.errors import Reason, Rejection
+from boneage.upload import FetchedObject
 
 _MISSING = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
 
 
-@dataclass(frozen=True)
-class FetchedObject:
-    data: bytes
-    version_id: str | None
-    metadata: dict[str, str]    # S3 user metadata, ``x-amz-meta-`` already stripped by S3, keys lower case
-    content_type: str | None
-
-
-class ObjectSource:
-    """Fetches exactly the object version the event named, refusing objects too large to hold in memory."""
+class ObjectReader:
+    """``boneage.ports.ObjectReader`` on the input bucket: exactly the object version the event named,
+    refusing objects too large to hold in memory."""
 
     def __init__(self, s3_client: Any, *, max_bytes: int) -> None:
         self._s3 = s3_client

@@ -1,10 +1,8 @@
 """The results table: one item per upload, written with conditional writes so duplicates cannot double up.
 
-Item life cycle (``status``)::
-
-    (none) --claim--> processing --finish--> completed | rejected
-                          |  \\--last attempt fails / redrive gives up--> failed --claim (redrive)--> processing
-                          \\--lease expires (crash, timeout)--> may be claimed again
+``ResultStore`` is ``boneage.ports.ResultStore`` on DynamoDB. The flow only sees the typed
+``StoredRecord`` (``boneage.upload``, which also draws the record's life cycle); the mapping between
+it and the item lives here, and nowhere else.
 
 - ``upload_id`` (partition key) is ``sha256(bucket/key/version)[:32]``: "this study".
 - GSI ``by_hospital`` (``hospital_id``, ``created_at``): "this hospital's recent results".
@@ -19,27 +17,32 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
+import types
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from boneage.adapters._errors import dependency, error_code
-from boneage.adapters.events import Upload
-from boneage.result import COMPLETED, FAILED, REJECTED, AssessmentResult
+from boneage.result import FAILED, AssessmentResult
+from boneage.upload import PROCESSING, TERMINAL, UNKNOWN_HOSPITAL_ID, Claim, StoredRecord, Upload
 
-PROCESSING = "processing"
-TERMINAL = frozenset({COMPLETED, REJECTED, FAILED})
 HOSPITAL_INDEX = "by_hospital"
-UNKNOWN_HOSPITAL_ID = "_unknown"        # GSI key for uploads outside incoming/<hospital_id>/
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
-_RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(AssessmentResult))
+_RESULT_TYPES = get_type_hints(AssessmentResult)
+# Item attribute -> StoredRecord field, for the record's own attributes; the result's fields sit flat
+# beside them in the item under their own names.
+_RECORD_ATTRIBUTES = {
+    "upload_id": "upload_id", "hospital_id": "hospital_id", "status": "status", "attempts": "attempts",
+    "report_keys": "report_keys", "notified_status": "notified_status", "notified_at": "notified_at",
+    "notify_lease_until": "notify_lease_until", "lease_until": "lease_until", "created_at": "created_at",
+    "updated_at": "updated_at", "source_bucket": "bucket", "source_key": "key", "source_version": "version_id",
+}
 
 
 def now_iso(now: float) -> str:
@@ -71,32 +74,53 @@ def _unmarshal(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _plain(_de.deserialize(v)) for k, v in item.items()}
 
 
-def result_from_item(item: Mapping[str, Any]) -> AssessmentResult:
-    """Rebuild the AssessmentResult a record stores (for re-sending its notification)."""
-    values = {k: item[k] for k in _RESULT_FIELDS if k in item}
-    values.setdefault("source", f"upload:{item.get('upload_id', '')}")
-    values.setdefault("status", item.get("status", FAILED))
+def _typed(value: Any, hint: Any) -> Any:
+    """``value`` as the result field's type says: DynamoDB gives a whole number back without its
+    fraction (178.0 comes back as 178), which ``_plain`` reads as an int."""
+    if value is None:
+        return None
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        [hint] = [a for a in args if a is not type(None)]
+        return _typed(value, hint)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if origin is list and args:
+        return [_typed(v, args[0]) for v in value]
+    if origin is dict and len(args) == 2:
+        return {k: _typed(v, args[1]) for k, v in value.items()}
+    return value
+
+
+def _result_from_item(item: Mapping[str, Any]) -> AssessmentResult:
+    values = {k: _typed(item[k], hint) for k, hint in _RESULT_TYPES.items() if k in item}
+    values.setdefault("source", f"upload:{item.get('upload_id', '')}")     # the item keeps no source name
+    values["status"] = item.get("status", FAILED)
     return AssessmentResult(**values)
 
 
-@dataclass
-class Claim:
-    """What ``claim`` found: we own the upload now (``owned``), or another delivery does or did."""
+def record_from_item(item: Mapping[str, Any]) -> StoredRecord:
+    """The typed record of a plain (unmarshalled) item; ``result`` only once the status is terminal."""
+    values = {field: item[name] for name, field in _RECORD_ATTRIBUTES.items() if item.get(name) is not None}
+    values["upload_id"] = str(item["upload_id"])
+    values["status"] = str(values.get("status", ""))
+    values.setdefault("hospital_id", UNKNOWN_HOSPITAL_ID)
+    values["report_keys"] = dict(values.get("report_keys") or {})
+    result = _result_from_item(item) if values["status"] in TERMINAL else None
+    return StoredRecord(result=result, **values)
 
-    owned: bool
-    item: dict[str, Any]
 
-    @property
-    def status(self) -> str:
-        return str(self.item.get("status", ""))
-
-    @property
-    def token(self) -> str:
-        return str(self.item.get("claim", ""))
-
-    @property
-    def attempts(self) -> int:
-        return int(self.item.get("attempts", 0))
+def _item_from_record(record: StoredRecord) -> dict[str, Any]:
+    """The plain item of a record: its attributes that are set, the result's fields flat beside them."""
+    item: dict[str, Any] = {}
+    if record.result is not None:
+        item.update(record.result.as_dict())
+        item.pop("source", None)        # "upload:<id>.ext": nothing the record does not already say
+    for name, field in _RECORD_ATTRIBUTES.items():
+        value = getattr(record, field)
+        if value is not None:
+            item[name] = dict(value) if name == "report_keys" else value
+    return item
 
 
 class ResultStore:
@@ -110,6 +134,11 @@ class ResultStore:
         with dependency("dynamodb"):
             resp = self._db.get_item(TableName=self.table, Key={"upload_id": {"S": upload_id}}, ConsistentRead=True)
         return _unmarshal(resp["Item"]) if "Item" in resp else None
+
+    def read(self, upload_id: str) -> StoredRecord | None:
+        """The typed record (``get`` gives the plain item, for printing)."""
+        item = self.get(upload_id)
+        return record_from_item(item) if item is not None else None
 
     def claim(self, upload: Upload, hospital_id: str | None, *, now: float, lease_seconds: int) -> Claim:
         """Take the upload for this delivery unless another holds a live lease or it already finished."""
@@ -138,28 +167,27 @@ class ResultStore:
                     }),
                     ReturnValues="ALL_NEW",
                 )
-                return Claim(owned=True, item=_unmarshal(resp["Attributes"]))
+                return Claim(owned=True, record=record_from_item(_unmarshal(resp["Attributes"])), token=token)
             except ClientError as exc:
                 if error_code(exc) != "ConditionalCheckFailedException":
                     raise
         existing = self.get(upload.upload_id)
         if existing is None:        # deleted between the two calls: let the retry sort it out
             return self.claim(upload, hospital_id, now=now, lease_seconds=lease_seconds)
-        return Claim(owned=False, item=existing)
+        return Claim(owned=False, record=record_from_item(existing))
 
     def finish(self, claim: Claim, result: AssessmentResult, *, now: float,
-               report_keys: Mapping[str, str] | None = None, notify_lease_seconds: int = 0) -> dict[str, Any] | None:
+               report_keys: Mapping[str, str] | None = None, notify_lease_seconds: int = 0) -> StoredRecord | None:
         """Write the terminal result if we still hold the claim; None when another delivery took over.
 
         With ``notify_lease_seconds`` the same write also takes the notification lease (what
         ``claim_notification`` would take next), saving a round trip: a duplicate that finds the
         record finished but not yet notified then leaves the publishing to us."""
-        item = {k: v for k, v in claim.item.items() if k not in ("claim", "lease_until")}
-        item.update(result.as_dict())
-        item.pop("source", None)            # "upload:<id>.ext": nothing the record does not already say
-        item.update(status=result.status, updated_at=now_iso(now), report_keys=dict(report_keys or {}))
-        if notify_lease_seconds:
-            item["notify_lease_until"] = int(now) + notify_lease_seconds
+        notify_lease_until = (int(now) + notify_lease_seconds if notify_lease_seconds
+                              else claim.record.notify_lease_until)
+        item = _item_from_record(dataclasses.replace(
+            claim.record, status=result.status, result=result, updated_at=now_iso(now),
+            report_keys=dict(report_keys or {}), lease_until=None, notify_lease_until=notify_lease_until))
         with dependency("dynamodb"):
             try:
                 self._db.put_item(
@@ -172,10 +200,10 @@ class ResultStore:
                 if error_code(exc) == "ConditionalCheckFailedException":
                     return None
                 raise
-        return item
+        return record_from_item(item)
 
     def record_failure(self, upload: Upload, hospital_id: str | None, *, fault: str, now: float,
-                       model_version: str = "") -> dict[str, Any] | None:
+                       model_version: str = "") -> StoredRecord | None:
         """Mark an upload ``failed`` after its retries ran out; never overwrites a completed/rejected result."""
         with dependency("dynamodb"):
             try:
@@ -208,14 +236,14 @@ class ResultStore:
                 if error_code(exc) == "ConditionalCheckFailedException":
                     return None
                 raise
-        return _unmarshal(resp["Attributes"])
+        return record_from_item(_unmarshal(resp["Attributes"]))
 
     def release(self, claim: Claim) -> None:
         """Best effort: end our lease after a fault so the retry can claim at once (a crash leaves it to expire)."""
         try:
             self._db.update_item(
                 TableName=self.table,
-                Key={"upload_id": {"S": str(claim.item["upload_id"])}},
+                Key={"upload_id": {"S": claim.record.upload_id}},
                 UpdateExpression="SET lease_until = :zero",
                 ConditionExpression="#claim = :token",
                 ExpressionAttributeNames={"#claim": "claim"},

@@ -10,8 +10,8 @@ import pytest
 # Imported at collection, before sockets are disabled: the X-Ray SDK under Powertools' Tracer opens
 # (and, with tracing disabled, never uses) a UDP socket when it is first imported.
 import app as app_module
-from boneage.adapters.events import Upload
 from boneage.service import AssessmentService
+from boneage.upload import Upload
 from demo import sample_uploads
 from local_stack import LambdaContext
 from support import SpyAssessor

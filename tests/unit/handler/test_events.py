@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from boneage.adapters.events import Upload, upload_id_for, uploads_from_s3_event, uploads_from_sqs_body
+from boneage.adapters.events import uploads_from_s3_event, uploads_from_sqs_body
+from boneage.upload import Upload, upload_id_for
 
 
 def _s3_event(key: str, version: str | None = "v1", name: str = "ObjectCreated:Put") -> dict:

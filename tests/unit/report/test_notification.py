@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from boneage.notification import SUBJECT_MAX, compose
+from boneage.notification import SUBJECT_MAX, build_message, compose
 from boneage.result import REJECTED, AssessmentResult
 
 from .cases import make_case
@@ -100,10 +100,9 @@ def test_real_model_has_no_demo_marks(completed):
     assert note.json_body["disclaimer"] is None
 
 
-def test_sns_adapter_publishes_the_structured_message_with_our_attributes(completed):
-    """Integration with boneage.adapters.sns: the adapter sends compose()'s per-protocol message."""
-    sns = pytest.importorskip("boneage.adapters.sns")
-    message = sns.build_message(completed, hospital_id="hospital-a", upload_id="u-1", report_url=URL)
+def test_the_published_message_is_the_structured_one_with_our_routing_attributes(completed):
+    """What the SNS adapter publishes: compose()'s per-protocol message, our attributes on top."""
+    message = build_message(completed, hospital_id="hospital-a", upload_id="u-1", report_url=URL)
     assert message.structured is True
     assert json.loads(message.message) == json.loads(compose(completed, URL).sns_message)
     assert message.subject == compose(completed, URL).subject

@@ -1,38 +1,41 @@
-"""One upload, end to end on AWS: claim -> fetch -> assess -> store reports -> write record -> notify.
+"""The upload use case: claim -> fetch -> assess -> store reports -> write record -> notify.
 
-This is the handler's logic, free of the Lambda event shape so the handler, the redrive script and the
-tests share it. ``process_many`` does the same for the uploads of one invocation (an SQS batch, a
+This is the handler's logic, free of the Lambda event shape and of AWS: it talks to its ports
+(``boneage.ports``), which ``boneage.adapters.runtime.build_processor`` fills with the AWS adapters and
+the use-case tests with the in-memory fakes of ``boneage.fakes``. The handler, the redrive script and
+the tests share it. ``process_many`` does the same for the uploads of one invocation (an SQS batch, a
 multi-record S3 event): each is claimed, fetched, stored and notified on its own, but the model runs
 once over all of them (``assess_many``); if that shared step raises, each upload is assessed alone, so
 one bad upload cannot fail the others. Guarantees, per object version (``upload_id``):
 
-- exactly one record, because every write is conditional on the claim (see ``store``);
+- exactly one record, because every write is conditional on the claim (see ``ports.ResultStore``);
 - one notification per terminal status, because ``notified_status`` is checked before publishing;
 - a fault (``TransientFault``, a dependency's error, the model raising) propagates so the delivery is
   retried; on the last attempt (``attempt >= max_receive_count``) a ``failed`` record is written first,
   then the message goes to the dead-letter queue, from which ``scripts/redrive.py`` reprocesses it.
+
+Logs go to the standard logger ``boneage.processor``; in the function, Powertools' ``boneage`` logger
+(``functions/assess/app.py``) formats them as JSON with their ``upload_id``, ``hospital_id``,
+``attempt`` and ``fault`` fields. Object keys never reach a log: they may carry PHI.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from aws_lambda_powertools import Logger
-
-from boneage.adapters.events import Upload
-from boneage.adapters.reports import ReportWriter
-from boneage.adapters.s3 import FetchedObject, ObjectSource
-from boneage.adapters.sns import Publisher, build_message
-from boneage.adapters.store import FAILED, TERMINAL, UNKNOWN_HOSPITAL_ID, Claim, ResultStore, result_from_item
 from boneage.config import Settings
 from boneage.errors import Reason, Rejection, TransientFault
-from boneage.result import REJECTED, AssessmentResult
+from boneage.notification import build_message
+from boneage.ports import AssessmentService, ObjectReader, Publisher, ReportWriter, ResultStore
+from boneage.result import FAILED, REJECTED, AssessmentResult
+from boneage.upload import TERMINAL, UNKNOWN_HOSPITAL_ID, Claim, FetchedObject, StoredRecord, Upload
 
-logger = Logger(service="boneage", child=True)
+logger = logging.getLogger(__name__)
 
 # Outcome beyond the record statuses: what happened to this delivery.
 DUPLICATE = "duplicate"             # the upload already has a terminal, notified record
@@ -40,16 +43,6 @@ DUPLICATE = "duplicate"             # the upload already has a terminal, notifie
 
 class InProgress(TransientFault):
     """Another delivery holds a live claim on the upload: retry later, when it has finished (or died)."""
-
-
-class Service(Protocol):
-    model_version: str
-
-    def assess(self, data: bytes, *, source: str, metadata: Mapping[str, str] | None = None,
-               want_reports: bool = True) -> tuple[AssessmentResult, dict[str, bytes]]: ...
-
-    def assess_many(self, items: list[tuple[bytes, str, Mapping[str, str] | None]], *,
-                    want_reports: bool = True) -> list[tuple[AssessmentResult, dict[str, bytes]]]: ...
 
 
 @dataclass(frozen=True)
@@ -77,14 +70,15 @@ class _Job:
         return self.hospital_id or UNKNOWN_HOSPITAL_ID
 
     @property
-    def source(self) -> str:
-        return f"upload:{self.upload.upload_id}{self.upload.extension}"     # no key, no file name: PHI
+    def name(self) -> str:
+        """What the result calls its source: no key, no file name (PHI)."""
+        return f"upload:{self.upload.upload_id}{self.upload.extension}"
 
     @property
     def item(self) -> tuple[bytes, str, Mapping[str, str] | None]:
-        """What the service assesses: the bytes, a PHI-free source name, the hospital's metadata."""
+        """What the service assesses: the bytes, a PHI-free name, the hospital's metadata."""
         assert self.fetched is not None
-        return self.fetched.data, self.source, self.fetched.metadata
+        return self.fetched.data, self.name, self.fetched.metadata
 
     @property
     def log(self) -> dict[str, Any]:
@@ -99,10 +93,11 @@ def fault_label(exc: BaseException) -> str:
 
 
 class UploadProcessor:
-    def __init__(self, *, settings: Settings, source: ObjectSource, service: Service, store: ResultStore,
-                 reports: ReportWriter, publisher: Publisher, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, settings: Settings, objects: ObjectReader, service: AssessmentService,
+                 store: ResultStore, reports: ReportWriter, publisher: Publisher,
+                 clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
-        self.source = source
+        self.objects = objects
         self.service = service
         self.store = store
         self.reports = reports
@@ -152,8 +147,8 @@ class UploadProcessor:
         for i, job in jobs.items():
             try:
                 if job.result is None:      # alone, or the batched step failed: assess this one by itself
-                    data, source, metadata = job.item
-                    job.result, job.files = self.service.assess(data, source=source, metadata=metadata)
+                    data, name, metadata = job.item
+                    job.result, job.files = self.service.assess(data, source=name, metadata=metadata)
                 outcomes[i] = self._finish(job)
             except Exception as exc:
                 outcomes[i] = self._fault(job, exc)
@@ -165,23 +160,23 @@ class UploadProcessor:
                                                                                         notified=False)
         return outcomes  # type: ignore[return-value]    # every entry is set by now
 
-    def give_up(self, upload: Upload, exc: BaseException) -> dict[str, Any] | None:
+    def give_up(self, upload: Upload, exc: BaseException) -> StoredRecord | None:
         """Record ``failed`` and notify it (best effort: if this fails too, the redrive script does it)."""
         hospital_id = upload.hospital_id(self.settings.input_prefix)
         try:
-            item = self.store.record_failure(upload, hospital_id, fault=fault_label(exc), now=self.clock(),
-                                             model_version=getattr(self.service, "model_version", ""))
-            if item is None:
+            record = self.store.record_failure(upload, hospital_id, fault=fault_label(exc), now=self.clock(),
+                                               model_version=self.service.model_version)
+            if record is None:
                 # A result already stands (only its notification failed) or another delivery holds a
                 # live claim: nothing to mark; the dead-lettered event lets the redrive finish the job.
                 logger.error("retries exhausted; record left as it is", extra={"upload_id": upload.upload_id,
                                                                                "fault": fault_label(exc)})
                 return None
-            if item.get("notified_status") != FAILED:
-                self._notify(item)
+            if record.notified_status != FAILED:
+                self._notify(record)
             logger.error("upload failed after retries", extra={"upload_id": upload.upload_id,
                                                                 "fault": fault_label(exc)})
-            return item
+            return record
         except Exception as inner:     # the original fault is what the caller re-raises
             logger.error("could not record the failure", extra={"upload_id": upload.upload_id,
                                                                  "fault": fault_label(inner)})
@@ -193,7 +188,7 @@ class UploadProcessor:
             return upload
         # S3 names the version in events from versioned buckets; emulators and hand-made events may
         # not. Pin the version now so the idempotency key and the bytes we read agree.
-        return dataclasses.replace(upload, version_id=self.source.current_version(upload.bucket, upload.key))
+        return dataclasses.replace(upload, version_id=self.objects.current_version(upload.bucket, upload.key))
 
     def _claim(self, job: _Job) -> Outcome | None:
         """None when this delivery now owns the upload; otherwise what the earlier delivery left."""
@@ -212,11 +207,10 @@ class UploadProcessor:
                 raise Rejection(Reason.UNKNOWN_HOSPITAL,
                                 f"uploads must go under {self.settings.input_prefix}<hospital_id>/ "
                                 "for a hospital this service knows")
-            job.fetched = self.source.fetch(job.upload.bucket, job.upload.key, job.upload.version_id)
+            job.fetched = self.objects.fetch(job.upload.bucket, job.upload.key, job.upload.version_id)
         except Rejection as rejection:
-            job.result = AssessmentResult(source=job.source, status=REJECTED, reason=rejection.reason,
-                                          message=rejection.message,
-                                          model_version=getattr(self.service, "model_version", ""))
+            job.result = AssessmentResult(source=job.name, status=REJECTED, reason=rejection.reason,
+                                          message=rejection.message, model_version=self.service.model_version)
 
     def _assess_together(self, jobs: list[_Job]) -> None:
         """One model batch for several uploads; on a fault, leave them to be assessed one by one."""
@@ -235,12 +229,12 @@ class UploadProcessor:
     def _finish(self, job: _Job) -> Outcome:
         assert job.claim is not None and job.result is not None
         keys = self.reports.write(job.hospital_id, job.upload.upload_id, job.files) if job.files else {}
-        item = self.store.finish(job.claim, job.result, now=self.clock(), report_keys=keys,
-                                 notify_lease_seconds=self.settings.lease_seconds)
-        if item is None:
+        record = self.store.finish(job.claim, job.result, now=self.clock(), report_keys=keys,
+                                   notify_lease_seconds=self.settings.lease_seconds)
+        if record is None:
             job.claim = None            # not ours any more: nothing to release
             raise InProgress("the claim expired and another delivery took the upload over")
-        self._notify(item, lease_held=True)
+        self._notify(record, lease_held=True)
         logger.info("upload finished", extra={**job.log, "status": job.result.status, "reason": job.result.reason})
         return Outcome(job.upload.upload_id, job.hospital, job.result.status, notified=True)
 
@@ -253,12 +247,11 @@ class UploadProcessor:
         return exc
 
     def _already_handled(self, upload: Upload, hospital: str, claim: Claim, log: dict[str, Any]) -> Outcome:
-        item = claim.item
         if claim.status in TERMINAL:
-            if item.get("notified_status") != claim.status:
+            if not claim.record.notified:
                 # A previous delivery wrote the record but crashed before (or while) publishing, or is
                 # publishing right now: the notification claim lets exactly one of us send it.
-                if not self._notify(item):
+                if not self._notify(claim.record):
                     raise InProgress("another delivery is sending this upload's notification")
                 logger.info("sent the missing notification", extra={**log, "status": claim.status})
                 return Outcome(upload.upload_id, hospital, claim.status, notified=True)
@@ -267,23 +260,22 @@ class UploadProcessor:
         # Not ours and not finished: fail this delivery so it is retried and then sees the result.
         raise InProgress("another delivery is processing this upload")
 
-    def _notify(self, item: Mapping[str, Any], *, lease_held: bool = False) -> bool:
-        """Publish the item's notification once; False when another delivery holds the right to.
+    def _notify(self, record: StoredRecord, *, lease_held: bool = False) -> bool:
+        """Publish the record's notification once; False when another delivery holds the right to.
         ``lease_held``: the write that finished the record took the notification lease already."""
-        upload_id = str(item["upload_id"])
-        result = result_from_item(item)
-        if not lease_held and not self.store.claim_notification(upload_id, result.status, now=self.clock(),
+        result = record.result
+        assert result is not None, "only a terminal record is notified"
+        if not lease_held and not self.store.claim_notification(record.upload_id, result.status, now=self.clock(),
                                                                 lease_seconds=self.settings.lease_seconds):
             return False
-        report_key = (item.get("report_keys") or {}).get("report.png")
+        report_key = record.report_keys.get("report.png")
         url = self.reports.url(report_key) if report_key else None
-        message = build_message(result, hospital_id=str(item.get("hospital_id", UNKNOWN_HOSPITAL_ID)),
-                                upload_id=str(item["upload_id"]), report_url=url,
+        message = build_message(result, hospital_id=record.hospital_id, upload_id=record.upload_id, report_url=url,
                                 report_url_expires_in_s=self.reports.url_expiry_s if url else None)
         try:
             self.publisher.publish(message)
         except Exception:
-            self.store.release_notification(upload_id)
+            self.store.release_notification(record.upload_id)
             raise
-        self.store.mark_notified(upload_id, result.status, now=self.clock())
+        self.store.mark_notified(record.upload_id, result.status, now=self.clock())
         return True

@@ -1,0 +1,123 @@
+"""An upload and what the results table keeps about it, as the upload use case sees them (no boto3).
+
+- ``Upload``: one object version a hospital put under ``incoming/<hospital_id>/``; its ``upload_id``
+  (``sha256(bucket/key/version)[:32]``) is the idempotency key of everything written for it.
+- ``FetchedObject``: that version's bytes and the hospital's user metadata.
+- ``StoredRecord``: the one record per upload, typed; ``adapters/store.py`` maps it to and from a
+  DynamoDB item, ``boneage.fakes`` keeps it in memory.
+- ``Claim``: what taking an upload for a delivery found (owned now, or another delivery's record).
+
+Record life cycle (``status``)::
+
+    (none) --claim--> processing --finish--> completed | rejected
+                          |  \\--last attempt fails / redrive gives up--> failed --claim (redrive)--> processing
+                          \\--lease expires (crash, timeout)--> may be claimed again
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from boneage.config import HOSPITAL_ID_PATTERN
+from boneage.result import COMPLETED, FAILED, REJECTED, AssessmentResult
+
+PROCESSING = "processing"
+TERMINAL = frozenset({COMPLETED, REJECTED, FAILED})
+UNKNOWN_HOSPITAL_ID = "_unknown"        # the record's hospital for uploads outside incoming/<hospital_id>/
+
+
+def upload_id_for(bucket: str, key: str, version_id: str | None) -> str:
+    """A stable, PHI-free id: the same object version always maps to the same record."""
+    return hashlib.sha256(f"{bucket}/{key}/{version_id or 'null'}".encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One object a hospital uploaded; ``upload_id`` is the idempotency key of everything we write."""
+
+    bucket: str
+    key: str                    # decoded
+    version_id: str | None      # None only for buckets without versioning
+    size: int | None = None
+    event_time: str | None = None
+
+    @property
+    def upload_id(self) -> str:
+        return upload_id_for(self.bucket, self.key, self.version_id)
+
+    def hospital_id(self, input_prefix: str) -> str | None:
+        """``incoming/<hospital_id>/<anything>`` -> hospital_id; None when the key does not follow it."""
+        if not self.key.startswith(input_prefix):
+            return None
+        parts = self.key[len(input_prefix):].split("/", 1)
+        if len(parts) != 2 or not parts[1] or not HOSPITAL_ID_PATTERN.match(parts[0]):
+            return None
+        return parts[0]
+
+    @property
+    def extension(self) -> str:
+        """The file extension (lower case, with dot) or ""; kept because ingest may sniff on it."""
+        name = self.key.rsplit("/", 1)[-1]
+        if "." not in name:
+            return ""
+        ext = name.rsplit(".", 1)[-1].lower()
+        return f".{ext}" if ext.isalnum() and len(ext) <= 5 else ""
+
+
+@dataclass(frozen=True)
+class FetchedObject:
+    data: bytes
+    version_id: str | None
+    metadata: dict[str, str]    # S3 user metadata, ``x-amz-meta-`` already stripped by S3, keys lower case
+    content_type: str | None
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """The record of one upload (docs/serverless.md, "The result record").
+
+    ``result`` is the stored assessment once the status is terminal (``failed``: the reason and the
+    fault's message only), None while ``processing``. The object's location (``bucket``, ``key``,
+    ``version_id``) is kept for the redrive and for people; nothing in the flow reads it.
+    """
+
+    upload_id: str
+    hospital_id: str
+    status: str
+    result: AssessmentResult | None = None
+    attempts: int = 0
+    report_keys: Mapping[str, str] = field(default_factory=dict)    # file name -> key in the results bucket
+    notified_status: str | None = None      # the status whose notification went out
+    notified_at: str | None = None
+    notify_lease_until: int | None = None   # while a delivery holds the right to publish (epoch seconds)
+    lease_until: int | None = None          # while a delivery holds the claim (epoch seconds)
+    created_at: str = ""
+    updated_at: str = ""
+    bucket: str = ""
+    key: str = ""
+    version_id: str = "null"                # as stored: "null" for an unversioned object
+
+    @property
+    def notified(self) -> bool:
+        """The notification of the current status went out."""
+        return self.notified_status == self.status
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What ``ResultStore.claim`` found: we own the upload now (``owned``, with the lease ``token``
+    that ``finish`` and ``release`` need), or another delivery does or did (its ``record``)."""
+
+    owned: bool
+    record: StoredRecord
+    token: str = ""
+
+    @property
+    def status(self) -> str:
+        return self.record.status
+
+    @property
+    def attempts(self) -> int:
+        return self.record.attempts
