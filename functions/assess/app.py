@@ -24,7 +24,8 @@ from boneage.adapters.runtime import build_processor
 from boneage.config import Settings
 
 logger = Logger(service="boneage")
-tracer = Tracer(service="boneage")
+# No SDK patching: X-Ray's boto3 patch records the Key of every S3 call, and keys may carry names.
+tracer = Tracer(service="boneage", auto_patch=False)
 metrics = Metrics(namespace="BoneAge", service="boneage")
 batch = BatchProcessor(event_type=EventType.SQS)
 
