@@ -25,7 +25,8 @@ from boneage.processor import Outcome, UploadProcessor
 from boneage.upload import Upload
 
 logger = Logger(service="boneage")
-tracer = Tracer(service="boneage")
+# No SDK patching: X-Ray's boto3 patch records the Key of every S3 call, and keys may carry names.
+tracer = Tracer(service="boneage", auto_patch=False)
 metrics = Metrics(namespace="BoneAge", service="boneage")
 batch = BatchProcessor(event_type=EventType.SQS)
 
