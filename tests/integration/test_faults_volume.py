@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 
 from boneage.adapters.events import upload_id_for
+from boneage.adapters.redrive import redrive
 from boneage.adapters.runtime import Clients, build_processor
 from boneage.adapters.store import PROCESSING, TERMINAL, _unmarshal
 from boneage.config import Settings
 from boneage.imaging.testing import png_bytes
 from boneage.service import AssessmentService
-from redrive import redrive
-from support import FakeAssessor, FaultInjector
+from tests.unit.handler.support import FakeAssessor, FaultInjector
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

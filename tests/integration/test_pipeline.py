@@ -11,7 +11,7 @@ from boneage.adapters.events import upload_id_for
 from boneage.adapters.runtime import build_processor
 from boneage.adapters.store import ResultStore
 from boneage.config import Settings
-from demo import sample_uploads
+from boneage.devstack import sample_uploads
 
 pytestmark = pytest.mark.integration
 

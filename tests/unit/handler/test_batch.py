@@ -6,9 +6,10 @@ from typing import Any
 
 from boneage.adapters.events import Upload
 from boneage.adapters.processor import DUPLICATE
+from boneage.devstack import sample_uploads
 from boneage.service import AssessmentService
-from demo import sample_uploads
-from support import SpyAssessor
+
+from .support import SpyAssessor
 
 SAMPLES = {s.name: s for s in sample_uploads(3, size=256)}
 GOOD = ("DICOM girl", "PNG boy with metadata", "right hand")

@@ -10,10 +10,11 @@ import pytest
 
 from boneage.adapters.events import Upload
 from boneage.adapters.processor import DUPLICATE, InProgress
+from boneage.devstack import sample_uploads
 from boneage.errors import TransientFault
 from boneage.service import AssessmentService
-from demo import sample_uploads
-from support import FakeAssessor
+
+from .support import FakeAssessor
 
 SAMPLES = {s.name: s for s in sample_uploads(3, size=256)}
 
