@@ -3,7 +3,7 @@
     python scripts/invoke_local.py events/sqs-s3-put.json            # starts moto, deploys, uploads, invokes
     python scripts/invoke_local.py events/s3-put.json --env-vars build/local-stack.env.json   # running stack
 
-Without ``--env-vars`` a fresh local stack is started (``scripts/local_stack.py``), the event's bucket is
+Without ``--env-vars`` a fresh local stack is started (``boneage.devstack``), the event's bucket is
 pointed at the stack's input bucket and a generated radiograph is uploaded to every key the event names,
 so the handler finds the objects the event talks about. With ``--env-vars`` (a SAM env-vars file,
 ``{"AssessFunction": {...}}``, or a flat object such as the one ``python scripts/local_stack.py`` writes)
@@ -21,15 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "functions" / "assess")]
-
-
-def load_env_vars(path: Path, function: str = "AssessFunction") -> dict[str, str]:
-    data = json.loads(path.read_text())
-    if isinstance(data.get(function), dict):
-        data = {**data.get("Parameters", {}), **data[function]}
-    return {k: str(v) for k, v in data.items() if not isinstance(v, dict)}
+from boneage.devstack import LambdaContext, LocalStack, load_env_vars, load_handler, sample_uploads
 
 
 def s3_records(event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -62,10 +54,7 @@ def point_event_at(event: dict[str, Any], bucket: str) -> dict[str, Any]:
 
 
 def invoke(event: dict[str, Any]) -> dict[str, Any]:
-    import app
-    from local_stack import LambdaContext
-
-    return app.handler(event, LambdaContext()) or {}
+    return load_handler().handler(event, LambdaContext()) or {}
 
 
 def print_records(event: dict[str, Any]) -> None:
@@ -104,9 +93,6 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(response, indent=2))
         print_records(event)
         return 0 if not response.get("batchItemFailures") else 1
-
-    from demo import sample_uploads
-    from local_stack import LocalStack
 
     sample = sample_uploads(args.seed)[0]
     with LocalStack.start(stack_name="boneage-invoke") as stack, stack.environment():

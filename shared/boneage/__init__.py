@@ -9,6 +9,8 @@ Sub-packages, each findable by its name:
 - ``report``    PNG report, DICOM Secondary Capture and Structured Report.
 - ``adapters``  S3, DynamoDB and SNS adapters (boto3, never torch).
 - ``service``   the assessment use case that ties them together, free of Lambda.
+- ``bench``     the inference benchmark (``make bench``); ``devstack`` the local stack (dev extra only).
+  Neither is imported by the function.
 """
 
 __version__ = "0.1.0"

@@ -7,18 +7,13 @@ an image function). Tests share the stack and keep apart by hospital id.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "functions" / "assess"), str(ROOT / "tests" / "unit" / "handler")]
-
-from local_stack import LocalStack  # noqa: E402
+from boneage.devstack import LocalStack, load_handler
 
 torch.set_num_threads(1)
 
@@ -53,7 +48,6 @@ def real_service(stack: LocalStack) -> Any:
 @pytest.fixture
 def handler(stack: LocalStack) -> Iterator[Any]:
     """The deployed function's handler module; tests inject their processor with ``app.init(...)``."""
-    import app
-
+    app = load_handler()
     yield app
     app._processor = None

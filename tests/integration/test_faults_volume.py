@@ -18,14 +18,14 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from boneage.adapters.redrive import redrive
 from boneage.adapters.runtime import Clients, build_processor
 from boneage.adapters.store import _unmarshal
 from boneage.config import Settings
 from boneage.imaging.testing import png_bytes
 from boneage.service import AssessmentService
 from boneage.upload import PROCESSING, TERMINAL, upload_id_for
-from redrive import redrive
-from support import FakeAssessor, FaultInjector
+from tests.unit.handler.support import FakeAssessor, FaultInjector
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

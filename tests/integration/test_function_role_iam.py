@@ -30,12 +30,13 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from boneage.adapters.events import upload_id_for, uploads_from_sqs_body
+from boneage.adapters.events import uploads_from_sqs_body
 from boneage.adapters.runtime import CLIENT_CONFIG, Clients, build_processor
-from boneage.adapters.s3 import ObjectSource
+from boneage.adapters.s3 import ObjectReader
 from boneage.adapters.store import ResultStore
 from boneage.config import Settings
 from boneage.errors import Rejection, TransientFault
+from boneage.upload import upload_id_for
 
 pytestmark = pytest.mark.integration
 
@@ -178,7 +179,7 @@ def test_a_deleted_upload_is_404_to_the_function_and_403_without_list_bucket(sta
         assert _error(lambda: function.get_object(Bucket=bucket, Key=key)) == ("NoSuchKey", 404)
         assert _error(lambda: function.head_object(Bucket=bucket, Key=key)) == ("404", 404)
         with pytest.raises(Rejection) as rejected:
-            ObjectSource(function, max_bytes=1 << 20).fetch(bucket, key, version)
+            ObjectReader(function, max_bytes=1 << 20).fetch(bucket, key, version)
         assert rejected.value.reason == "object_not_found"
 
         # The same policy less s3:ListBucket: the object it may read is read; the missing one is 403.
@@ -186,7 +187,7 @@ def test_a_deleted_upload_is_404_to_the_function_and_403_without_list_bucket(sta
         assert _error(lambda: no_list.get_object(Bucket=bucket, Key=key, VersionId=version)) == ("AccessDenied", 403)
         assert _error(lambda: no_list.head_object(Bucket=bucket, Key=key)) == ("403", 403)
         with pytest.raises(TransientFault):     # retried, and on the last attempt recorded `failed`
-            ObjectSource(no_list, max_bytes=1 << 20).fetch(bucket, key, version)
+            ObjectReader(no_list, max_bytes=1 << 20).fetch(bucket, key, version)
         # And IAM is really enforced: the emulator's default credentials are refused.
         assert _error(lambda: stack.client("s3").get_object(Bucket=bucket, Key=kept))[1] == 403
     _discard_events(stack, 2)          # nothing assesses these uploads: the next test's handler must not see them

@@ -10,8 +10,8 @@ import pytest
 from boneage.adapters.runtime import build_processor
 from boneage.adapters.store import ResultStore
 from boneage.config import Settings
+from boneage.devstack import sample_uploads
 from boneage.upload import upload_id_for
-from demo import sample_uploads
 
 pytestmark = pytest.mark.integration
 

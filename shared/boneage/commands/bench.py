@@ -1,16 +1,16 @@
-"""``boneage bench``: the inference benchmark (``scripts/bench.py``, what ``make bench`` runs), summarised.
+"""``boneage bench``: the inference benchmark (``boneage.bench``, what ``make bench`` runs), summarised.
 
-The benchmark spawns a fresh process per artifact and drives the local AWS emulator, so it lives with
-the repository's scripts; this command runs it from a checkout and prints what it wrote. With
-``--existing`` it only reads a report an earlier run left. ``--json`` prints one JSON object per line:
-one per config (the headline keys our checks use) and one for decoding.
+The benchmark builds artifacts with the repository's ``scripts/build_model.py`` and drives the local
+AWS emulator (``boneage.devstack``, the ``dev`` extra), so it runs from a checkout; this command runs it
+and prints what it wrote. With ``--existing`` it only reads a report an earlier run left. ``--json``
+prints one JSON object per line: one per config (the headline keys our checks use) and one for decoding.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ HEADLINE = ("gflop_per_image", "eager_fp32_p50_ms", "best_p50_ms", "best_backend
 def _repo_root() -> Path | None:
     """The checkout this package runs from (``shared/boneage`` -> the root), if it has the scripts."""
     root = Path(__file__).resolve().parents[3]
-    return root if (root / "scripts" / "bench.py").is_file() else None
+    return root if (root / "scripts" / "build_model.py").is_file() else None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,23 +53,26 @@ def run(args: argparse.Namespace) -> int:
     root = _repo_root()
     out = args.out or (root / "build" / "bench" if root else None)
     if out is None:
-        print("error: the benchmark runs from a repository checkout (scripts/bench.py); give --out "
+        print("error: the benchmark runs from a repository checkout (scripts/build_model.py); give --out "
               "with --existing to read a report", file=sys.stderr)
         return 2
     if not args.existing:
         if root is None:
-            print("error: scripts/bench.py not found: run from a repository checkout", file=sys.stderr)
+            print("error: scripts/build_model.py not found: run from a repository checkout", file=sys.stderr)
             return 2
-        cmd = [sys.executable, str(root / "scripts" / "bench.py"), "--out", str(out)]
+        from boneage.bench.driver import main as bench_main
+
+        argv = ["--out", str(out)]
         if args.configs:
-            cmd += ["--configs", args.configs]
+            argv += ["--configs", args.configs]
         if args.repeats:
-            cmd += ["--repeats", str(args.repeats)]
+            argv += ["--repeats", str(args.repeats)]
         # The benchmark's progress goes to stderr so stdout stays one JSON object per line.
-        proc = subprocess.run(cmd, stdout=sys.stderr, cwd=root)
-        if proc.returncode != 0:
-            print(f"error: the benchmark exited with {proc.returncode}", file=sys.stderr)
-            return proc.returncode
+        with contextlib.redirect_stdout(sys.stderr):
+            code = bench_main(argv)
+        if code != 0:
+            print(f"error: the benchmark exited with {code}", file=sys.stderr)
+            return code
     try:
         report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

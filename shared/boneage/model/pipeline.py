@@ -8,13 +8,19 @@ TorchScript, torch.export or AOTInductor artifacts all plug in the same way. QC 
 - the detector's image-level ``inverted`` logit flags a negative, which is flipped back before
   regression (``qc["inverted"]``);
 - the regressor's ``mature`` logit flags an adult (fused) hand -> ``skeletally_mature``.
+
+Two documented injection points serve measurement, never the service: ``with_stages`` wraps or swaps
+the two stage callables (the benchmark times them), and ``with_decisions`` rewrites what the networks
+decided before QC reads it (``StageDecisions``; the benchmark's oracle lets random weights reach the
+regressor and every later stage). Both return a new assessor and leave this one as it was.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -34,14 +40,44 @@ def _sigmoid(x: float) -> float:
     return float(1.0 / (1.0 + np.exp(-x)))
 
 
+class StageDecisions(Protocol):
+    """Rewrites the networks' outputs after each stage ran and before QC reads them.
+
+    ``detected`` gets the detector's outputs (class logits, box deltas, image-level logits) and
+    ``regressed`` the regressor's (age, sigma, male logit, mature logit); each returns tensors of
+    the same shapes. The stages' compute is unchanged; only their decisions are replaced, so every
+    later stage runs as it would for a real result. For benchmarks on random weights
+    (``boneage.bench.oracle.OracleDecisions``), never for serving."""
+
+    def detected(self, outputs: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]: ...
+
+    def regressed(self, outputs: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]: ...
+
+
 class TwoStageAssessor:
     def __init__(self, cfg: ModelConfig, detector_fn: TensorFn, regressor_fn: TensorFn,
-                 model_version: str, demo: bool) -> None:
+                 model_version: str, demo: bool, decisions: StageDecisions | None = None) -> None:
         self.cfg = cfg
         self.detector_fn = detector_fn
         self.regressor_fn = regressor_fn
         self.model_version = model_version
         self.demo = demo
+        self.decisions = decisions
+
+    def with_stages(self, detector_fn: TensorFn | None = None, regressor_fn: TensorFn | None = None
+                    ) -> TwoStageAssessor:
+        """A copy that runs these stage callables instead (``None`` keeps the current one), e.g. the
+        same stages wrapped in a timer."""
+        other = copy.copy(self)
+        other.detector_fn = detector_fn or self.detector_fn
+        other.regressor_fn = regressor_fn or self.regressor_fn
+        return other
+
+    def with_decisions(self, decisions: StageDecisions | None) -> TwoStageAssessor:
+        """A copy whose stage outputs pass through ``decisions`` before QC (see ``StageDecisions``)."""
+        other = copy.copy(self)
+        other.decisions = decisions
+        return other
 
     @classmethod
     def from_checkpoint(cls, ckpt: Any) -> "TwoStageAssessor":
@@ -64,7 +100,10 @@ class TwoStageAssessor:
         cfg = self.cfg
         t0 = time.perf_counter()
         boxed = [letterbox(np.asarray(im, dtype=np.float32), cfg.detector.image_size) for im in images]
-        cls_logits, deltas, image_logits = self.detector_fn(torch.stack([b[0] for b in boxed]))[:3]
+        detected = self.detector_fn(torch.stack([b[0] for b in boxed]))
+        if self.decisions is not None:
+            detected = self.decisions.detected(detected)
+        cls_logits, deltas, image_logits = detected[:3]
         t_det = (time.perf_counter() - t0) * 1000 / max(len(images), 1)
 
         outputs: list[ModelOutput] = []
@@ -107,7 +146,10 @@ class TwoStageAssessor:
             crops = torch.stack([square_crop(p, b, cfg.regressor.crop_margin, cfg.regressor.crop_size)
                                  for _, p, b in pending])
             sex_t = sex_onehot([sexes[i] for i, _, _ in pending])
-            age, sigma, male_logit, mature_logit = self.regressor_fn(crops, sex_t)[:4]
+            regressed = self.regressor_fn(crops, sex_t)
+            if self.decisions is not None:
+                regressed = self.decisions.regressed(regressed)
+            age, sigma, male_logit, mature_logit = regressed[:4]
             for j, (i, _, _) in enumerate(pending):
                 self._fill(outputs[i], sexes[i], float(age[j]), float(sigma[j]), float(male_logit[j]),
                            float(mature_logit[j]))

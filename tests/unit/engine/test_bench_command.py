@@ -4,19 +4,15 @@ traceback, when there is no report to read."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
+from boneage.bench.summary import summarise
 from boneage.cli import main
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
-import bench  # noqa: E402
 
 
 def test_existing_report_prints_one_json_line_per_config_and_decode(tmp_path, capsys):
     ref = {"p50_ms": 200.0, "regressor_ages": [120.0], "regressor_sigmas": [6.0]}
     fast = {"p50_ms": 50.0, "regressor_ages": [120.5], "regressor_sigmas": [6.0]}
-    clinical = bench.summarise("clinical", {"eager-fp32": ref, "aoti-int8": fast},
+    clinical = summarise("clinical", {"eager-fp32": ref, "aoti-int8": fast},
                                {"eager-fp32": 16.9, "aoti-int8": 15.3}, {"fp32": {"peak": 190.0}, "int8": {"peak": 300.0}})
     clinical.update(e2e_p50_ms=160.0, e2e_p50_ms_avx2=170.0)
     report = {"configs": ["clinical"], "clinical": clinical,

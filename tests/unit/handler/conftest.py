@@ -4,10 +4,8 @@ results bucket, results table with its GSI, topic with one subscribed queue per 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -19,10 +17,7 @@ from boneage.adapters.runtime import Clients, build_processor
 from boneage.config import Settings
 from boneage.service import AssessmentService
 
-ROOT = Path(__file__).resolve().parents[3]
-sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "functions" / "assess"), str(Path(__file__).parent)]
-
-from support import FakeAssessor, FaultInjector  # noqa: E402
+from .support import FakeAssessor, FaultInjector
 
 torch.set_num_threads(1)
 HOSPITALS = ("st-mary", "north-gen")

@@ -9,12 +9,13 @@ import pytest
 
 # Imported at collection, before sockets are disabled: the X-Ray SDK under Powertools' Tracer opens
 # (and, with tracing disabled, never uses) a UDP socket when it is first imported.
-import app as app_module
+from boneage.devstack import LambdaContext, load_handler, sample_uploads
 from boneage.service import AssessmentService
 from boneage.upload import Upload
-from demo import sample_uploads
-from local_stack import LambdaContext
-from support import SpyAssessor
+
+from .support import SpyAssessor
+
+app_module = load_handler()
 
 EVENTS = Path(__file__).resolve().parents[3] / "events"
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from boneage.devstack import sample_uploads
 from boneage.service import AssessmentService
 from boneage.upload import Upload
-from demo import sample_uploads
-from support import SpyAssessor
+
+from .support import SpyAssessor
 
 SAMPLES = {s.name: s for s in sample_uploads(3, size=256)}
 GOOD = ("DICOM girl", "PNG boy with metadata", "right hand")

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from boneage.config import IngestSettings
+from boneage.devstack import sample_uploads
 from boneage.errors import TransientFault
 from boneage.processor import DUPLICATE, InProgress
 from boneage.upload import Upload
-from demo import sample_uploads
 
 SAMPLES = {s.name: s for s in sample_uploads(3, size=256)}
 

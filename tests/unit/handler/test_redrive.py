@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from redrive import move, redrive
+from boneage.adapters.redrive import move, redrive
 
 
 def _event_body(bucket: str, key: str, version: str) -> str:

@@ -20,8 +20,9 @@ KEY = "incoming/st-mary/Doe-Jane-2015-03-12.dcm"
 
 _CHILD = r"""
 import json, sys
-sys.path.insert(0, sys.argv[1])
-import app                              # the function's Tracer, built at import as in Lambda
+from pathlib import Path
+from boneage.devstack import load_handler
+app = load_handler(Path(sys.argv[1]))  # the function's Tracer, built at import as in Lambda
 import boto3
 from aws_xray_sdk.core import xray_recorder
 from botocore.stub import Stubber
@@ -71,7 +72,7 @@ def test_traces_of_the_function_carry_no_object_key(tmp_path):
         "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
         "PYTHONPATH": os.pathsep.join([str(ROOT / "shared"), env.get("PYTHONPATH", "")]),
     })
-    run = subprocess.run([sys.executable, "-c", _CHILD, str(ROOT / "functions" / "assess"), KEY], env=env,
+    run = subprocess.run([sys.executable, "-c", _CHILD, str(ROOT / "functions" / "assess" / "app.py"), KEY], env=env,
                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
     entities = json.loads(run.stdout.strip().splitlines()[-1])

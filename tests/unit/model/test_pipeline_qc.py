@@ -158,3 +158,43 @@ def test_age_correction_and_interval_scale_from_the_config_are_applied():
     assert out.bone_age_months == pytest.approx(110.0)
     half = CFG.interval_z * 5.0 * 1.2 * 1.5
     assert out.interval_months == pytest.approx((110.0 - half, 110.0 + half))
+
+
+class MatureDecisions:
+    """A ``StageDecisions`` that keeps the detector's outputs and calls every hand skeletally mature."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def detected(self, outputs):
+        self.calls.append("detected")
+        return outputs
+
+    def regressed(self, outputs):
+        self.calls.append("regressed")
+        age, sigma, male, mature = outputs[:4]
+        return age, sigma, male, torch.full_like(mature, 10.0)
+
+
+def test_injected_decisions_rewrite_stage_outputs_before_qc_in_a_copy_of_the_assessor():
+    base = TwoStageAssessor(CFG, fake_detector([(HAND, "left_hand")]), FakeRegressor(), "test", demo=True)
+    decisions = MatureDecisions()
+    injected = base.with_decisions(decisions)
+    out = injected.assess(image(), "F")
+    assert out.rejection is not None and out.rejection[0] == Reason.SKELETALLY_MATURE
+    assert decisions.calls == ["detected", "regressed"]
+    assert base.decisions is None and base.assess(image(), "F").rejection is None    # the original is untouched
+
+
+def test_with_stages_swaps_only_the_stages_given():
+    reg = FakeRegressor()
+    base = TwoStageAssessor(CFG, fake_detector([(HAND, "left_hand")]), reg, "test", demo=True)
+    seen: list[int] = []
+
+    def counted(*args):
+        seen.append(args[0].shape[0])
+        return base.detector_fn(*args)
+
+    timed = base.with_stages(detector_fn=counted)
+    assert timed.regressor_fn is reg and base.detector_fn is not counted
+    assert timed.assess(image(), "F").rejection is None and seen == [1]

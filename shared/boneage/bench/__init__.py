@@ -1,0 +1,24 @@
+"""The inference benchmark (``make bench``, ``boneage bench``): latency, throughput, cold start,
+memory, compute efficiency and accuracy per artifact.
+
+Writes ``build/bench/report.json`` and ``build/bench/report.md``. For each config (demo, clinical,
+seed_equivalent) and each backend x precision it measures, each in a fresh process:
+- cold start: process spawn -> first assessed phantom, imports, load and warm-up included;
+- p50/p90 of one image through both networks (batch 1), throughput at batch 4 and 8;
+- peak RSS; GFLOP/image (torch's flop counter); achieved GFLOP/s and its share of the host's
+  peak for that precision, measured in this run (``boneage.engine.peak``);
+- the output delta against fp32 eager on a seeded phantom set (and the MAE change where the weights
+  are trained, i.e. demo).
+Then, for clinical, an end-to-end stage breakdown through the local emulator (moto server, the
+real handler): natively and in a subprocess capped to AVX2 (ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA).
+Combinations that cannot win are skipped and listed with the reason (e.g. compiled bf16 on a host
+whose measured bf16 peak is below its fp32 peak). Built artifacts are cached under
+``build/bench/model`` and reused when their weights hash and torch version match.
+
+Modules: ``driver`` (the command line and the run), ``planner`` (what to measure on this host),
+``artifacts`` (cached builds), ``worker`` (one artifact in a fresh process), ``e2e`` and ``oracle``
+(the end-to-end run through the local stack), ``summary`` (per-artifact figures and the accuracy
+gate), ``report`` (report.md) with ``cost`` (Lambda pricing), ``decode`` (decoding per format).
+Workers run as ``python -m boneage.bench``. The benchmark runs from a repository checkout (it builds
+with ``scripts/build_model.py`` and its end-to-end part needs the ``dev`` extra: ``boneage.devstack``).
+"""

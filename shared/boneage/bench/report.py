@@ -1,0 +1,50 @@
+"""``report.md``: the benchmark's report in Markdown, from ``report.json``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .cost import lambda_cost
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = ["# Benchmark", "", f"Host: {json.dumps(report['host'])}", "",
+             ("Peak GFLOP/s (GOP/s for int8) measured in this run, each probe the best of several runs, channels-last "
+              "(boneage.engine.peak: GEMM, conv 1x1 512ch @32, conv 3x3 256ch @64 and 128ch @128; int8: PT2E-quantised "
+              "conv 3x3 256ch @64 compiled by Inductor):"), ""]
+    for p, v in report["peaks"].items():
+        lines.append(f"- {p}: {v}")
+    for config in report["configs"]:
+        c = report[config]
+        lines += ["", f"## {config} ({c.get('gflop_per_image')} GFLOP/image)", "",
+                  f"best **{c.get('best_backend')}** p50 {c.get('best_p50_ms')} ms, eager fp32 {c.get('eager_fp32_p50_ms')} ms, "
+                  f"speedup {c.get('speedup_vs_eager')}x, compute efficiency {c.get('compute_efficiency')}, "
+                  f"cold start {c.get('cold_start_s')} s, peak RSS {c.get('peak_rss_mb')} MB; "
+                  f"{c.get('gflop_per_image_eager')} GFLOP/image as trained (eager)", "",
+                  "| artifact | p50 ms | p90 ms | img/s b4 | img/s b8 | cold s | RSS MB | GFLOP | GFLOP/s | share of peak "
+                  "| regressor Δ mean/max (mo) | assessed Δ mean (mo) | MAE Δ (mo) | QC changed | accurate |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for name, r in c["artifacts"].items():
+            if "p50_ms" not in r:
+                lines.append(f"| {name} | failed: {str(r.get('error', ''))[-120:].replace('|', '/').replace(chr(10), ' ')} |")
+                continue
+            judged = {True: "yes", False: "**no**", None: "not judged (random weights)"}[r.get("accurate_enough")]
+            lines.append(f"| {name} | {r['p50_ms']} | {r['p90_ms']} | {r.get('throughput_b4_img_s')} | "
+                         f"{r.get('throughput_b8_img_s')} | {r.get('cold_start_s')} | {r.get('peak_rss_mb')} | "
+                         f"{r.get('gflop_per_image')} | {r.get('gflop_s')} | {r.get('share_of_peak')} | "
+                         f"{r.get('mean_output_delta_months')}/{r.get('max_output_delta_months')} | "
+                         f"{r.get('mean_assessed_delta_months', '-')} | {r.get('phantom_mae_delta_months', '-')} | "
+                         f"{r.get('decisions_changed', '-')} | {judged} |")
+        for key in ("e2e", "e2e_avx2"):
+            if key in c and "stages_p50_ms" in c[key]:
+                s = c[key]
+                lines += ["", f"End to end ({key}, {s['backend']}, {s['invocations']} invocations, p50 ms): "
+                          + ", ".join(f"{k} {v}" for k, v in s["stages_p50_ms"].items())]
+    lines += lambda_cost(report)
+    if report.get("skipped"):
+        lines += ["", "## Skipped", ""] + [f"- {s}" for s in report["skipped"]]
+    if report.get("decode"):
+        lines += ["", "## Decode", "", "```", json.dumps(report["decode"], indent=1)[:3000], "```"]
+    lines += ["", f"Total bench time: {report['bench_seconds']} s", ""]
+    return "\n".join(lines)

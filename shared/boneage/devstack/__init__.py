@@ -1,0 +1,17 @@
+"""The local stack for development: the AWS emulator with ``template.yaml`` deployed, the handler
+module, and the demo's sample uploads. Used by ``scripts/`` (demo, invoke_local, redrive, local_stack),
+the benchmark's end-to-end run and the tests; never by the service itself.
+
+Development only: it needs the ``dev`` extra (``pip install -e '.[dev]'``: moto server, aws-sam-translator,
+cfn-lint) and a repository checkout (it reads ``template.yaml`` and ``functions/assess/app.py``). Nothing
+in the runtime import graph imports this package, and importing it imports none of the dev extra:
+those libraries are loaded when a stack starts.
+"""
+
+from __future__ import annotations
+
+from .handler import load_env_vars, load_handler
+from .samples import SampleUpload, sample_uploads
+from .stack import ROOT, LambdaContext, LocalStack
+
+__all__ = ["ROOT", "LambdaContext", "LocalStack", "SampleUpload", "load_env_vars", "load_handler", "sample_uploads"]
