@@ -18,6 +18,7 @@ import numpy as np
 from boneage.clinical import interpret, predict_adult_height
 from boneage.errors import Rejection
 from boneage.imaging import Limits, ingest
+from boneage.imaging.ingest import SERVICE_TARGET_LONG_SIDE
 from boneage.imaging.types import Radiograph
 from boneage.model.types import ModelOutput
 from boneage.result import COMPLETED, REJECTED, AssessmentResult
@@ -43,9 +44,7 @@ def _default_report_builder():
     return build_reports
 
 
-# 600 px serves the clinical model (512 px detector, 299 px hand crops) and lets a 2500 px JPEG 2000
-# decode at resolution level 2 (~50 ms) instead of 1 (~160 ms); see docs/imaging.md.
-DEFAULT_TARGET_LONG_SIDE = 600
+DEFAULT_TARGET_LONG_SIDE = SERVICE_TARGET_LONG_SIDE     # see imaging.ingest
 
 
 class AssessmentService:
