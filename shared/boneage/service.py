@@ -21,6 +21,7 @@ from boneage.imaging import Limits, ingest
 from boneage.imaging.ingest import SERVICE_TARGET_LONG_SIDE
 from boneage.imaging.types import Radiograph
 from boneage.model.types import ModelOutput
+from boneage.report import build_reports
 from boneage.result import COMPLETED, REJECTED, AssessmentResult
 
 logger = logging.getLogger(__name__)
@@ -36,12 +37,6 @@ class Assessor(Protocol):
 
 
 ReportBuilder = Any  # callable(radiograph, output, result) -> dict[str, bytes]
-
-
-def _default_report_builder():
-    from boneage.report import build_reports
-
-    return build_reports
 
 
 DEFAULT_TARGET_LONG_SIDE = SERVICE_TARGET_LONG_SIDE     # see imaging.ingest
@@ -189,7 +184,7 @@ class AssessmentService:
         reports: dict[str, bytes] = {}
         if want_reports:
             t0 = time.perf_counter()
-            builder = self._report_builder or _default_report_builder()
+            builder = self._report_builder or build_reports
             reports = builder(radiograph, output, result)
             result.report_files = sorted(reports)
             timings["report"] = round((time.perf_counter() - t0) * 1000, 2)
