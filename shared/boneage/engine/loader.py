@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import torch
 
+from boneage.compat.torch import AotiPackage, tree_flatten, tree_unflatten
 from boneage.engine import host, weights
 from boneage.engine.build import prepare, to_channels_last
 from boneage.engine.manifest import BACKENDS, MANIFEST_NAME, Manifest, ManifestError, check_compatible
@@ -65,27 +66,9 @@ class CompiledStage:
             if not self.max_batch or n <= self.max_batch:
                 return self.fn(*inputs)
             parts = [self.fn(*(t[i:i + self.max_batch] for t in inputs)) for i in range(0, n, self.max_batch)]
-        flat = [torch.utils._pytree.tree_flatten(p) for p in parts]
+        flat = [tree_flatten(p) for p in parts]
         joined = [torch.cat(ts, 0) for ts in zip(*(leaves for leaves, _ in flat))]
-        return torch.utils._pytree.tree_unflatten(joined, flat[0][1])
-
-
-class AotiPackage:
-    """Runs an AOTInductor package through torch's C++ loader.
-
-    ``torch._inductor.aoti_load_package`` does the same but first imports torch._inductor and
-    torch._dynamo, ~1.5 s of a cold start on 2 vCPUs spent on compiler code a pre-compiled package
-    never calls (measured: 10 ms to load this way)."""
-
-    def __init__(self, path: Path) -> None:
-        import torch.utils._pytree as pytree
-
-        self._loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
-        self._out_spec = pytree.treespec_loads(self._loader.get_call_spec()[1])
-        self._unflatten = pytree.tree_unflatten
-
-    def __call__(self, *inputs: torch.Tensor) -> Any:
-        return self._unflatten(self._loader.boxed_run(list(inputs)), self._out_spec)
+        return tree_unflatten(joined, flat[0][1])
 
 
 def _load_stage(folder: Path, manifest: Manifest, stage: str, model_config: Any) -> StageFn:

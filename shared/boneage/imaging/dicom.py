@@ -26,6 +26,7 @@ from pydicom.encaps import get_frame
 from pydicom.pixels import get_decoder
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi
 
+from boneage.compat.pydicom import read_file_meta
 from boneage.errors import Reason, Rejection
 from boneage.imaging import codestream, jpegls, pixels
 from boneage.imaging.limits import Limits
@@ -87,10 +88,8 @@ def _check_deflate(data: bytes, limits: Limits) -> None:
     if dcm_uid.DeflatedExplicitVRLittleEndian.encode() not in head:
         return
     try:
-        # read_file_meta_info() only takes a path; these are the two calls it makes.
         fp = io.BytesIO(data)
-        pydicom.filereader.read_preamble(fp, False)
-        meta = pydicom.filereader._read_file_meta_info(fp)
+        meta = read_file_meta(fp)
         end = fp.tell()
     except Exception as exc:
         raise Rejection(Reason.NOT_AN_IMAGE, "the DICOM file meta header is unreadable") from exc
