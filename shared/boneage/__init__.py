@@ -9,6 +9,7 @@ Sub-packages, each findable by its name:
 - ``report``    PNG report, DICOM Secondary Capture and Structured Report.
 - ``adapters``  S3, DynamoDB and SNS adapters (boto3, never torch).
 - ``service``   the assessment use case that ties them together, free of Lambda.
+- ``compat``    the only place private APIs of torch, pydicom, pyjpegls and highdicom are used.
 """
 
 __version__ = "0.1.0"
