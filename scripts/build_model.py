@@ -42,12 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     host.configure_torch()
 
-    from boneage.engine import source
+    from boneage.engine import weights
 
     if args.random_weights:
-        src = source.random_weights(args.config, args.seed)
+        src = weights.random_weights(args.config, args.seed)
     else:
-        src = source.from_checkpoint(args.checkpoint)
+        src = weights.from_checkpoint(args.checkpoint)
         if src.config_name != args.config:
             print(f"note: checkpoint config is {src.config_name!r}, building that", file=sys.stderr)
     retire_stale(args.out, src.weights_sha256)

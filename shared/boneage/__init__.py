@@ -11,6 +11,7 @@ Sub-packages, each findable by its name:
 - ``service``   the assessment use case that ties them together, free of Lambda.
 - ``bench``     the inference benchmark (``make bench``); ``devstack`` the local stack (dev extra only).
   Neither is imported by the function.
+- ``compat``    the only place private APIs of torch, pydicom, pyjpegls and highdicom are used.
 """
 
 __version__ = "0.1.0"

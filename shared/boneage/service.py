@@ -18,8 +18,10 @@ import numpy as np
 from boneage.clinical import interpret, predict_adult_height
 from boneage.errors import Rejection
 from boneage.imaging import Limits, ingest
+from boneage.imaging.ingest import SERVICE_TARGET_LONG_SIDE
 from boneage.imaging.types import Radiograph
 from boneage.model.types import ModelOutput
+from boneage.report import build_reports
 from boneage.result import COMPLETED, REJECTED, AssessmentResult
 
 logger = logging.getLogger(__name__)
@@ -37,15 +39,7 @@ class Assessor(Protocol):
 ReportBuilder = Any  # callable(radiograph, output, result) -> dict[str, bytes]
 
 
-def _default_report_builder():
-    from boneage.report import build_reports
-
-    return build_reports
-
-
-# 600 px serves the clinical model (512 px detector, 299 px hand crops) and lets a 2500 px JPEG 2000
-# decode at resolution level 2 (~50 ms) instead of 1 (~160 ms); see docs/imaging.md.
-DEFAULT_TARGET_LONG_SIDE = 600
+DEFAULT_TARGET_LONG_SIDE = SERVICE_TARGET_LONG_SIDE     # see imaging.ingest
 
 
 class AssessmentService:
@@ -193,7 +187,7 @@ class AssessmentService:
         reports: dict[str, bytes] = {}
         if want_reports:
             t0 = time.perf_counter()
-            builder = self._report_builder or _default_report_builder()
+            builder = self._report_builder or build_reports
             reports = builder(radiograph, output, result)
             result.report_files = sorted(reports)
             timings["report"] = round((time.perf_counter() - t0) * 1000, 2)

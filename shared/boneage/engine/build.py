@@ -19,6 +19,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from boneage.compat.torch import aoti_compile_and_package, tree_map, vec_isa_name
 from boneage.engine import host
 from boneage.engine.manifest import Manifest, sha256_file
 
@@ -42,7 +43,7 @@ class PrecisionWrapper(nn.Module):
     def forward(self, *args: torch.Tensor) -> Any:
         cast = [a.to(self.dtype) if a.is_floating_point() else a for a in args]
         out = self.module(*cast)
-        return torch.utils._pytree.tree_map(
+        return tree_map(
             lambda t: t.float() if isinstance(t, torch.Tensor) and t.is_floating_point() else t, out)
 
 
@@ -127,8 +128,7 @@ def build_aoti(module: nn.Module, inputs: Inputs, path: Path, max_batch: int,
         module = quantize_int8(module, inputs, calibration)
     with torch.no_grad():
         program = export(module, to_channels_last(tuple(t[:1] for t in inputs)))
-        out = torch._inductor.aoti_compile_and_package(
-            program, package_path=str(path), inductor_configs={"freezing": True})
+        out = aoti_compile_and_package(program, package_path=str(path), inductor_configs={"freezing": True})
     return Path(out)
 
 
@@ -180,9 +180,7 @@ BUILDERS: dict[str, tuple[Callable[..., Path], str]] = {
 def aoti_cpu_features() -> tuple[str, list[str]]:
     """The ISA Inductor vectorises for on this build host, and the flags that code executes."""
     try:
-        from torch._inductor import cpu_vec_isa
-
-        isa = str(cpu_vec_isa.pick_vec_isa())
+        isa = vec_isa_name()
     except Exception:                                      # pragma: no cover - private API moved
         isa = host.isa_level(host.effective_flags())
     level = "avx512" if "512" in isa else "avx2" if "avx2" in isa else "default"

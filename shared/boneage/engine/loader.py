@@ -25,7 +25,8 @@ from typing import Any, Callable
 
 import torch
 
-from boneage.engine import host
+from boneage.compat.torch import AotiPackage, tree_flatten, tree_unflatten
+from boneage.engine import host, weights
 from boneage.engine.build import prepare, to_channels_last
 from boneage.engine.manifest import BACKENDS, MANIFEST_NAME, Manifest, ManifestError, check_compatible
 
@@ -64,27 +65,9 @@ class CompiledStage:
             if not self.max_batch or n <= self.max_batch:
                 return self.fn(*inputs)
             parts = [self.fn(*(t[i:i + self.max_batch] for t in inputs)) for i in range(0, n, self.max_batch)]
-        flat = [torch.utils._pytree.tree_flatten(p) for p in parts]
+        flat = [tree_flatten(p) for p in parts]
         joined = [torch.cat(ts, 0) for ts in zip(*(leaves for leaves, _ in flat))]
-        return torch.utils._pytree.tree_unflatten(joined, flat[0][1])
-
-
-class AotiPackage:
-    """Runs an AOTInductor package through torch's C++ loader.
-
-    ``torch._inductor.aoti_load_package`` does the same but first imports torch._inductor and
-    torch._dynamo, ~1.5 s of a cold start on 2 vCPUs spent on compiler code a pre-compiled package
-    never calls (measured: 10 ms to load this way)."""
-
-    def __init__(self, path: Path) -> None:
-        import torch.utils._pytree as pytree
-
-        self._loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
-        self._out_spec = pytree.treespec_loads(self._loader.get_call_spec()[1])
-        self._unflatten = pytree.tree_unflatten
-
-    def __call__(self, *inputs: torch.Tensor) -> Any:
-        return self._unflatten(self._loader.boxed_run(list(inputs)), self._out_spec)
+        return tree_unflatten(joined, flat[0][1])
 
 
 def _load_stage(folder: Path, manifest: Manifest, stage: str, model_config: Any) -> StageFn:
@@ -104,9 +87,7 @@ def _load_stage(folder: Path, manifest: Manifest, stage: str, model_config: Any)
             log.warning("optimize_for_inference skipped for %s: %s", stage, exc)
             return module
     if manifest.backend == "eager":
-        from boneage.engine import source
-
-        network = source.build_stage(stage, model_config)
+        network = weights.build_stage(stage, model_config)
         network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return prepare(network, manifest.precision, channels_last=False)   # stock PyTorch, as built
     raise ManifestError(f"unknown backend {manifest.backend!r}")
@@ -192,6 +173,21 @@ def _zero_from_dict(manifest: dict[str, Any], stage: str, batch: int = 1) -> tup
     return tuple(torch.zeros([batch, *shape[1:]]) for shape in manifest["input_shapes"][stage])
 
 
+def demo_engine(*, threads: int, fallbacks: list[str]) -> Engine:
+    """The last resort: eager fp32 on the committed demo weights (channels-last, no compilation)."""
+    src = weights.from_checkpoint(None)
+    det = CompiledStage(prepare(src.stages["detector"].module, "fp32"), "detector")
+    reg = CompiledStage(prepare(src.stages["regressor"].module, "fp32"), "regressor")
+    manifest = {"backend": "eager", "precision": "fp32", "config": src.config_name,
+                "model_version": src.model_version, "weights_sha256": src.weights_sha256,
+                "torch_version": torch.__version__, "demo": src.demo, "model_config": src.model_config,
+                "input_shapes": {k: [list(t.shape) for t in s.inputs] for k, s in src.stages.items()},
+                "files": {}, "fallback": True}
+    return Engine(assessor=weights.make_assessor(src.model_config, det, reg, src.model_version, src.demo),
+                  manifest=manifest, backend="eager", precision="fp32", model_version=src.model_version,
+                  detector_fn=det, regressor_fn=reg, artifact=None, threads=threads, fallbacks=fallbacks)
+
+
 def load_stages(candidate: Candidate, *, torch_version: str | None = None, ipex: str | None = None,
                 flags: frozenset[str] | None = None) -> tuple[StageFn, StageFn]:
     """Check one artifact against the host, load both stages and run them once; raise ManifestError if unusable."""
@@ -250,8 +246,6 @@ def load_engine(artifact_dir: Path | str | None = None, *, backend: str | None =
     if preferred and not any(preferred in (c.manifest.backend, c.manifest.name) for c in candidates):
         fallbacks.append(f"requested backend {preferred!r} has no artifact")
 
-    from boneage.engine import source
-
     for cand in candidates:
         try:
             det, reg = load_stages(cand, ipex=ipex, flags=flags)
@@ -260,7 +254,7 @@ def load_engine(artifact_dir: Path | str | None = None, *, backend: str | None =
             log.warning("engine: falling back from %s: %s", cand.manifest.name, exc)
             continue
         m = cand.manifest
-        assessor = source.make_assessor(m.model_config, det, reg, m.model_version, m.demo)
+        assessor = weights.make_assessor(m.model_config, det, reg, m.model_version, m.demo)
         engine = Engine(assessor=assessor, manifest=json.loads(m.to_json()), backend=m.backend,
                         precision=m.precision, model_version=m.model_version, detector_fn=det,
                         regressor_fn=reg, artifact=cand.folder, threads=n_threads, fallbacks=fallbacks)
@@ -268,7 +262,7 @@ def load_engine(artifact_dir: Path | str | None = None, *, backend: str | None =
     else:
         log.warning("engine: no usable artifact (%s); running the committed demo weights eagerly",
                     "; ".join(fallbacks) or "none")
-        engine = source.demo_engine(threads=n_threads, fallbacks=fallbacks)
+        engine = demo_engine(threads=n_threads, fallbacks=fallbacks)
     engine.init_ms["load"] = round((time.perf_counter() - t0) * 1000, 1)
     if warm_up:
         engine.warm_up()

@@ -18,6 +18,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from boneage.compat.torch import inductor_config
+
 # name -> (channels, spatial side, kernel) for the convolution probes
 CONV_PROBES: dict[str, tuple[int, int, int]] = {
     "conv1x1_512": (512, 32, 1),
@@ -66,7 +68,7 @@ def _int8_conv(channels: int, side: int, kernel: int) -> Callable[[], object]:
         observed = prepare_pt2e(torch.export.export(net, (x,)).module(), quantizer)
         observed(x)
         compiled = torch.compile(convert_pt2e(observed))
-        with torch._inductor.config.patch(freezing=True):     # compiles here: weights folded and prepacked
+        with inductor_config(freezing=True):     # compiles here: weights folded and prepacked
             compiled(x)
 
     def run() -> object:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from boneage.compat.pyjpegls import charls_library_path
+
 # The leading members of CharLS 2.x's ``JlsParameters`` (public_types.h): width, height,
 # bitsPerSample, stride, components, all int32. The struct is larger; we give a roomy buffer.
 _HEADER_FIELDS = 5
@@ -25,9 +27,7 @@ _ERROR_BYTES = 256
 
 def _load() -> tuple[Callable[..., int], Callable[..., int]] | None:
     try:
-        import _CharLS  # pyjpegls's extension module, which carries CharLS
-
-        lib = ctypes.CDLL(_CharLS.__file__)
+        lib = ctypes.CDLL(charls_library_path())
         read_header, decode = lib.JpegLsReadHeader, lib.JpegLsDecode
     except (ImportError, OSError, AttributeError):
         return None

@@ -19,7 +19,7 @@ from pydicom import uid as dcm_uid
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 
-DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
+DX_FOR_PRESENTATION = dcm_uid.DigitalXRayImageStorageForPresentation
 SECONDARY_CAPTURE = dcm_uid.SecondaryCaptureImageStorage
 NATIVE = (dcm_uid.ImplicitVRLittleEndian, dcm_uid.ExplicitVRLittleEndian, dcm_uid.ExplicitVRBigEndian,
           dcm_uid.DeflatedExplicitVRLittleEndian)

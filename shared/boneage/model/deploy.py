@@ -17,6 +17,8 @@ import copy
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from boneage.compat.torch import BatchNormBase
+
 from .backbones.repvgg import RepVGGBlock
 from .detector import HandDetector, _Head
 
@@ -25,7 +27,7 @@ def deploy_form(net: nn.Module) -> nn.Module:
     """A new eval-mode, inference-only module numerically equivalent to ``net.eval()``."""
     m = _convert(copy.deepcopy(net).eval())
     left = sorted({type(x).__name__ for x in m.modules()
-                   if isinstance(x, (nn.modules.batchnorm._BatchNorm, RepVGGBlock, _Head))})
+                   if isinstance(x, (BatchNormBase, RepVGGBlock, _Head))})
     if left:
         raise ValueError(f"deploy_form cannot simplify {', '.join(left)} in {type(net).__name__}")
     for p in m.parameters():

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from boneage.errors import Rejection
+from boneage.phantom.dicom import write_dicom
 from boneage.phantom.render import INVALID_REQUEST, KINDS, render_sample
 
 FORMATS = ("png", "dicom", "both")
@@ -37,8 +38,6 @@ COLUMNS = ("id", "boneage", "male", "kind", "sex", "chronological_age_months", "
 _DAYS_PER_MONTH = 365.25 / 12.0
 _FIRST_STUDY = dt.date(2016, 1, 1)
 _STUDY_SPAN_DAYS = 3650
-
-SOP_CLASS = {"CR": "1.2.840.10008.5.1.4.1.1.1", "DX": "1.2.840.10008.5.1.4.1.1.1.1"}
 
 
 def _validate(count: int, fmt: str, size: int, mix: Mapping[str, float] | None) -> dict[str, float]:
@@ -116,7 +115,6 @@ def generate_dataset(out_dir: str | Path, count: int, seed: int, fmt: str = "png
         images.mkdir(parents=True, exist_ok=True)
     if fmt in ("dicom", "both"):
         dicoms.mkdir(parents=True, exist_ok=True)
-        from boneage.phantom.dicom import write_dicom
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(int(count)):

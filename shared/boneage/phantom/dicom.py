@@ -17,12 +17,16 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sr.codedict import codes
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
-
-from boneage.phantom.dataset import SOP_CLASS
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    ComputedRadiographyImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    ExplicitVRLittleEndian,
+)
 
 BITS_STORED = 12
 MAX_VALUE = (1 << BITS_STORED) - 1
+SOP_CLASS = {"CR": ComputedRadiographyImageStorage, "DX": DigitalXRayImageStorageForPresentation}
 
 
 def _uid(seed: int, sample_id: int, what: str) -> str:

@@ -33,7 +33,8 @@ def build_reports(radiograph: Radiograph, output: ModelOutput, result: Assessmen
     if radiograph.dataset is None:
         return {REPORT_PNG: rendered.png_bytes()}
 
-    from boneage.report.dicom import build_secondary_capture, build_structured_report
+    from boneage.report.dicom import build_secondary_capture
+    from boneage.report.sr import build_sr
 
     png = _encoder.submit(rendered.png_bytes)
     sc = _encoder.submit(build_secondary_capture, radiograph.dataset, rgb, result)
@@ -42,7 +43,7 @@ def build_reports(radiograph: Radiograph, output: ModelOutput, result: Assessmen
     # cost the clinician the result. Say so in the result; log the type only (messages may
     # quote header values, and headers carry patient identity).
     try:
-        sr = build_structured_report(radiograph.dataset, result)
+        sr = build_sr(radiograph.dataset, result)
         files[REPORT_SC] = sc.result()
         files[REPORT_SR] = sr
     except Exception as exc:  # noqa: BLE001 - any builder failure degrades to PNG only

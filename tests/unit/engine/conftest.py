@@ -14,10 +14,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def demo_source():
-    from boneage.engine import source
+    from boneage.engine import weights
 
     torch.set_num_threads(1)
-    return source.random_weights("demo", seed=3)
+    return weights.random_weights("demo", seed=3)
 
 
 @pytest.fixture(scope="session")

@@ -71,13 +71,13 @@ def test_oracle_decisions_let_random_weights_reach_the_regressor_at_the_true_box
     import numpy as np
     import torch
 
-    from boneage.engine import source
+    from boneage.engine import weights
     from boneage.phantom import render_sample
 
     torch.set_num_threads(1)
-    src = source.random_weights("demo", seed=3)
+    src = weights.random_weights("demo", seed=3)
     det, reg = (src.stages[s].module for s in ("detector", "regressor"))
-    assessor = source.make_assessor(src.model_config, det, reg, src.model_version, True)
+    assessor = weights.make_assessor(src.model_config, det, reg, src.model_version, True)
     image, labels = render_sample(np.random.default_rng(8), kind="left", size=256)
     assert assessor.assess(image, "F").rejection is not None                 # random weights alone
     oracle = OracleDecisions(assessor.cfg)

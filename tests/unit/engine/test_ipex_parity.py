@@ -23,10 +23,10 @@ from boneage.engine.loader import discover, load_engine, load_stages  # noqa: E4
 
 @pytest.fixture(scope="module")
 def ipex_artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
-    from boneage.engine import source
+    from boneage.engine import weights
 
     torch.set_num_threads(1)
-    src = source.random_weights("demo", seed=3)
+    src = weights.random_weights("demo", seed=3)
     out = tmp_path_factory.mktemp("ipex")
     for backend, precision in (("ipex", "fp32"), ("ipex", "bf16"), ("eager", "fp32")):
         build_artifact(src.stages, out, backend=backend, precision=precision, config_name=src.config_name,

@@ -9,7 +9,7 @@ import datetime as dt
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ComputedRadiographyImageStorage, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from boneage.imaging.types import Radiograph, StudyMetadata
 from boneage.model.types import Box, ModelOutput
@@ -20,7 +20,7 @@ PATIENT_ID = "PID-83746521"
 BIRTH_DATE = "20140917"
 STUDY_DATE = "20241203"
 ACCESSION = "ACC20241203X"
-CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
+CR_IMAGE_STORAGE = ComputedRadiographyImageStorage
 assert CR_IMAGE_STORAGE != CTImageStorage
 
 

@@ -15,14 +15,14 @@ import io
 import pydicom
 import pytest
 
-from boneage.report import dicom, sr_template
+from boneage.report.sr import SRIdentity, build_sr, builder, template
 
 from .cases import PATIENT_ID, PATIENT_NAME, make_case, source_dataset
 
 
-def _identity(n: int, microsecond: int = 123456) -> dicom.SRIdentity:
+def _identity(n: int, microsecond: int = 123456) -> SRIdentity:
     n += 1000       # UID components have no leading zero
-    return dicom.SRIdentity(f"2.25.{n}1", f"2.25.{n}2", f"2.25.{n}3", f"2.25.{n}4",
+    return SRIdentity(f"2.25.{n}1", f"2.25.{n}2", f"2.25.{n}3", f"2.25.{n}4",
                             dt.datetime(2025, 1, 2, 3, 4, 5, microsecond))
 
 
@@ -38,9 +38,9 @@ def _differences(a: pydicom.Dataset, b: pydicom.Dataset, path: str = "") -> list
     return found
 
 
-def _assert_same_as_from_scratch(source: pydicom.Dataset, result, identity: dicom.SRIdentity) -> bytes:
-    expected = dicom.build_structured_report_from_scratch(source, result, identity)
-    got = dicom.build_structured_report(source, result, identity)
+def _assert_same_as_from_scratch(source: pydicom.Dataset, result, identity: SRIdentity) -> bytes:
+    expected = builder.build_from_scratch(source, result, identity)
+    got = build_sr(source, result, identity)
     parsed_expected, parsed_got = pydicom.dcmread(io.BytesIO(expected)), pydicom.dcmread(io.BytesIO(got))
     assert _differences(parsed_expected.file_meta, parsed_got.file_meta) == []
     assert _differences(parsed_expected, parsed_got) == []
@@ -62,7 +62,7 @@ def _variants(result):
 
 
 def test_template_sr_equals_from_scratch_sr_for_every_shape_and_value(rng):
-    sr_template.clear_templates()
+    template.clear_templates()
     radiograph, _, result = make_case(rng)
     for n, variant in enumerate(_variants(result)):
         _assert_same_as_from_scratch(radiograph.dataset, variant, _identity(n))
@@ -120,9 +120,9 @@ def test_template_sr_rejects_what_highdicom_rejects(rng):
     radiograph, _, result = make_case(rng)
     radiograph.dataset.PatientSex = "X"
     with pytest.raises(ValueError):
-        dicom.build_structured_report_from_scratch(radiograph.dataset, result, _identity(40))
+        builder.build_from_scratch(radiograph.dataset, result, _identity(40))
     with pytest.raises(ValueError):
-        dicom.build_structured_report(radiograph.dataset, result, _identity(40))
+        build_sr(radiograph.dataset, result, _identity(40))
 
 
 def test_consecutive_patients_each_get_only_their_own_patient_module(rng):
@@ -131,9 +131,9 @@ def test_consecutive_patients_each_get_only_their_own_patient_module(rng):
     second = source_dataset(rng)
     second.PatientName, second.PatientID, second.PatientBirthDate = "Qwertyuio^Bartholomew", "PID-55501234", "20120229"
     second.AccessionNumber, second.StudyDate = "ACC-SECOND-77", "20250101"
-    first_sr = dicom.build_structured_report(first, result, _identity(50))
-    second_sr = dicom.build_structured_report(second, result, _identity(51))
-    again_first_sr = dicom.build_structured_report(first, result, _identity(52))
+    first_sr = build_sr(first, result, _identity(50))
+    second_sr = build_sr(second, result, _identity(51))
+    again_first_sr = build_sr(first, result, _identity(52))
     for sr, own, other in ((first_sr, first, second), (second_sr, second, first), (again_first_sr, first, second)):
         parsed = pydicom.dcmread(io.BytesIO(sr))
         for keyword in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "StudyDate",
@@ -145,10 +145,10 @@ def test_consecutive_patients_each_get_only_their_own_patient_module(rng):
 
 def test_templates_hold_no_patient_or_study_values(rng):
     radiograph, _, result = make_case(rng)
-    dicom.build_structured_report(radiograph.dataset, result, _identity(60))
+    build_sr(radiograph.dataset, result, _identity(60))
     source = radiograph.dataset
-    held = repr(sr_template._templates).encode() + b"".join(
-        p for t in sr_template._templates.values() for p in t.top.values() if isinstance(p, bytes))
+    held = repr(template._templates).encode() + b"".join(
+        p for t in template._templates.values() for p in t.top.values() if isinstance(p, bytes))
     for value in (str(source.PatientName), source.PatientID, source.PatientBirthDate, source.AccessionNumber,
                   source.StudyInstanceUID, source.SeriesInstanceUID, source.SOPInstanceUID, "131"):
         assert value.encode() not in held, value
@@ -156,7 +156,7 @@ def test_templates_hold_no_patient_or_study_values(rng):
 
 def test_sr_without_identity_gets_fresh_uids_each_call(rng):
     radiograph, _, result = make_case(rng)
-    a = pydicom.dcmread(io.BytesIO(dicom.build_structured_report(radiograph.dataset, result)))
-    b = pydicom.dcmread(io.BytesIO(dicom.build_structured_report(radiograph.dataset, result)))
+    a = pydicom.dcmread(io.BytesIO(build_sr(radiograph.dataset, result)))
+    b = pydicom.dcmread(io.BytesIO(build_sr(radiograph.dataset, result)))
     assert a.SOPInstanceUID != b.SOPInstanceUID and a.SeriesInstanceUID != b.SeriesInstanceUID
     assert a.file_meta.MediaStorageSOPInstanceUID == a.SOPInstanceUID

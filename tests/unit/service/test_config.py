@@ -1,19 +1,13 @@
 """Configuration is read once, in ``boneage.config``: one name per setting, a deprecated alias that
-still works (with a warning), one integer parser, and domain code that never reads the environment."""
+still works (with a warning), one integer parser. (That domain code never reads the environment is pinned by ``tests/unit/test_architecture.py``.)"""
 
 from __future__ import annotations
 
-import re
 import warnings
-from pathlib import Path
 
 import pytest
 
 from boneage.config import EngineSettings, IngestSettings, Settings
-
-PACKAGE = Path(__file__).resolve().parents[3] / "shared" / "boneage"
-# Composition roots and adapters may read the environment; nothing else in the package does.
-MAY_READ_ENV = ("config.py", "cli.py", "commands/", "adapters/")
 
 
 def test_defaults_with_nothing_set():
@@ -56,14 +50,3 @@ def test_a_malformed_integer_stops_start_up_naming_the_variable(name, value):
         with pytest.raises(ValueError, match=name):
             Settings.from_env({name: value})
 
-
-def test_domain_modules_never_read_the_environment():
-    pattern = re.compile(r"\bos\.environ\b|\bos\.getenv\b|\bgetenv\(|\bfrom os import .*\benviron\b")
-    readers = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        rel = path.relative_to(PACKAGE).as_posix()
-        if rel.startswith(MAY_READ_ENV):
-            continue
-        if pattern.search(path.read_text(encoding="utf-8")):
-            readers.append(rel)
-    assert readers == []

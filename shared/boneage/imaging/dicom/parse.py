@@ -12,6 +12,7 @@ from pydicom import uid as dcm_uid
 from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
 
+from boneage.compat.pydicom import read_file_meta
 from boneage.errors import Reason, Rejection
 from boneage.imaging.dicom.attributes import ELEMENT_ERRORS
 from boneage.imaging.limits import Limits
@@ -39,10 +40,8 @@ def _check_deflate(data: bytes, limits: Limits) -> None:
     if dcm_uid.DeflatedExplicitVRLittleEndian.encode() not in head:
         return
     try:
-        # read_file_meta_info() only takes a path; these are the two calls it makes.
         fp = io.BytesIO(data)
-        pydicom.filereader.read_preamble(fp, False)
-        meta = pydicom.filereader._read_file_meta_info(fp)
+        meta = read_file_meta(fp)
         end = fp.tell()
         # Reading the value converts it: a damaged file meta element fails here (fuzz-found: a
         # corrupt VR in (0002,0010) used to escape as NotImplementedError).

@@ -1,16 +1,16 @@
-"""Where the engine meets the model: deploy forms for compiled backends, calibration for int8."""
+"""The weights artifacts are built from: deploy forms for compiled backends, calibration for int8."""
 
 from __future__ import annotations
 
 import torch
 
-from boneage.engine import source
+from boneage.engine import weights
 from boneage.model.configs import CONFIGS
 
 
 def test_calibration_inputs_are_shaped_like_the_service_inputs_and_vary() -> None:
     cfg = CONFIGS["demo"]
-    cal = source.calibration_inputs(cfg, n=10)
+    cal = weights.calibration_inputs(cfg, n=10)
     assert len(cal["detector"]) == 10
     assert all(x.shape == (1, 1, cfg.detector.image_size, cfg.detector.image_size) for (x,) in cal["detector"])
     # one crop per film with a hand (the non-hand film has none)
@@ -22,13 +22,13 @@ def test_calibration_inputs_are_shaped_like_the_service_inputs_and_vary() -> Non
     assert len({int(s.argmax()) for _, s in cal["regressor"]}) == 3           # male, female, unknown
     means = [float(x.mean()) for (x,) in cal["detector"]]
     assert max(means) - min(means) > 0.02                                     # not one film repeated
-    again = source.calibration_inputs(cfg, n=10)
+    again = weights.calibration_inputs(cfg, n=10)
     assert all(torch.equal(a[0], b[0]) for a, b in zip(cal["detector"], again["detector"]))   # seeded
 
 
 def test_random_weight_sources_carry_an_equivalent_deploy_form() -> None:
     torch.set_num_threads(1)
-    src = source.random_weights("demo", seed=3)
+    src = weights.random_weights("demo", seed=3)
     for name, spec in src.stages.items():
         assert spec.deploy is not None and spec.deploy is not spec.module
         with torch.no_grad():

@@ -1,10 +1,12 @@
-"""Render the README's example report from a phantom: ``python -m boneage.report.example OUT.png``.
+"""Render the README's example report from a phantom: ``python scripts/report_example.py OUT.png``.
 
 A DICOM phantom (synthetic patient) goes through the real service: ingest, the model (the
 committed demo weights via ``boneage.engine.load_engine``), clinical interpretation and
 ``build_reports``. ``--ground-truth`` replaces the model by the phantom's own labels (true hand box
-and bone age, model version ``phantom-ground-truth``) for when no weights are available. The PNG is palette-quantised to stay small in the repository. Nothing here is a
-real patient or a clinical result.
+and bone age, model version ``phantom-ground-truth``) for when no weights are available. The PNG
+is palette-quantised to stay small in the repository. Nothing here is a real patient or a clinical
+result. It imports the installed ``boneage`` package (``pip install -e .``); it is a script, not
+part of the package, because it drives the service from above.
 """
 
 from __future__ import annotations

@@ -1,7 +1,11 @@
-"""Where the engine meets ``boneage.model``: networks, checkpoints and the assessor, in one place.
+"""The weights an artifact is built from, and where the engine meets ``boneage.model``.
 
+``Weights`` is a checkpoint (``from_checkpoint``) or seeded random weights for a named config
+(``random_weights``), with both stages in their deploy forms and calibration inputs for int8.
+``build_stage`` and ``make_assessor`` are the two calls the loader makes into the model package.
 Kept apart so the builders and the loader depend on the model package only through these few
-functions (and tests can build artifacts from stand-in modules without it).
+functions (and tests can build artifacts from stand-in modules without it); the loader imports
+this module, never the other way round.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from boneage.engine.build import Inputs, StageSpec, prepare
+from boneage.engine.build import Inputs, StageSpec
 
 CALIBRATION_SEED = 4242
 CALIBRATION_IMAGES = 32
@@ -55,8 +59,8 @@ def calibration_inputs(model_config: dict[str, Any] | Any, n: int = CALIBRATION_
 
     from boneage.model.preprocess import letterbox, square_crop
     from boneage.model.regressor import sex_onehot
+    from boneage.imaging.ingest import SERVICE_TARGET_LONG_SIDE
     from boneage.phantom import render_sample
-    from boneage.service import DEFAULT_TARGET_LONG_SIDE
 
     cfg = _config(model_config)
     rng = np.random.default_rng(seed)
@@ -64,7 +68,7 @@ def calibration_inputs(model_config: dict[str, Any] | Any, n: int = CALIBRATION_
     regressor: list[Inputs] = []
     for i in range(n):
         image, labels = render_sample(rng, kind=CALIBRATION_KINDS[i % len(CALIBRATION_KINDS)],
-                                      size=DEFAULT_TARGET_LONG_SIDE)
+                                      size=SERVICE_TARGET_LONG_SIDE)
         boxed, _ = letterbox(image, cfg.detector.image_size)
         detector.append((boxed[None],))
         for box in labels["hand_boxes"][:1]:
@@ -87,8 +91,8 @@ def _stages(model_config: dict[str, Any] | Any, det: nn.Module, reg: nn.Module) 
 
 
 @dataclass
-class Source:
-    """The weights an artifact is built from."""
+class Weights:
+    """The weights an artifact is built from: both stages, what they are, and where they came from."""
 
     config_name: str
     model_config: dict[str, Any]
@@ -98,7 +102,7 @@ class Source:
     demo: bool
 
 
-def from_checkpoint(path: str | None = None) -> Source:
+def from_checkpoint(path: str | None = None) -> Weights:
     """A checkpoint file (None: the committed demo weights)."""
     from boneage.model.weights import load_checkpoint
 
@@ -106,11 +110,11 @@ def from_checkpoint(path: str | None = None) -> Source:
     det, reg = build_stage("detector", ckpt.cfg), build_stage("regressor", ckpt.cfg)
     det.load_state_dict(ckpt.detector_state)
     reg.load_state_dict(ckpt.regressor_state)
-    return Source(ckpt.cfg.name, ckpt.cfg.as_dict(), _stages(ckpt.cfg, det, reg),
+    return Weights(ckpt.cfg.name, ckpt.cfg.as_dict(), _stages(ckpt.cfg, det, reg),
                   ckpt.model_version, ckpt.sha256, ckpt.demo)
 
 
-def random_weights(config_name: str, seed: int = 0) -> Source:
+def random_weights(config_name: str, seed: int = 0) -> Weights:
     """Seeded random weights for a named config: the benchmark's clinical and seed-equivalent workloads.
 
     The model version and hash are those of the seeded state, so artifacts stay traceable.
@@ -123,21 +127,5 @@ def random_weights(config_name: str, seed: int = 0) -> Source:
     buf = io.BytesIO()
     torch.save({"detector": det.state_dict(), "regressor": reg.state_dict()}, buf)
     sha = hashlib.sha256(buf.getvalue()).hexdigest()
-    return Source(config_name, cfg.as_dict(), _stages(cfg, det, reg), f"{config_name}-random{seed}-{sha[:8]}", sha, True)
+    return Weights(config_name, cfg.as_dict(), _stages(cfg, det, reg), f"{config_name}-random{seed}-{sha[:8]}", sha, True)
 
-
-def demo_engine(*, threads: int, fallbacks: list[str]) -> Any:
-    """The last resort: eager fp32 on the committed demo weights (channels-last, no compilation)."""
-    from boneage.engine.loader import CompiledStage, Engine
-
-    src = from_checkpoint(None)
-    det = CompiledStage(prepare(src.stages["detector"].module, "fp32"), "detector")
-    reg = CompiledStage(prepare(src.stages["regressor"].module, "fp32"), "regressor")
-    manifest = {"backend": "eager", "precision": "fp32", "config": src.config_name,
-                "model_version": src.model_version, "weights_sha256": src.weights_sha256,
-                "torch_version": torch.__version__, "demo": src.demo, "model_config": src.model_config,
-                "input_shapes": {k: [list(t.shape) for t in s.inputs] for k, s in src.stages.items()},
-                "files": {}, "fallback": True}
-    return Engine(assessor=make_assessor(src.model_config, det, reg, src.model_version, src.demo),
-                  manifest=manifest, backend="eager", precision="fp32", model_version=src.model_version,
-                  detector_fn=det, regressor_fn=reg, artifact=None, threads=threads, fallbacks=fallbacks)

@@ -5,7 +5,7 @@ content tree, evidence search) and pydicom's writer another ~15 ms, against a 25
 the whole assessment. Yet two SRs of the same *shape* (which optional items are present: interval,
 CA, BA - CA, SDS, adult height, the interpretation flag, laterality, model version, demo flag)
 differ only in a few leaf values. So each shape is built once by highdicom
-(``dicom.build_structured_report_dataset``) from a skeleton source holding no patient data, with
+(``builder.build_dataset``) from a skeleton source holding no patient data, with
 sentinel UIDs, times and measurement values; the sentinels mark the slots. The template is kept
 *encoded*: static runs of bytes, slots, and the sequences/items that contain slots (their lengths
 are recomputed per call). Per call only the slots, the patient and study attributes of the source
@@ -13,38 +13,36 @@ and the contributing-equipment item are encoded, the way highdicom and pydicom w
 
 The result is byte for byte what the from-scratch path gives for the same ``SRIdentity``; the
 tests pin that for several shapes and sources. Anything the template cannot represent exactly
-(a non-ASCII model version) goes the from-scratch way.
+(a non-ASCII model version: ``can_render`` says no) goes the from-scratch way. What highdicom takes
+from the source is redone by ``boneage.compat.highdicom``, the one place its internals are used.
 """
 
 from __future__ import annotations
 
 import datetime
-import functools
 import struct
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from highdicom import ContributingEquipment
-from highdicom.enum import PatientSexValues
-from highdicom._standard_utils import get_iod_module_map, get_module_attribute_map, get_sop_class_iod_map
-from highdicom.sr.content import _check_valid_source_image_dataset
-from highdicom.valuerep import _check_specific_character_set
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_file_meta_info
-from pydicom.uid import UID
-from pydicom.valuerep import DA, DS, DT, TM
+from pydicom.uid import UID, ComputedRadiographyImageStorage
+from pydicom.valuerep import DA, DS, TM
 
-from boneage.report import dicom
+from boneage.compat.highdicom import source_attribute_tags, source_attributes
+from boneage.report.derived import prepare_source, software_version
+from boneage.report.sr.builder import build_dataset
+from boneage.report.sr.content import CODE_FLAGS, SRIdentity, sr_measurements
 from boneage.result import COMPLETED, AssessmentResult
 
-_CR = "1.2.840.10008.5.1.4.1.1.1"
+_CR = ComputedRadiographyImageStorage     # the skeleton source's class
 _DEFAULT_ENCODING = "iso8859"     # what pydicom's writer assumes without a Specific Character Set
 
 # Sentinels: values no real SR holds, planted in the template so its slots can be found.
-_TEMPLATE_IDENTITY = dicom.SRIdentity(
+_TEMPLATE_IDENTITY = SRIdentity(
     series_instance_uid="2.25.9000001", sop_instance_uid="2.25.9000002", tracking_uid="2.25.9000003",
     observer_uid="2.25.9000004", created=datetime.datetime(2001, 2, 3, 4, 5, 6, 70809))
 _SKELETON_UIDS = {"SOPInstanceUID": "2.25.9000011", "SeriesInstanceUID": "2.25.9000012",
@@ -68,14 +66,7 @@ _STRING_SLOTS = {
     str(TM(_TEMPLATE_IDENTITY.created.time())): "time",
 }
 _REFERENCED_SOP_CLASS = tag_for_keyword("ReferencedSOPClassUID")
-_CONTRIBUTING_EQUIPMENT = tag_for_keyword("ContributingEquipmentSequence")
 _CHARSET = tag_for_keyword("SpecificCharacterSet")
-
-# What highdicom's SOPClass.__init__ sets from the first evidence dataset (before it copies the
-# patient and study modules over them).
-_FROM_EVIDENCE = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
-                  "AccessionNumber", "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName")
-_FROM_EVIDENCE_TAGS = frozenset(tag_for_keyword(k) for k in _FROM_EVIDENCE)
 
 _ITEM = b"\xfe\xff\x00\xe0"
 
@@ -110,10 +101,10 @@ class _Template:
 
 def _shape(result: AssessmentResult) -> _Shape:
     return _Shape(
-        measurements=tuple(name.value for name, _, _ in dicom.sr_measurements(result)),
-        interpretation=result.interpretation if result.interpretation in dicom.CODE_FLAGS else None,
+        measurements=tuple(name.value for name, _, _ in sr_measurements(result)),
+        interpretation=result.interpretation if result.interpretation in CODE_FLAGS else None,
         laterality=result.laterality if result.laterality in ("L", "R") else None,
-        model_version=dicom._software_version(result),
+        model_version=software_version(result),
         demo=bool(result.demo_model),
     )
 
@@ -189,29 +180,12 @@ def _template_result(shape_of: AssessmentResult) -> AssessmentResult:
     )
 
 
-@functools.lru_cache(maxsize=64)
-def _module_tags(sop_class_uid: str) -> tuple[int, ...]:
-    """Root attributes of the Patient and Study IE modules of ``sop_class_uid``'s IOD, in the order
-    highdicom's ``copy_patient_and_study_information`` copies them (KeyError for an unknown class,
-    as there)."""
-    iod = get_sop_class_iod_map()[sop_class_uid]
-    module_attributes = get_module_attribute_map()
-    tags: list[int] = []
-    for ie in ("Patient", "Study"):
-        for module in get_iod_module_map()[iod]:
-            if module["ie"] != ie:
-                continue
-            tags.extend(int(tag_for_keyword(str(a["keyword"]))) for a in module_attributes[module["key"]]
-                        if len(a["path"]) == 0)
-    return tuple(tags)
-
-
 def _build_template(shape: _Shape, result: AssessmentResult) -> _Template:
     template_result = _template_result(result)
     assert _shape(template_result) == shape
     values = [_sentinel(k) for k in range(len(shape.measurements))]
-    sr = dicom.build_structured_report_dataset(_skeleton_source(), template_result, _TEMPLATE_IDENTITY, values)
-    per_source = _FROM_EVIDENCE_TAGS | set(_module_tags(_CR)) | {_CONTRIBUTING_EQUIPMENT, _CHARSET}
+    sr = build_dataset(_skeleton_source(), template_result, _TEMPLATE_IDENTITY, values)
+    per_source = source_attribute_tags(_CR)
     top = {int(tag): _compile_element(sr[tag]) for tag in sr.keys() if tag not in per_source}
     return _Template(top=top, file_meta=sr.file_meta, preamble=sr.preamble)
 
@@ -228,44 +202,6 @@ def _template(result: AssessmentResult) -> _Template:
             _templates.pop(next(iter(_templates)))
         found = _templates[shape] = _build_template(shape, result)
     return found
-
-
-def _source_attributes(source: Dataset, created: datetime.datetime) -> Dataset:
-    """The top-level attributes highdicom takes from the source, set the way it sets them."""
-    _check_valid_source_image_dataset(source)       # as SourceImageForMeasurementGroup does
-    ds = Dataset()
-    # As SOPClass.__init__ does (it validates too: an invalid sex or date raises there and here).
-    ds.PatientID = source.PatientID
-    ds.PatientName = source.PatientName
-    ds.PatientBirthDate = DA(source.PatientBirthDate)
-    sex = source.PatientSex
-    if sex is not None and sex != "":
-        sex = PatientSexValues(sex).value
-    ds.PatientSex = sex
-    ds.StudyInstanceUID = str(source.StudyInstanceUID)
-    ds.AccessionNumber = source.AccessionNumber
-    ds.StudyID = source.StudyID
-    ds.StudyDate = DA(source.StudyDate) if source.StudyDate is not None else None
-    ds.StudyTime = TM(source.StudyTime) if source.StudyTime is not None else None
-    ds.ReferringPhysicianName = getattr(source, "ReferringPhysicianName", None)
-    charset = source.get("SpecificCharacterSet")
-    if charset is not None:
-        ds.SpecificCharacterSet = _check_specific_character_set(charset)
-    # copy_patient_and_study_information: the source's own elements win.
-    for tag in _module_tags(source.SOPClassUID):
-        if tag in source:
-            ds.add(source[tag])
-    # _add_contributing_equipment: the source's acquisition equipment when it has any, then highdicom.
-    equipment = []
-    try:
-        equipment.append(ContributingEquipment.for_image_acquisition(source))
-    except Exception:  # noqa: BLE001 - highdicom skips the item on any failure; so do we
-        pass
-    library = ContributingEquipment.for_highdicom()
-    library.ContributionDateTime = DT(created)
-    equipment.append(library)
-    ds.ContributingEquipmentSequence = equipment
-    return ds
 
 
 def _render(part: Any, values: dict, out: list[bytes]) -> None:
@@ -285,11 +221,14 @@ def _render(part: Any, values: dict, out: list[bytes]) -> None:
         out += (part.header, struct.pack("<I", len(encoded)), encoded)
 
 
-def render_structured_report(source: Dataset, result: AssessmentResult, identity: dicom.SRIdentity) -> bytes:
-    """The encoded SR for ``source`` and ``result``; see the module docstring."""
-    source = dicom.prepare_source(source)
-    if not dicom._software_version(result).isascii():
-        return dicom.build_structured_report_from_scratch(source, result, identity)
+def can_render(result: AssessmentResult) -> bool:
+    """Whether a template represents ``result``'s SR exactly (else build it from scratch)."""
+    return software_version(result).isascii()
+
+
+def render(source: Dataset, result: AssessmentResult, identity: SRIdentity) -> bytes:
+    """The encoded SR for ``source`` and ``result`` (``can_render(result)`` must hold); see the module docstring."""
+    source = prepare_source(source)
     template = _template(result)
     created = identity.created
     values: dict[Any, Any] = {
@@ -299,11 +238,11 @@ def render_structured_report(source: Dataset, result: AssessmentResult, identity
         "study": source.StudyInstanceUID, "source_class": source.SOPClassUID,
         "date": DA(created.date()), "time": TM(created.time()),
     }
-    for k, (_, value, _) in enumerate(dicom.sr_measurements(result)):
+    for k, (_, value, _) in enumerate(sr_measurements(result)):
         values[("ds", k)] = DS(value, auto_format=True)
         values[("fd", k)] = value
 
-    per_source = _source_attributes(source, created)
+    per_source = source_attributes(source, created)
     charset = per_source.get("SpecificCharacterSet")
     encodings = _DEFAULT_ENCODING if charset is None else charset
     parts = dict(template.top)
@@ -327,4 +266,4 @@ def clear_templates() -> None:
     _templates.clear()
 
 
-__all__ = ["clear_templates", "render_structured_report"]
+__all__ = ["can_render", "clear_templates", "render"]
