@@ -32,6 +32,7 @@ from boneage.imaging.limits import Limits
 from boneage.imaging.metadata import (
     HEIGHT_RANGE_CM, AgeEvidence, parse_date, parse_patient_age, parse_sex,
 )
+from boneage.imaging.text import dicom_text
 from boneage.imaging.types import StudyMetadata
 
 # Projection radiography. OT covers secondary captures of scanned films; anything cross-sectional
@@ -411,16 +412,16 @@ def extract_metadata(ds: Dataset, warnings: list[str]) -> tuple[StudyMetadata, A
     meta.columns = _safe_int(ds, "Columns")
     meta.transfer_syntax = str(ts) if ts else None
     meta.transfer_syntax_name = ts.name if ts else None
-    meta.photometric = _text(_get(ds, "PhotometricInterpretation", warnings))
+    meta.photometric = dicom_text(ds, "PhotometricInterpretation", warnings)
     meta.bits_stored = _safe_int(ds, "BitsStored")
-    meta.modality = _text(_get(ds, "Modality", warnings))
-    meta.body_part = _text(_get(ds, "BodyPartExamined", warnings))
+    meta.modality = dicom_text(ds, "Modality", warnings)
+    meta.body_part = dicom_text(ds, "BodyPartExamined", warnings)
     for keyword in ("ImageLaterality", "Laterality"):
-        value = (_text(_get(ds, keyword, warnings)) or "").upper()
+        value = (dicom_text(ds, keyword, warnings) or "").upper()
         if value in ("L", "R"):
             meta.laterality, meta.laterality_source = value, keyword
             break
-    sex = _text(_get(ds, "PatientSex", warnings))
+    sex = dicom_text(ds, "PatientSex", warnings)
     if sex is not None:
         try:
             meta.sex = parse_sex(sex)
@@ -450,7 +451,7 @@ def extract_metadata(ds: Dataset, warnings: list[str]) -> tuple[StudyMetadata, A
     for attr, keyword in (("study_instance_uid", "StudyInstanceUID"), ("series_instance_uid", "SeriesInstanceUID"),
                           ("sop_instance_uid", "SOPInstanceUID"), ("sop_class_uid", "SOPClassUID"),
                           ("accession_number", "AccessionNumber")):
-        setattr(meta, attr, _text(_get(ds, keyword, warnings)))
+        setattr(meta, attr, dicom_text(ds, keyword, warnings))
     return meta, _age_evidence(ds, warnings)
 
 
