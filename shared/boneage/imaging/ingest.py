@@ -19,6 +19,7 @@ from boneage.imaging.metadata import AgeEvidence, UploadMetadata, parse_upload_m
 from boneage.imaging.types import Radiograph, StudyMetadata
 
 MIN_TARGET_LONG_SIDE = 16
+AGE_DECIMALS = 1                   # chronological age is kept to 0.1 month
 
 
 def ingest(data: bytes, *, source: str, metadata: Mapping[str, str] | None = None,
@@ -80,7 +81,9 @@ def apply_upload_metadata(meta: StudyMetadata, evidence: AgeEvidence, upload: Up
         meta.sex = upload.sex
         meta.sex_source = "metadata" if upload.sex is not None else None
     age = resolve_age(evidence, upload)
-    meta.chronological_age_months = None if age.months is None else round(age.months, 2)
+    # 0.1 month (~3 days) is finer than any bone age reading needs; 0.01 month is 0.3 days, which
+    # with the study date would give back the birth date.
+    meta.chronological_age_months = None if age.months is None else round(age.months, AGE_DECIMALS)
     meta.age_source, meta.age_reason = age.source, age.reason
     if age.source == "PatientAge":
         meta.warnings.append("age from PatientAge, which is truncated to whole units")
