@@ -3,7 +3,9 @@
 Message attributes: ``hospital_id`` (each hospital's clinicians subscribe with a filter policy on it),
 ``status``, ``interpretation`` (the flag, or ``none``) and ``upload_id`` (so a subscriber can drop the
 rare duplicate: SNS and our retries are at-least-once). The body comes from
-``boneage.notification.compose``; it never carries names, patient IDs or birth dates.
+``boneage.notification.compose``; it never carries names, patient IDs or birth dates, and the
+e-mail part carries no study identifiers or findings either (see that module). ``build_message``
+keeps every message under SNS's 256 KB publish limit, whatever the result's fields hold.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from boneage.adapters._errors import dependency
-from boneage.notification import compose
+from boneage.notification import SNS_MAX_PUBLISH_BYTES, SUBJECT_MAX, compose
 from boneage.result import AssessmentResult
+from boneage.safetext import clean, clip
+
+ATTRIBUTE_MAX_CHARS = 256           # our attribute values are short ids and codes; bound them anyway
+SAFETY_MARGIN_BYTES = 4096          # for SNS's own accounting of the structure
 
 
 @dataclass(frozen=True)
@@ -35,18 +41,28 @@ def _string_attributes(raw: Mapping[str, Any] | None) -> dict[str, str]:
     return out
 
 
+def publish_size(message: OutgoingMessage) -> int:
+    """What SNS counts against its 256 KB publish limit: the message, the subject and the attributes."""
+    size = len(message.message.encode()) + len(message.subject.encode())
+    for name, value in message.attributes.items():
+        size += len(name.encode()) + len(value.encode()) + len("String")
+    return size
+
+
 def build_message(result: AssessmentResult, *, hospital_id: str, upload_id: str,
                   report_url: str | None, report_url_expires_in_s: int | None = None) -> OutgoingMessage:
-    """The SNS message for one result: compose()'s wording plus the routing attributes we own."""
-    note = compose(result, report_url, hospital_id=hospital_id, report_url_expires_in_s=report_url_expires_in_s)
-    attributes = _string_attributes(note.attributes)
+    """The SNS message for one result: compose()'s wording plus the routing attributes we own, sized
+    so that SNS accepts it whatever the result's fields hold (a refused publish would never succeed)."""
     # Routing attributes are ours; they override whatever the composer suggested.
-    attributes.update(
-        hospital_id=hospital_id,
-        status=result.status,
-        interpretation=result.interpretation or "none",
-        upload_id=upload_id,
-    )
+    ours = {"hospital_id": clean(hospital_id), "status": clean(result.status),
+            "interpretation": clean(result.interpretation or "none"), "upload_id": clean(upload_id)}
+    ours = {k: clip(v, ATTRIBUTE_MAX_CHARS) for k, v in ours.items()}
+    overhead = SUBJECT_MAX + sum(len(k.encode()) + len(v.encode()) + len("String") for k, v in ours.items())
+    note = compose(result, report_url, upload_id=upload_id, hospital_id=hospital_id,
+                   report_url_expires_in_s=report_url_expires_in_s,
+                   budget_bytes=SNS_MAX_PUBLISH_BYTES - overhead - SAFETY_MARGIN_BYTES)
+    attributes = _string_attributes(note.attributes)
+    attributes.update(ours)
     return OutgoingMessage(subject=note.subject, message=note.sns_message, attributes=attributes, structured=True)
 
 
