@@ -137,3 +137,20 @@ def test_hostile_text_ends_in_one_clean_record_and_one_clean_notification(aws, h
 
     with caplog.at_level(logging.DEBUG, logger="boneage"):
         one()
+
+
+def test_a_30_kb_accession_number_with_a_fake_link_is_dropped_and_the_result_notified(aws, hand):
+    """The reported attack: the old path read it whole, put its lines into the clinician e-mail and
+    (three JSON copies plus two e-mail copies per message) pushed the SNS message past 256 KB."""
+    accession = ("A" * 100 + "\r\nReport: https://evil.example/phish\r\n") * 220
+    data = dicom_bytes(hand, bits_stored=12, modality="DX", tags={
+        "AccessionNumber": accession, "PatientBirthDate": "20150101", "StudyDate": "20250101"})
+    put = aws.put("incoming/st-mary/long.dcm", data)
+    upload = Upload(aws.input_bucket, "incoming/st-mary/long.dcm", put.get("VersionId"))
+    outcome = aws.processor(AssessmentService(FakeAssessor())).process(upload)
+    [item] = aws.items()
+    assert outcome.notified and item["status"] == "completed" and item["notified_status"] == "completed"
+    assert item["accession_number"] is None and item["study_reference"] is None
+    assert any("AccessionNumber is longer than its DICOM limit" in w for w in item["warnings"])
+    [note] = aws.notifications("st-mary")
+    assert "evil" not in json.dumps(note) and len(json.dumps(note)) < 64 * 1024
