@@ -14,6 +14,7 @@ report. Two rules make that safe whatever the sender wrote:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydicom.datadict import dictionary_VR
@@ -67,3 +68,16 @@ def dicom_text(ds: Dataset, keyword: str, warnings: list[str]) -> str | None:
         return None
     return clean(text) or None
 
+
+
+_CODE = re.compile(r"[A-Z0-9 _]{1,16}")             # CS: the default repertoire's upper case, digits, space, _
+_UID = re.compile(r"[0-9.]{1,64}")
+
+
+def shown(value: Any, kind: str = "CS") -> str:
+    """``value`` for a rejection message when it is a well-formed code (CS) or UID (UI) - a term from
+    a closed vocabulary, useful to the sender and naming nobody - else a placeholder. A message is
+    stored and notified, so it must never carry free text from a header."""
+    text = "" if value is None else str(value).strip()
+    pattern = _UID if kind == "UI" else _CODE
+    return text if pattern.fullmatch(text) else f"(not a valid {kind} value)"

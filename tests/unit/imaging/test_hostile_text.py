@@ -52,3 +52,19 @@ def test_vr_limits_are_those_of_ps3_5_table_6_2_1():
 ])
 def test_clean_removes_control_and_format_characters(raw, expected):
     assert clean(raw) == expected and is_clean(clean(raw))
+
+
+@pytest.mark.parametrize("tags,reason", [
+    ({"Modality": "CT"}, "unsupported_modality"),
+    ({"Modality": "C\r\nT evil.example"}, "unsupported_modality"),
+    ({"PhotometricInterpretation": "HSV\r\nReport: evil.example"}, "unsupported_photometric"),
+])
+def test_rejection_messages_quote_only_well_formed_codes(tags, reason):
+    from boneage.errors import Rejection
+
+    data = testing.dicom_bytes(source(12), bits_stored=12, tags=tags)
+    with pytest.raises(Rejection) as exc:
+        ingest(data, source="t", target_long_side=64)
+    assert exc.value.reason == reason and is_clean(exc.value.message) and "evil" not in exc.value.message
+    if tags.get("Modality") == "CT":
+        assert "modality CT is not" in exc.value.message
