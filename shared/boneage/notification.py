@@ -1,39 +1,57 @@
 """What clinicians and machines are told when an assessment finishes (pure: no boto3, no I/O).
 
-``compose(result, report_url)`` returns a ``Notification``: an e-mail-friendly subject and body, a
-JSON body for machine subscribers, SNS message attributes and the SNS ``MessageStructure="json"``
-message that carries the right body per protocol. ``build_message`` adds the routing attributes
-(``hospital_id``, ``status``, ``interpretation``, ``upload_id``) and gives the ``OutgoingMessage`` the
-upload use case hands to its ``Publisher``. The study is named by its accession number or
-the hospital's own ``study_reference``; patient names, patient IDs and birth dates never appear
-(``AssessmentResult`` does not carry them, and nothing here reads a DICOM dataset).
+``compose(result, report_url, upload_id=...)`` returns a ``Notification``: an e-mail subject and body,
+a JSON body for machine subscribers, SNS message attributes and the SNS ``MessageStructure="json"``
+message that carries the right body per protocol.
+
+**E-mail says only that a result is ready.** SNS encrypts the topic at rest, but an e-mail leaves AWS
+in the clear for every mail server on its way and stays in mailboxes. So the e-mail (and every
+protocol without its own key in the structured message: ``default``, ``email``, ``email-json``,
+``http``) carries the status, the reason code of a rejection, the model version, the demo mark and
+an opaque reference: the ``upload_id`` (``sha256(bucket/key/version)[:32]``), which the hospital
+resolves through its machine feed, the results table or its own upload log. No accession number,
+no ``study-ref`` (the hospital chooses it and it may carry a name), no age, sex or findings, and no
+link: a presigned link to the report is a bearer token to a picture of the radiograph.
+
+**The full result goes to machine subscribers** (``sqs``, ``lambda``, ``https``: encrypted transports;
+the topic policy refuses the others) as JSON ``boneage.assessment.v1``, with the presigned report link.
+
+**Every message is publishable.** Strings are cleaned of control and format characters
+(``boneage.safetext``) and the JSON body is cut down, field by field and then to its bounded core,
+until the SNS message fits ``budget_bytes`` (SNS refuses a publish over 256 KB, message and
+attributes together, and a refused notification would be retried forever).
+
+``build_message`` adds the routing attributes (``hospital_id``, ``status``, ``interpretation``,
+``upload_id``) and gives the ``OutgoingMessage`` the upload use case hands to its ``Publisher``,
+sized under SNS's publish limit whatever the result's fields hold.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from boneage.clinical.text import (
-    DEMO_DISCLAIMER,
-    adult_height_text,
-    flag_text,
-    interval_text,
-    sds_text,
-    sex_text,
-    signed,
-    years_months,
-)
-from boneage.result import COMPLETED, AssessmentResult
+from boneage.clinical.text import DEMO_DISCLAIMER
+from boneage.result import COMPLETED, FAILED, AssessmentResult
+from boneage.safetext import clean, clip
 
 SCHEMA = "boneage.assessment.v1"
 SUBJECT_MAX = 100          # SNS e-mail subject limit: ASCII, no line breaks, <= 100 characters
-MACHINE_PROTOCOLS = ("sqs", "lambda", "http", "https", "email-json")
+MACHINE_PROTOCOLS = ("sqs", "lambda", "https")      # encrypted transports; everything else gets the e-mail text
+SNS_MAX_PUBLISH_BYTES = 256 * 1024                  # message, subject and attributes together
+DEFAULT_BUDGET_BYTES = 240 * 1024                   # leaves room for the attributes the adapter adds
+FIELD_MAX_CHARS = 1024                              # a string field's length once the body must shrink
+LIST_MAX_ITEMS = 20
+ATTRIBUTE_MAX_CHARS = 256                           # our attribute values are short ids and codes; bound them anyway
+SAFETY_MARGIN_BYTES = 4096                          # for SNS's own accounting of the structure
 
-FLAG_WORDS = {"delayed": "DELAYED", "advanced": "ADVANCED", "within_normal_limits": "within normal limits"}
+_FLOAT_FIELDS = ("bone_age_months", "chronological_age_months", "sds", "predicted_adult_height_cm")
+_FLOAT_LIST_FIELDS = ("bone_age_interval_months", "sds_interval")
+_CORE_FIELDS = ("schema", "upload_id", "status", "reason", "bone_age_months", "bone_age_interval_months",
+                "chronological_age_months", "sex", "sds", "sds_interval", "interpretation",
+                "predicted_adult_height_cm", "model_version", "demo_model", "disclaimer", "study_instance_uid")
 
 
 @dataclass(frozen=True)
@@ -47,81 +65,68 @@ class Notification:
 
 def _ascii_line(text: str) -> str:
     """SNS subjects must be printable ASCII on one line."""
-    text = text.encode("ascii", "replace").decode("ascii")
-    return re.sub(r"[\x00-\x1f\x7f]+", " ", text).strip()
+    return clean(text).encode("ascii", "replace").decode("ascii")
 
 
-def study_label(result: AssessmentResult) -> str:
-    return result.accession_number or result.study_reference or "no study reference"
+def _ref(upload_id: str | None) -> str:
+    return clip(clean(upload_id or ""), 64) or "none"
 
 
-def _subject(result: AssessmentResult) -> str:
-    ref = study_label(result)
+def _status_line(result: AssessmentResult) -> str:
+    if result.status == COMPLETED:
+        return "A bone age result is ready."
+    reason = clean(result.reason or "unknown")
+    if result.status == FAILED:
+        return f"A bone age assessment could not be completed (reason code: {reason})."
+    return f"A bone age upload was rejected (reason code: {reason})."
+
+
+def _subject(result: AssessmentResult, upload_id: str | None) -> str:
     demo = "[DEMO] " if result.demo_model else ""
-    if result.status == COMPLETED and result.bone_age_months is not None:
-        flag = FLAG_WORDS.get(result.interpretation or "", "no SDS")
-        sds = f", SDS {signed(result.sds)}" if result.sds is not None else ""
-        y, m = divmod(int(round(result.bone_age_months)), 12)
-        head = f"{demo}Bone age {y} y {m} m{sds}, {flag}"
-    else:
-        head = f"{demo}Bone age assessment {result.status}: {result.reason or 'unknown reason'}"
-    subject = _ascii_line(f"{head} - {ref}")
-    if len(subject) > SUBJECT_MAX:
-        subject = subject[: SUBJECT_MAX - 3].rstrip() + "..."
-    return subject
+    head = "Bone age result ready" if result.status == COMPLETED else f"Bone age upload {clean(result.status)}"
+    return clip(_ascii_line(f"{demo}{head} - ref {_ref(upload_id)}"), SUBJECT_MAX)
 
 
-def _text(result: AssessmentResult, report_url: str | None, expires_in_s: int | None) -> str:
-    lines = [f"Bone age assessment: {result.status}", ""]
+def _text(result: AssessmentResult, upload_id: str | None) -> str:
+    lines = [_status_line(result), ""]
     if result.demo_model:
         lines += [f"*** {DEMO_DISCLAIMER}: the weights were not trained on real radiographs. ***", ""]
-    lines.append(f"Study reference: {study_label(result)}")
-    if result.status == COMPLETED:
-        ba_minus_ca = (
-            result.bone_age_months - result.chronological_age_months
-            if result.bone_age_months is not None and result.chronological_age_months is not None
-            else None
-        )
-        lines += [
-            f"Bone age: {years_months(result.bone_age_months)}",
-            f"90 % interval: {interval_text(result.bone_age_interval_months)}",
-            f"Chronological age: {years_months(result.chronological_age_months)}",
-            f"BA - CA: {signed(ba_minus_ca, 1, ' months')}",
-            f"Sex: {sex_text(result.sex, result.sex_source, result.predicted_sex)}",
-            f"Bone age SDS: {sds_text(result.sds, result.sds_interval, result.sds_reason)}",
-            f"Interpretation: {flag_text(result.interpretation, result.interpretation_reason)}",
-            "Predicted adult height: "
-            + adult_height_text(result.predicted_adult_height_cm, result.adult_height_table, result.adult_height_reason),
-        ]
-    else:
-        lines += [f"Reason: {result.reason or 'unknown'}", f"Details: {result.message or '-'}"]
-    for warning in result.warnings:
-        lines.append(f"Note: {warning}")
-    lines.append("")
-    if report_url:
-        expiry = ""
-        if expires_in_s:
-            expiry = f" (link valid for {expires_in_s // 60} minutes)" if expires_in_s >= 120 else \
-                f" (link valid for {expires_in_s} seconds)"
-        lines.append(f"Report: {report_url}{expiry}")
-    elif result.status == COMPLETED:
-        lines.append("Report: not available by link; see PACS (new series in the same study) if DICOM was sent.")
     lines += [
-        f"Model version: {result.model_version or 'unknown'}",
-        "Reference: Greulich & Pyle 1959 (Brush Foundation means and SDs); adult height: Bayley-Pinneau.",
+        f"Reference: {_ref(upload_id)}",
+        "Open the result under this reference in your results feed (the boneage.assessment.v1 messages",
+        "your systems receive), or in PACS, where a DICOM upload's report is a new series of the study.",
+        f"Model version: {clip(clean(result.model_version or 'unknown'), 64)}",
         "",
-        "This message intentionally contains no patient name, patient ID or birth date.",
+        "This e-mail deliberately carries no patient or study identifiers, ages, sex or findings,",
+        "and no link: e-mail is not an encrypted channel.",
     ]
     return "\n".join(lines) + "\n"
 
 
-def _json_body(result: AssessmentResult, report_url: str | None, expires_in_s: int | None) -> dict[str, Any]:
-    return {
+def _number(value: Any) -> float | None:
+    # DynamoDB gives whole numbers back without a fraction (178.0 -> 178): machines get one type.
+    return None if value is None else float(value)
+
+
+def _cleaned(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, list):
+        return [_cleaned(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _cleaned(v) for k, v in value.items()}
+    return value
+
+
+def _json_body(result: AssessmentResult, upload_id: str | None, report_url: str | None,
+               expires_in_s: int | None) -> dict[str, Any]:
+    body = {
         "schema": SCHEMA,
+        "upload_id": upload_id,
         "status": result.status,
         "reason": result.reason,
         "message": result.message,
-        "study_reference": study_label(result) if (result.accession_number or result.study_reference) else None,
+        "study_reference": result.study_reference or result.accession_number,
         "accession_number": result.accession_number,
         "study_instance_uid": result.study_instance_uid,
         "bone_age_months": result.bone_age_months,
@@ -145,32 +150,74 @@ def _json_body(result: AssessmentResult, report_url: str | None, expires_in_s: i
         "disclaimer": DEMO_DISCLAIMER if result.demo_model else None,
         "warnings": list(result.warnings),
     }
+    for key in _FLOAT_FIELDS:
+        body[key] = _number(body[key])
+    for key in _FLOAT_LIST_FIELDS:
+        body[key] = None if body[key] is None else [_number(v) for v in body[key]]
+    body = _cleaned(body)
+    body["study_reference"] = body["study_reference"] or None
+    return body
+
+
+def _structured(text: str, body: dict[str, Any]) -> str:
+    body_json = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    structured = {"default": text, "email": text}
+    structured.update({protocol: body_json for protocol in MACHINE_PROTOCOLS})
+    return json.dumps(structured)
+
+
+def _shrunk(body: dict[str, Any]) -> dict[str, Any]:
+    """Every string clipped and every list shortened: what a body of ordinary fields can always fit."""
+    def cut(value: Any) -> Any:
+        if isinstance(value, str):
+            return clip(value, FIELD_MAX_CHARS)
+        if isinstance(value, list):
+            return [cut(v) for v in value[:LIST_MAX_ITEMS]]
+        return value
+    return {**{k: cut(v) for k, v in body.items()}, "truncated": True}
+
+
+def _core(body: dict[str, Any]) -> dict[str, Any]:
+    """The last resort: numbers, codes and ids, each cut to the size it has when well formed."""
+    def cut(value: Any) -> Any:
+        if isinstance(value, str):
+            return clip(value, 64)
+        if isinstance(value, list):
+            return [cut(v) for v in value[:2]]
+        return value
+    return {**{k: cut(body.get(k)) for k in _CORE_FIELDS}, "truncated": True}
 
 
 def compose(
     result: AssessmentResult,
     report_url: str | None,
     *,
+    upload_id: str | None = None,
     hospital_id: str | None = None,
     report_url_expires_in_s: int | None = None,
+    budget_bytes: int = DEFAULT_BUDGET_BYTES,
 ) -> Notification:
-    """The notification for one result; ``report_url`` is a presigned link made by the caller."""
-    text = _text(result, report_url, report_url_expires_in_s)
-    body = _json_body(result, report_url, report_url_expires_in_s)
-    body_json = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    structured = {"default": text, "email": text}
-    structured.update({protocol: body_json for protocol in MACHINE_PROTOCOLS})
+    """The notification for one result; ``report_url`` (a presigned link made by the caller) goes to
+    machine subscribers only. ``budget_bytes`` bounds the encoded ``sns_message``."""
+    text = _text(result, upload_id)
+    body = _json_body(result, upload_id, report_url, report_url_expires_in_s)
+    message = _structured(text, body)
+    for shrink in (_shrunk, _core):
+        if len(message.encode()) <= budget_bytes:
+            break
+        body = shrink(body)
+        message = _structured(text, body)
     attributes = {
-        "hospital_id": hospital_id or "unknown",
+        "hospital_id": clean(hospital_id or "") or "unknown",
         "status": result.status,
         "interpretation": result.interpretation or "none",
     }
     return Notification(
-        subject=_subject(result),
+        subject=_subject(result, upload_id),
         text=text,
         json_body=body,
         attributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
-        sns_message=json.dumps(structured),
+        sns_message=message,
     )
 
 
@@ -192,16 +239,26 @@ def _string_attributes(raw: Mapping[str, Any] | None) -> dict[str, str]:
     return out
 
 
+def publish_size(message: OutgoingMessage) -> int:
+    """What SNS counts against its 256 KB publish limit: the message, the subject and the attributes."""
+    size = len(message.message.encode()) + len(message.subject.encode())
+    for name, value in message.attributes.items():
+        size += len(name.encode()) + len(value.encode()) + len("String")
+    return size
+
+
 def build_message(result: AssessmentResult, *, hospital_id: str, upload_id: str,
                   report_url: str | None, report_url_expires_in_s: int | None = None) -> OutgoingMessage:
-    """The message for one result: compose()'s wording plus the routing attributes we own."""
-    note = compose(result, report_url, hospital_id=hospital_id, report_url_expires_in_s=report_url_expires_in_s)
-    attributes = _string_attributes(note.attributes)
+    """The SNS message for one result: compose()'s wording plus the routing attributes we own, sized
+    so that SNS accepts it whatever the result's fields hold (a refused publish would never succeed)."""
     # Routing attributes are ours; they override whatever the composer suggested.
-    attributes.update(
-        hospital_id=hospital_id,
-        status=result.status,
-        interpretation=result.interpretation or "none",
-        upload_id=upload_id,
-    )
+    ours = {"hospital_id": clean(hospital_id), "status": clean(result.status),
+            "interpretation": clean(result.interpretation or "none"), "upload_id": clean(upload_id)}
+    ours = {k: clip(v, ATTRIBUTE_MAX_CHARS) for k, v in ours.items()}
+    overhead = SUBJECT_MAX + sum(len(k.encode()) + len(v.encode()) + len("String") for k, v in ours.items())
+    note = compose(result, report_url, upload_id=upload_id, hospital_id=hospital_id,
+                   report_url_expires_in_s=report_url_expires_in_s,
+                   budget_bytes=SNS_MAX_PUBLISH_BYTES - overhead - SAFETY_MARGIN_BYTES)
+    attributes = _string_attributes(note.attributes)
+    attributes.update(ours)
     return OutgoingMessage(subject=note.subject, message=note.sns_message, attributes=attributes, structured=True)

@@ -3,7 +3,8 @@
 Message attributes: ``hospital_id`` (each hospital's clinicians subscribe with a filter policy on it),
 ``status``, ``interpretation`` (the flag, or ``none``) and ``upload_id`` (so a subscriber can drop the
 rare duplicate: SNS and our retries are at-least-once). The message, attributes included, comes from
-``boneage.notification.build_message``; it never carries names, patient IDs or birth dates.
+``boneage.notification.build_message``; it never carries names, patient IDs or birth dates, the
+e-mail part carries no study identifiers or findings either, and it always fits SNS's 256 KB limit.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ MIN_TARGET_LONG_SIDE = 16
 # crops) and lets a 2500 px JPEG 2000 decode at resolution level 2 (~50 ms) instead of 1 (~160 ms);
 # see docs/imaging.md. Here, below both, because the engine calibrates int8 at this size too.
 SERVICE_TARGET_LONG_SIDE = 600
+AGE_DECIMALS = 1                   # chronological age is kept to 0.1 month
 
 
 def ingest(data: bytes, *, metadata: Mapping[str, str] | None = None,
@@ -84,7 +85,9 @@ def apply_upload_metadata(meta: StudyMetadata, evidence: AgeEvidence, upload: Up
         meta.sex = upload.sex
         meta.sex_source = "metadata" if upload.sex is not None else None
     age = resolve_age(evidence, upload)
-    meta.chronological_age_months = None if age.months is None else round(age.months, 2)
+    # 0.1 month (~3 days) is finer than any bone age reading needs; 0.01 month is 0.3 days, which
+    # with the study date would give back the birth date.
+    meta.chronological_age_months = None if age.months is None else round(age.months, AGE_DECIMALS)
     meta.age_source, meta.age_reason = age.source, age.reason
     if age.source == "PatientAge":
         meta.warnings.append("age from PatientAge, which is truncated to whole units")

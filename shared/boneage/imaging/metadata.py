@@ -4,7 +4,9 @@ Upload metadata are S3 user metadata (``x-amz-meta-`` stripped) or CLI flags, wi
 ``sex`` (M/F/O/empty), ``age-months``, ``birth-date`` and ``study-date`` (YYYYMMDD or YYYY-MM-DD),
 ``study-ref``, ``height-cm``, ``laterality`` (L/R). They override DICOM values. A bad upload value
 is the sender's to fix, so it is a ``Rejection(invalid_metadata)``; a bad DICOM header value is
-the modality's, so it becomes ``None`` plus a reason, and the image is still assessed.
+the modality's, so it becomes ``None`` plus a reason, and the image is still assessed. Messages
+name the key and the form expected, never the value: a rejection is stored and notified, and a
+mistyped birth date is still a birth date.
 
 Sex is never defaulted: anything but M or F is unknown (``None``). Chronological age is
 (study date - birth date) in days / (365.25 / 12), so every month has the same length and a leap
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from boneage.errors import Reason, Rejection
+from boneage.imaging.text import MAX_METADATA_VALUE_CHARS
 
 DAYS_PER_MONTH = 365.25 / 12
 MAX_AGE_MONTHS = 130 * 12          # older than anyone alive: a date typo, not a patient
@@ -37,9 +40,12 @@ KNOWN_KEYS = ("sex", "age-months", "birth-date", "study-date", "study-ref", "hei
 def parse_date(value: str) -> date:
     """YYYYMMDD (DICOM DA) or YYYY-MM-DD; ``ValueError`` for anything else, 20170229 included."""
     m = _DATE_RE.match(value.strip())
-    if not m:
-        raise ValueError(f"not a date in YYYYMMDD or YYYY-MM-DD form: {value!r}")
-    return date(int(m[1]), int(m[2]), int(m[3]))
+    try:
+        if not m:
+            raise ValueError
+        return date(int(m[1]), int(m[2]), int(m[3]))
+    except ValueError:
+        raise ValueError("not a valid date in YYYYMMDD or YYYY-MM-DD form") from None
 
 
 def months_between(birth: date, study: date) -> float:
@@ -62,7 +68,7 @@ def parse_sex(value: str) -> str | None:
     """M/F (or male/female) -> "M"/"F"; O, U, empty -> None; ``ValueError`` for anything else."""
     key = value.strip().upper()
     if key not in _SEX_WORDS:
-        raise ValueError(f"sex must be M, F, O or empty, got {value!r}")
+        raise ValueError("must be M, F, O or empty")
     return _SEX_WORDS[key]
 
 
@@ -71,7 +77,7 @@ def parse_laterality(value: str) -> str | None:
     if key == "":
         return None
     if key not in _LATERALITY_WORDS:
-        raise ValueError(f"laterality must be L or R, got {value!r}")
+        raise ValueError("must be L or R")
     return _LATERALITY_WORDS[key]
 
 
@@ -102,9 +108,9 @@ def _float(key: str, raw: str, lo: float, hi: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise _bad(key, f"not a number: {raw!r}") from None
+        raise _bad(key, f"must be a number from {lo:g} to {hi:g}") from None
     if not math.isfinite(value) or not lo <= value <= hi:
-        raise _bad(key, f"{value} is outside {lo:g}..{hi:g}")
+        raise _bad(key, f"must be a number from {lo:g} to {hi:g}")
     return value
 
 
@@ -119,6 +125,8 @@ def parse_upload_metadata(metadata: Mapping[str, str] | None) -> UploadMetadata:
         if key in KNOWN_KEYS:
             values[key] = "" if raw_value is None else str(raw_value).strip()
     for key, raw in values.items():
+        if len(raw) > MAX_METADATA_VALUE_CHARS:
+            raise _bad(key, f"must be at most {MAX_METADATA_VALUE_CHARS} characters")
         if key != "sex" and raw == "":
             continue            # an empty optional value means "not given"
         out.given.add(key)

@@ -29,6 +29,16 @@ def _source_reference(source: Dataset) -> Dataset:
     return item
 
 
+def burned_in_annotation(source: Dataset, result: AssessmentResult) -> str:
+    """The SC's BurnedInAnnotation, true to its pixels. The report page prints the study reference
+    (the accession number or the hospital's study-ref, which identify the study and may carry more)
+    and embeds the radiograph, whose own pixels may carry text: "NO" only when the page shows no
+    reference and the source says its pixels carry none. De-identification tools trust this flag."""
+    shows_reference = bool(result.study_reference or result.accession_number)
+    source_clean = str(source.get("BurnedInAnnotation", "") or "").strip().upper() == "NO"
+    return "NO" if source_clean and not shows_reference else "YES"
+
+
 def build_secondary_capture(source: Dataset, report_rgb: np.ndarray, result: AssessmentResult) -> bytes:
     """The PNG report as an RGB Secondary Capture image in a new series of the source study."""
     source = prepare_source(source)
@@ -60,7 +70,7 @@ def build_secondary_capture(source: Dataset, report_rgb: np.ndarray, result: Ass
     # Laterality is Type 2C (hands are paired): the side assessed, or empty when unknown.
     sc.Laterality = result.laterality if result.laterality in ("L", "R") else ""
     sc.ImageType = ["DERIVED", "SECONDARY"]
-    sc.BurnedInAnnotation = "NO"
+    sc.BurnedInAnnotation = burned_in_annotation(source, result)
     sc.SourceImageSequence = [_source_reference(source)]
     sc.DerivationDescription = "Bone age report rendered from the referenced radiograph"
     sc.ImageComments = (DEMO_DISCLAIMER if result.demo_model else "Bone age report")[:10240]

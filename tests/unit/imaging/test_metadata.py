@@ -49,14 +49,14 @@ def test_upload_sex_overrides_dicom_and_o_means_unknown():
 
 def test_age_from_birth_and_study_dates():
     meta = _meta(_dicom(PatientBirthDate="20150310", StudyDate="20250310"))
-    assert meta.chronological_age_months == pytest.approx(3653 / DAYS_PER_MONTH, abs=0.01)
+    assert meta.chronological_age_months == pytest.approx(3653 / DAYS_PER_MONTH, abs=0.05)
     assert meta.age_source == "PatientBirthDate+StudyDate"
 
 
 @pytest.mark.parametrize("fallback", ["SeriesDate", "AcquisitionDate", "ContentDate"])
 def test_age_falls_back_to_other_dates_when_study_date_is_missing(fallback):
     meta = _meta(_dicom(PatientBirthDate="20200101", **{fallback: "20210101"}))
-    assert meta.chronological_age_months == pytest.approx(366 / DAYS_PER_MONTH, abs=0.01)
+    assert meta.chronological_age_months == pytest.approx(366 / DAYS_PER_MONTH, abs=0.05)
     assert meta.age_source == f"PatientBirthDate+{fallback}"
 
 
@@ -69,7 +69,7 @@ def test_invalid_study_date_falls_through_to_the_next_date():
                                          ("300D", 300 / DAYS_PER_MONTH)])
 def test_patient_age_is_the_fallback_without_dates(age, months):
     meta = _meta(_dicom(PatientAge=age))
-    assert meta.chronological_age_months == pytest.approx(months, abs=0.01)
+    assert meta.chronological_age_months == pytest.approx(months, abs=0.05)
     assert meta.age_source == "PatientAge"
     assert any("PatientAge" in w for w in meta.warnings)
 
@@ -88,7 +88,7 @@ def test_no_age_information_gives_null_with_reason():
 def test_leap_day_birth_is_handled():
     assert parse_date("20160229") == date(2016, 2, 29)
     meta = _meta(_dicom(PatientBirthDate="20160229", StudyDate="20170228"))
-    assert meta.chronological_age_months == pytest.approx(365 / DAYS_PER_MONTH, abs=0.01)
+    assert meta.chronological_age_months == pytest.approx(365 / DAYS_PER_MONTH, abs=0.05)
     assert months_between(date(2016, 2, 29), date(2020, 2, 29)) == pytest.approx(48.0, abs=0.01)
 
 
@@ -112,8 +112,16 @@ def test_upload_study_before_birth_is_rejected():
 
 def test_upload_birth_date_combines_with_dicom_study_date():
     meta = _meta(_dicom(StudyDate="20210101"), {"birth-date": "2020-01-01"})
-    assert meta.chronological_age_months == pytest.approx(366 / DAYS_PER_MONTH, abs=0.01)
+    assert meta.chronological_age_months == pytest.approx(366 / DAYS_PER_MONTH, abs=0.05)
     assert meta.age_source == "metadata:birth-date+StudyDate"
+
+
+def test_chronological_age_is_kept_to_a_tenth_of_a_month_not_to_the_day():
+    # 3653 days = 120.0164 months; two decimals (120.02) pin the age to a third of a day, which
+    # with the study date gives back the birth date.
+    meta = _meta(_dicom(PatientBirthDate="20150101", StudyDate="20250101"))
+    assert meta.chronological_age_months == 120.0
+    assert _meta(_dicom(), {"age-months": "100.37"}).chronological_age_months == 100.4
 
 
 def test_upload_age_months_overrides_everything():
@@ -129,6 +137,22 @@ def test_bad_upload_metadata_is_rejected_with_invalid_metadata(key, value):
     with pytest.raises(Rejection) as exc:
         parse_upload_metadata({key: value})
     assert exc.value.reason == "invalid_metadata" and key in exc.value.message
+    assert value not in exc.value.message           # the key and the form, never the value
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("birth-date", "03/12/2015", "YYYYMMDD or YYYY-MM-DD"), ("study-date", "2015-13-45", "YYYYMMDD"),
+    ("sex", "Zzyzxa", "M, F, O or empty"), ("laterality", "Quentin", "L or R"),
+    ("age-months", "Zzyzxa", "number from 0"), ("age-months", "123456", "number from 0"),
+    ("height-cm", "999.5", "number from 30"), ("study-ref", "é" * 10, "printable ASCII"),
+    ("sex", "M" * 65, "at most 64 characters"),
+])
+def test_metadata_rejections_name_the_key_and_the_expected_form_never_the_value(key, value, expected):
+    with pytest.raises(Rejection) as exc:
+        parse_upload_metadata({key: value})
+    message = exc.value.message
+    assert f"'{key}'" in message and expected in message
+    assert value not in message and "999" not in message and "12/2015" not in message
 
 
 def test_upload_metadata_keys_accept_s3_prefix_case_and_underscores_and_ignore_unknown_keys():
@@ -184,7 +208,7 @@ def test_png_metadata_comes_only_from_upload():
     png = testing.png_bytes((source(8)).astype(np.uint8))
     meta = _meta(png, {"sex": "F", "birth-date": "20150101", "study-date": "2025-01-01", "laterality": "L"})
     assert (meta.source_format, meta.sex, meta.sex_source, meta.laterality) == ("png", "F", "metadata", "L")
-    assert meta.chronological_age_months == pytest.approx(3653 / DAYS_PER_MONTH, abs=0.01)
+    assert meta.chronological_age_months == pytest.approx(3653 / DAYS_PER_MONTH, abs=0.05)
     assert _meta(png, {"birth-date": "20150101"}).age_reason == "no study date"
 
 

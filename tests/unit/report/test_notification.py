@@ -1,17 +1,22 @@
-"""The clinician notification: e-mail subject/body, JSON body, SNS structure and attributes."""
+"""The notification: an e-mail that says only that a result is ready, the full result as JSON for
+machine subscribers on encrypted transports, SNS structure and attributes, and a size that SNS
+always accepts."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 
 import pytest
 
 from boneage.notification import SUBJECT_MAX, build_message, compose
-from boneage.result import REJECTED, AssessmentResult
+from boneage.result import COMPLETED, REJECTED, AssessmentResult
 
-from .cases import make_case
+from .cases import ACCESSION, make_case
 
 URL = "https://results.example/report.png?X-Amz-Signature=abc"
+UPLOAD_ID = "0123456789abcdef0123456789abcdef"
 
 
 @pytest.fixture
@@ -21,41 +26,43 @@ def completed(rng) -> AssessmentResult:
     return result
 
 
-def test_subject_is_short_ascii_and_says_what_a_clinician_needs(completed):
-    note = compose(completed, URL)
-    assert note.subject == f"[DEMO] Bone age 10 y 11 m, SDS {completed.sds:+.2f}, within normal limits - ACC20241203X"
+def _email_parts(note) -> list[str]:
+    structured = json.loads(note.sns_message)
+    return [note.subject, note.text, structured["default"], structured["email"]]
+
+
+def test_email_subject_says_a_result_is_ready_with_the_opaque_reference_only(completed):
+    note = compose(completed, URL, upload_id=UPLOAD_ID)
+    assert note.subject == f"[DEMO] Bone age result ready - ref {UPLOAD_ID}"
     assert len(note.subject) <= SUBJECT_MAX and note.subject.isascii() and "\n" not in note.subject
 
 
-def test_email_body_lists_the_findings_link_model_and_disclaimer(completed):
-    note = compose(completed, URL, report_url_expires_in_s=900)
-    text = note.text
-    for expected in (
-        "Study reference: ACC20241203X",
-        "Bone age: 10 y 11 m (131.0 months)",
-        "90 % interval: 123.0 - 139.0 months",
-        "Chronological age: 10 y 2 m",
-        f"Bone age SDS: {completed.sds:+.2f}",
-        "Interpretation: within normal limits",
-        "Predicted adult height: 155.2 cm",
-        f"Report: {URL} (link valid for 15 minutes)",
-        "Model version: demo-0.1+abc123",
-        "NOT FOR CLINICAL USE - demonstration model",
-    ):
-        assert expected in text
+def test_email_carries_no_study_identifier_age_sex_findings_or_link(completed):
+    completed.study_reference = "SMITH-JOHN-2015"        # the hospital chose it; it may carry a name
+    note = compose(completed, URL, upload_id=UPLOAD_ID, report_url_expires_in_s=900)
+    for part in _email_parts(note):
+        for forbidden in (ACCESSION, "SMITH", completed.study_instance_uid, "http", "X-Amz", "report.png",
+                          "131", "10 y", "SDS", "female", "within normal", "155.2", "Chronological"):
+            assert forbidden not in part, f"{forbidden!r} in the e-mail"
+    assert f"Reference: {UPLOAD_ID}" in note.text and "A bone age result is ready." in note.text
+    assert "NOT FOR CLINICAL USE - demonstration model" in note.text
+    assert "Model version: demo-0.1+abc123" in note.text
 
 
-def test_sns_message_has_a_body_per_protocol(completed):
-    note = compose(completed, URL)
+def test_machine_subscribers_on_encrypted_transports_get_the_full_result_and_the_link(completed):
+    note = compose(completed, URL, upload_id=UPLOAD_ID)
     structured = json.loads(note.sns_message)
     assert structured["default"] == structured["email"] == note.text
-    for protocol in ("sqs", "lambda", "https", "http", "email-json"):
+    for protocol in ("sqs", "lambda", "https"):
         assert json.loads(structured[protocol]) == note.json_body
+    # No key of their own: plain http and email-json subscribers fall back to the e-mail text.
+    assert "http" not in structured and "email-json" not in structured
     body = note.json_body
-    assert body["bone_age_months"] == 131.0 and body["sds"] == completed.sds
+    assert body["upload_id"] == UPLOAD_ID and body["bone_age_months"] == 131.0 and body["sds"] == completed.sds
     assert body["interpretation"] == "within_normal_limits" and body["report_url"] == URL
     assert body["model_version"] == "demo-0.1+abc123" and body["demo_model"] is True
-    assert body["study_reference"] == "ACC20241203X"
+    assert body["study_reference"] == body["accession_number"] == ACCESSION
+    assert "truncated" not in body
 
 
 def test_message_attributes_are_sns_strings_for_filter_policies(completed):
@@ -67,30 +74,31 @@ def test_message_attributes_are_sns_strings_for_filter_policies(completed):
     }
 
 
-def test_rejection_names_the_reason_and_has_interpretation_none():
-    result = AssessmentResult(source="x.png", status=REJECTED, reason="no_hand_found",
-                              message="no hand was found in the image", study_reference="ref-7",
-                              model_version="demo-0.1")
-    note = compose(result, None)
-    assert note.subject == "[DEMO] Bone age assessment rejected: no_hand_found - ref-7"
-    assert "Reason: no_hand_found" in note.text and "no hand was found" in note.text
+def test_rejection_email_gives_the_reason_code_but_not_the_message():
+    result = AssessmentResult(source="x.png", status=REJECTED, reason="invalid_metadata",
+                              message="upload metadata 'birth-date': not a valid date in YYYYMMDD or YYYY-MM-DD form",
+                              study_reference="ref-7", model_version="demo-0.1")
+    note = compose(result, None, upload_id="u-1")
+    assert note.subject == "[DEMO] Bone age upload rejected - ref u-1"
+    assert "reason code: invalid_metadata" in note.text and "birth-date" not in note.text
+    assert "ref-7" not in note.text and "ref-7" not in note.subject
     assert note.attributes["interpretation"]["StringValue"] == "none"
-    assert json.loads(json.loads(note.sns_message)["sqs"])["reason"] == "no_hand_found"
+    body = json.loads(json.loads(note.sns_message)["sqs"])
+    assert body["reason"] == "invalid_metadata" and "birth-date" in body["message"]
 
 
-def test_unknown_sex_is_said_in_words_not_hidden(rng):
+def test_unknown_sex_reaches_machines_as_null_with_the_reason(rng):
     _, _, result = make_case(rng, sex=None)
+    result.predicted_sex = "M"
     note = compose(result, None)
-    assert "no SDS" in note.subject
-    assert "Bone age SDS: not given - sex unknown" in note.text
-    assert note.attributes["interpretation"]["StringValue"] == "none"
+    assert note.json_body["sex"] is None and note.json_body["sds"] is None
+    assert note.json_body["sds_reason"] and note.attributes["interpretation"]["StringValue"] == "none"
 
 
-def test_long_or_non_ascii_study_references_keep_the_subject_valid(completed):
-    completed.accession_number = None
-    completed.study_reference = "Réf-" + "9" * 150
-    subject = compose(completed, None).subject
-    assert len(subject) == SUBJECT_MAX and subject.isascii() and subject.endswith("...")
+def test_non_ascii_or_long_references_keep_the_subject_valid(completed):
+    subject = compose(completed, None, upload_id="Réf-\u202e" + "9" * 150).subject
+    assert len(subject) <= SUBJECT_MAX and subject.isascii() and subject.endswith("...")
+    assert "\u202e" not in subject
 
 
 def test_real_model_has_no_demo_marks(completed):
@@ -104,15 +112,77 @@ def test_the_published_message_is_the_structured_one_with_our_routing_attributes
     """What the SNS adapter publishes: compose()'s per-protocol message, our attributes on top."""
     message = build_message(completed, hospital_id="hospital-a", upload_id="u-1", report_url=URL)
     assert message.structured is True
-    assert json.loads(message.message) == json.loads(compose(completed, URL).sns_message)
-    assert message.subject == compose(completed, URL).subject
-    assert message.attributes["interpretation"] == "within_normal_limits"
-    assert message.attributes["hospital_id"] == "hospital-a"
+    assert json.loads(message.message) == json.loads(compose(completed, URL, upload_id="u-1").sns_message)
+    assert message.subject == compose(completed, URL, upload_id="u-1").subject
+    assert message.attributes == {"hospital_id": "hospital-a", "status": "completed",
+                                  "interpretation": "within_normal_limits", "upload_id": "u-1"}
 
 
-def test_a_predicted_sex_is_mentioned_but_never_used_for_sds(rng):
-    _, _, result = make_case(rng, sex=None)
-    result.predicted_sex = "M"
-    note = compose(result, None)
-    assert "the model guessed M, not used for SDS" in note.text
-    assert result.sds is None and "no SDS" in note.subject
+def test_whole_numbers_from_dynamodb_give_the_same_notification(completed):
+    """DynamoDB returns 178.0 as 178: nothing downstream may depend on the type."""
+    as_ints = dataclasses.replace(
+        completed, bone_age_months=131, bone_age_interval_months=[123, 139],
+        chronological_age_months=123, predicted_adult_height_cm=155,
+        sds=-1 if completed.sds is not None else None,
+    )
+    as_floats = dataclasses.replace(
+        as_ints, bone_age_months=131.0, bone_age_interval_months=[123.0, 139.0],
+        chronological_age_months=123.0, predicted_adult_height_cm=155.0,
+        sds=-1.0 if completed.sds is not None else None,
+    )
+    a, b = compose(as_ints, URL, upload_id=UPLOAD_ID), compose(as_floats, URL, upload_id=UPLOAD_ID)
+    assert a.sns_message == b.sns_message and a.subject == b.subject
+    assert isinstance(a.json_body["bone_age_months"], float)
+    assert all(isinstance(v, float) for v in a.json_body["bone_age_interval_months"])
+
+
+def test_control_and_bidi_characters_never_reach_a_subscriber(completed):
+    """An old record, written before header values were cleaned, must not inject lines either."""
+    completed.accession_number = "ACC1\r\nReport: https://evil.example\u202e"
+    completed.warnings = ["note\x00with\x1bcontrols"]
+    note = compose(completed, URL, upload_id=UPLOAD_ID)
+    body = json.loads(json.loads(note.sns_message)["sqs"])
+    assert body["accession_number"] == "ACC1 Report: https://evil.example"
+    assert body["warnings"] == ["notewithcontrols"]
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", note.text + note.subject)
+
+
+def _largest_legal(result: AssessmentResult) -> AssessmentResult:
+    """Every text field at the longest value ingest lets through (DICOM VR limits, 64-character
+    metadata), in 3-byte UTF-8 characters, and more warnings than any real upload collects."""
+    wide = "\u4e2d"
+    return dataclasses.replace(
+        result, accession_number=wide * 16, study_reference=wide * 64, study_instance_uid="1." + "2" * 62,
+        series_instance_uid="1." + "3" * 62, sop_instance_uid="1." + "4" * 62, modality=wide * 16,
+        message=wide * 1024, warnings=[f"{'AccessionNumber' * 4} is longer than its DICOM limit" * 4] * 50,
+        model_version=wide * 64, report_files=["report.png", "report_sc.dcm", "report_sr.dcm"],
+    )
+
+
+def test_largest_legal_values_publish_whole_under_the_sns_limit(completed):
+    from boneage.notification import build_message, publish_size
+    from boneage.notification import SNS_MAX_PUBLISH_BYTES
+
+    result = _largest_legal(completed)
+    message = build_message(result, hospital_id="h" * 63, upload_id=UPLOAD_ID, report_url=URL + "x" * 2000)
+    assert publish_size(message) <= SNS_MAX_PUBLISH_BYTES
+    body = json.loads(json.loads(message.message)["sqs"])
+    assert "truncated" not in body and body["accession_number"] == result.accession_number
+
+
+@pytest.mark.parametrize("size", [30_000, 300_000, 3_000_000])
+def test_no_field_size_makes_a_notification_unpublishable(completed, size):
+    """Whatever a record holds (an old record, a bug upstream), the message fits: fields are cut,
+    then the body falls back to its bounded core, and says so with ``truncated``."""
+    from boneage.notification import build_message, publish_size
+    from boneage.notification import SNS_MAX_PUBLISH_BYTES
+
+    big = "A\r\n" * (size // 3)
+    result = dataclasses.replace(completed, accession_number=big, study_reference=big, message=big,
+                                 study_instance_uid=big, adult_height_table=big, warnings=[big] * 3 + ["w"] * 5000,
+                                 model_version=big, reason=big)
+    message = build_message(result, hospital_id="hospital-a", upload_id=UPLOAD_ID, report_url=URL)
+    assert publish_size(message) <= SNS_MAX_PUBLISH_BYTES
+    body = json.loads(json.loads(message.message)["sqs"])
+    assert body["truncated"] is True and body["status"] == COMPLETED and body["upload_id"] == UPLOAD_ID
+    assert body["bone_age_months"] == 131.0 and len(message.subject) <= SUBJECT_MAX

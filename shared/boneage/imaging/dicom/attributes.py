@@ -12,11 +12,15 @@ import math
 import struct
 from typing import Any
 
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException
+from pydicom.multival import MultiValue
 
 from boneage.imaging.metadata import HEIGHT_RANGE_CM, AgeEvidence, parse_date, parse_patient_age, parse_sex
+from boneage.imaging.text import VR_MAX_CHARS
 from boneage.imaging.types import StudyMetadata
+from boneage.safetext import clean
 
 # pydicom's value conversion (``pydicom.values.convert_value`` via ``hooks.raw_element_value``):
 # NotImplementedError for an unknown VR, BytesLengthException or struct.error for a binary value of
@@ -38,6 +42,36 @@ def get_value(ds: Dataset, keyword: str, warnings: list[str]) -> Any:
         warnings.append(f"{keyword} is unreadable")
         return None
     return value
+
+
+def header_text(ds: Dataset, keyword: str, warnings: list[str]) -> str | None:
+    """A header string we may keep and re-emit: cleaned of control and format characters; ``None`` when
+    absent, empty, unreadable or longer than its VR allows (warnings name the attribute, never the value)."""
+    value = get_value(ds, keyword, warnings)
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple, MultiValue)):
+        joined = "\\".join(str(v) for v in value)        # DICOM's own value separator
+    elif isinstance(value, bytes):
+        joined = value.decode("latin-1")
+    else:
+        joined = str(value)
+    joined = joined.strip()
+    limit = VR_MAX_CHARS.get(_vr(ds, keyword) or "", VR_MAX_CHARS["UT"])
+    if any(len(part) > limit for part in joined.split("\\")):     # the limit is per value
+        warnings.append(f"{keyword} is longer than its DICOM limit of {limit} characters; ignored")
+        return None
+    return clean(joined) or None
+
+
+def _vr(ds: Dataset, keyword: str) -> str | None:
+    try:
+        return str(ds[keyword].VR)
+    except (KeyError, *ELEMENT_ERRORS):
+        try:
+            return str(dictionary_VR(keyword))
+        except KeyError:
+            return None
 
 
 def text(value: Any) -> str | None:
@@ -64,16 +98,16 @@ def extract_metadata(ds: Dataset, warnings: list[str]) -> tuple[StudyMetadata, A
     meta.columns = safe_int(ds, "Columns")
     meta.transfer_syntax = str(ts) if ts else None
     meta.transfer_syntax_name = ts.name if ts else None
-    meta.photometric = text(get_value(ds, "PhotometricInterpretation", warnings))
+    meta.photometric = header_text(ds, "PhotometricInterpretation", warnings)
     meta.bits_stored = safe_int(ds, "BitsStored")
-    meta.modality = text(get_value(ds, "Modality", warnings))
-    meta.body_part = text(get_value(ds, "BodyPartExamined", warnings))
+    meta.modality = header_text(ds, "Modality", warnings)
+    meta.body_part = header_text(ds, "BodyPartExamined", warnings)
     for keyword in ("ImageLaterality", "Laterality"):
-        value = (text(get_value(ds, keyword, warnings)) or "").upper()
+        value = (header_text(ds, keyword, warnings) or "").upper()
         if value in ("L", "R"):
             meta.laterality, meta.laterality_source = value, keyword
             break
-    sex = text(get_value(ds, "PatientSex", warnings))
+    sex = header_text(ds, "PatientSex", warnings)
     if sex is not None:
         try:
             meta.sex = parse_sex(sex)
@@ -103,7 +137,7 @@ def extract_metadata(ds: Dataset, warnings: list[str]) -> tuple[StudyMetadata, A
     for attr, keyword in (("study_instance_uid", "StudyInstanceUID"), ("series_instance_uid", "SeriesInstanceUID"),
                           ("sop_instance_uid", "SOPInstanceUID"), ("sop_class_uid", "SOPClassUID"),
                           ("accession_number", "AccessionNumber")):
-        setattr(meta, attr, text(get_value(ds, keyword, warnings)))
+        setattr(meta, attr, header_text(ds, keyword, warnings))
     return meta, _age_evidence(ds, warnings)
 
 

@@ -14,6 +14,7 @@ from boneage.imaging.dicom.decode import (
     CODESTREAM_ERRORS, FRAME_ERRORS, J2K_SYNTAXES, JPEG_LS_SYNTAXES, JPEG_SYNTAXES, first_frame,
 )
 from boneage.imaging.limits import Limits
+from boneage.imaging.text import shown
 
 # Projection radiography. OT covers secondary captures of scanned films; anything cross-sectional
 # (CT, MR, US, NM, PT), mammography or non-image objects are not hand radiographs.
@@ -38,7 +39,7 @@ def check_header(ds: Dataset, limits: Limits, warnings: list[str]) -> None:
         warnings.append("Modality is missing; assumed to be a radiograph")
     elif modality.upper() not in ACCEPTED_MODALITIES:
         raise Rejection(Reason.UNSUPPORTED_MODALITY,
-                        f"modality {modality} is not a projection radiograph (accepted: "
+                        f"modality {shown(modality)} is not a projection radiograph (accepted: "
                         f"{', '.join(sorted(ACCEPTED_MODALITIES))})")
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise Rejection(Reason.MISSING_PIXEL_DATA, "the DICOM object has no pixel data")
@@ -47,10 +48,10 @@ def check_header(ds: Dataset, limits: Limits, warnings: list[str]) -> None:
         decoder = get_decoder(ts)
     except (NotImplementedError, TypeError, ValueError):    # no decoder for it; not a UID at all
         raise Rejection(Reason.UNSUPPORTED_TRANSFER_SYNTAX,
-                        f"transfer syntax {ts} is not supported") from None
+                        f"transfer syntax {shown(ts, 'UI')} is not supported") from None
     if not decoder.is_available:
         raise Rejection(Reason.UNSUPPORTED_TRANSFER_SYNTAX,
-                        f"no decoder is installed for transfer syntax {ts}")
+                        f"no decoder is installed for transfer syntax {shown(ts, 'UI')}")
     rows, columns = _int(ds, "Rows"), _int(ds, "Columns")
     if rows is None or columns is None:
         raise Rejection(Reason.CORRUPT_PIXEL_DATA, "Rows or Columns is missing")
@@ -74,7 +75,7 @@ def check_header(ds: Dataset, limits: Limits, warnings: list[str]) -> None:
         raise Rejection(Reason.UNSUPPORTED_PHOTOMETRIC, "PhotometricInterpretation is missing")
     if photometric.upper() not in GREY + COLOUR:
         raise Rejection(Reason.UNSUPPORTED_PHOTOMETRIC,
-                        f"photometric interpretation {photometric} is not supported")
+                        f"photometric interpretation {shown(photometric)} is not supported")
     if ts in J2K_SYNTAXES or ts in JPEG_SYNTAXES:
         _check_frame_header(ds, ts, rows, columns, limits)
 
