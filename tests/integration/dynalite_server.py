@@ -46,15 +46,25 @@ def _answers(port: int) -> bool:
         return False
 
 
+def missing() -> str | None:
+    """Why dynalite cannot be started here, or None when it can."""
+    if shutil.which("node") is None:
+        why = "no node on PATH"
+    elif not CLI.exists():
+        why = f"no {CLI.relative_to(ROOT)}"
+    else:
+        return None
+    return (f"dynalite is not installed ({why}): run `make dynalite` (`make test` does); the store's concurrency "
+            "tests need a DynamoDB that applies conditions atomically and do not skip without one")
+
+
 @contextmanager
 def running(*, timeout_s: float = 20.0) -> Iterator[str]:
     """dynalite in memory on 127.0.0.1, stopped on exit; yields its endpoint URL."""
+    if why := missing():
+        raise DynaliteMissing(why)
     node = shutil.which("node")
-    if node is None or not CLI.exists():
-        raise DynaliteMissing(
-            f"dynalite is not installed ({'no node on PATH' if node is None else f'no {CLI.relative_to(ROOT)}'}): "
-            "run `make dynalite` (`make test` does); the store's concurrency tests need a DynamoDB that applies "
-            "conditions atomically and do not skip without one")
+    assert node is not None
     port = _free_port()
     with tempfile.TemporaryFile("w+") as log:
         # Tables are ACTIVE at once (the default keeps them CREATING for 500 ms); no --path: in memory.
@@ -65,7 +75,8 @@ def running(*, timeout_s: float = 20.0) -> Iterator[str]:
             while not _answers(port):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     log.seek(0)
-                    raise RuntimeError(f"dynalite did not start on port {port} (exit {proc.poll()}): {log.read()[-2000:]}")
+                    raise RuntimeError(f"dynalite did not start on port {port} (exit {proc.poll()}): "
+                                       f"{log.read()[-2000:]}")
                 time.sleep(0.05)
             yield f"http://127.0.0.1:{port}"
         finally:
