@@ -29,6 +29,7 @@ and writes afterwards (moto's flaw, widened and reproduced on dynalite), fail in
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import re
 import threading
@@ -39,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import test_port_contracts as contracts     # tests/unit/handler, on the path from this folder's conftest
 from dynalite_server import client, create_table, missing, running
 from local_stack import load_template
 
@@ -335,6 +337,20 @@ def test_the_races_catch_a_store_that_checks_then_writes(name: str, racy_stores:
     rounds = 4
     failed = _rounds(lambda: check(racy_stores), rounds)
     assert len(failed) == rounds, f"only {len(failed)} of {rounds} rounds caught the non-atomic store: {failed}"
+
+
+# -- the store's contract --------------------------------------------------------------------------
+STORE_CONTRACTS = [f for name, f in vars(contracts).items()
+                   if name.startswith("test_") and "store" in inspect.signature(f).parameters]
+
+
+@pytest.mark.parametrize("contract", STORE_CONTRACTS, ids=lambda f: f.__name__.removeprefix("test_")[:60])
+def test_the_store_contract_holds_on_dynalite(contract: Callable[[Any], None], endpoint: str) -> None:
+    """The port contract's sequential assertions (fake and moto in ``test_port_contracts.py``) on the strict
+    implementation too, each on a table of its own: the contract's uploads are fixed."""
+    table = f"contract-{uuid.uuid4().hex[:12]}"
+    create_table(client(endpoint), table, load_template())
+    contract(ResultStore(client(endpoint), table))
 
 
 # -- numbers ----------------------------------------------------------------------------------------
