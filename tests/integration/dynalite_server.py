@@ -88,10 +88,14 @@ def running(*, timeout_s: float = 20.0) -> Iterator[str]:
                 proc.wait()
 
 
+_SESSION = boto3.session.Session()     # one loader, so each further client is cheap to make
+
+
 def client(endpoint: str) -> Any:
-    """A DynamoDB client on dynalite: dummy credentials keep boto3 away from any real profile; no retries,
-    so a throttled or refused call is seen, not hidden."""
-    return boto3.session.Session().client(
+    """A DynamoDB client of its own (connections included) on dynalite: dummy credentials keep boto3 away
+    from any real profile; no retries, so a throttled or refused call is seen, not hidden. Make clients
+    from one thread at a time (a boto3 session is not thread-safe); use each from any."""
+    return _SESSION.client(
         "dynamodb", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing",
         aws_secret_access_key="testing", config=Config(retries={"mode": "standard", "max_attempts": 1}))
 

@@ -24,6 +24,10 @@ race: 1 - 0.64 ** 40, all but 2e-8), and the five races together miss a non-atom
 probability below 1e-20. ``test_the_races_catch_a_store_that_checks_then_writes`` keeps the harness
 honest: the same races on the same adapter, over a client that checks each condition against a read
 and writes afterwards (moto's flaw, widened and reproduced on dynalite), fail in every round.
+
+The port contract's store assertions (``tests/unit/handler/test_port_contracts.py``) run here on
+dynalite as well, and one test pins what DynamoDB does to whole numbers (178.0 comes back as 178):
+the typed record, its JSON and the notification built from it stay what they were when written.
 """
 
 from __future__ import annotations
@@ -118,7 +122,10 @@ class CheckThenWrite:
         if seen is not None:
             self._db.put_item(TableName=self._scratch, Item={**seen, **copy})
         check = {**request, "TableName": self._scratch}
-        check.update(Key=copy) if operation == "update_item" else check.update(Item={**request["Item"], **copy})
+        if operation == "update_item":
+            check["Key"] = copy
+        else:
+            check["Item"] = {**request["Item"], **copy}
         write(**check)                  # ConditionalCheckFailedException here, as from the table
         time.sleep(self._pause_s)
         return write(**_without_condition(request))
