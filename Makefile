@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-stamp
 MODEL_CONFIG ?= demo
 
-.PHONY: venv test unit integration model bench demo lint tools clean system-deps ipex-env test-ipex
+.PHONY: venv test unit integration model bench demo lint tools clean system-deps ipex-env test-ipex dynalite
 
 venv: $(STAMP)
 
@@ -22,16 +22,27 @@ $(STAMP): pyproject.toml
 system-deps:
 	@command -v dciodvfy >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq dicom3tools >/dev/null) || echo "warning: dicom3tools not installed; DICOM validation tests will fail"; }
 
+# dynalite (npm, dev/test only) is the DynamoDB the store's concurrency tests race on: it applies a write's
+# condition and the write in one step, as DynamoDB does and moto does not (tests/integration/dynalite_server.py).
+# Installed into build/node; node and npm come from apt when missing. Without it the other tests still run
+# and those fail (they never skip).
+DYNALITE := build/node/node_modules/dynalite/cli.js
+$(DYNALITE):
+	@command -v npm >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null) || echo "warning: npm not installed; the store's concurrency tests will fail"; }
+	npm install --prefix build/node --no-audit --no-fund --loglevel=error 'dynalite@4' || echo "warning: dynalite not installed; the store's concurrency tests will fail"
+
+dynalite: $(DYNALITE)
+
 # The IPEX parity tests run in their own venv (torch 2.8 + IPEX 2.8, ~4 GB from the registry, about two
-# minutes to install here); `make test` builds it when missing, so CI checks that path too.
-test: venv system-deps tools
+# minutes to install here); `make test` builds it when missing, so CI checks that path too (dynalite likewise).
+test: venv system-deps tools dynalite
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests
 	$(MAKE) --no-print-directory test-ipex
 
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit
 
-integration: venv
+integration: venv dynalite
 	$(VENV)/bin/pytest -q tests/integration
 
 model: venv
