@@ -68,7 +68,7 @@ def _inflated(data: bytes, limits: Limits) -> Dataset | None:
         raise Rejection(Reason.NOT_AN_IMAGE, "the DICOM file meta header is unreadable") from exc
     if syntax != dcm_uid.DeflatedExplicitVRLittleEndian:
         return None
-    body = _inflate(memoryview(data)[end:], limits.max_file_bytes)
+    body = inflate(memoryview(data)[end:], limits.max_file_bytes)
     try:
         ds = read_dataset(io.BytesIO(body), is_implicit_VR=False, is_little_endian=True)
     except READ_ERRORS as exc:
@@ -77,7 +77,8 @@ def _inflated(data: bytes, limits: Limits) -> Dataset | None:
                        is_little_endian=True)
 
 
-def _inflate(deflated: memoryview, bound: int) -> bytes:
+def inflate(deflated: memoryview, bound: int) -> bytes:
+    """Raw deflate -> bytes, at most ``bound`` of them (``too_large`` beyond)."""
     guess = min(bound, DEFLATE_GUESS * len(deflated) + 65536)
     if imagecodecs is not None:
         try:
