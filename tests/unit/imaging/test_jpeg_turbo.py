@@ -117,11 +117,13 @@ def test_dcmtk_encoded_lossless_equals_dcmdjpeg_bit_for_bit(tmp_path, bits, opti
 
 
 @needs_dcmtk
-def test_dcmtk_encoded_signed_lossless_is_sign_extended_like_dcmdjpeg(tmp_path):
-    img = testing.radiograph_like(np.random.default_rng(7), 37, 53, bits=12).astype(np.int16) - 2048
-    ds, reference = _dcmtk(tmp_path, img, 12, ["+e1"], signed=True)
+@pytest.mark.parametrize("bits", [12, 16])
+def test_dcmtk_encoded_signed_lossless_is_sign_extended_like_dcmdjpeg(tmp_path, bits):
+    img = testing.radiograph_like(np.random.default_rng(7), 37, 53, bits=bits)
+    img = (img.astype(np.int32) - (1 << (bits - 1))).astype(np.int16)
+    ds, reference = _dcmtk(tmp_path, img, bits, ["+e1"], signed=True)
     ours = _ours(ds)
-    assert ours.dtype == np.int16 and np.array_equal(ours, reference)
+    assert ours.dtype == np.int16 and np.array_equal(ours, reference) and np.array_equal(ours, img)
 
 
 @needs_dcmtk

@@ -222,11 +222,9 @@ def jpeg_frame(ds: Dataset, reduce_to: int | None) -> np.ndarray:
 
 def _sign_extended(arr: np.ndarray, bits: int) -> np.ndarray:
     """Unsigned samples holding ``bits``-bit two's complement values -> the signed dtype."""
-    signed = arr.astype(np.int8 if arr.dtype.itemsize == 1 else np.int16, copy=True)
-    if bits < 8 * arr.dtype.itemsize:
-        value = arr.astype(np.int32) & ((1 << bits) - 1)
-        value -= (value >= (1 << (bits - 1))) * (1 << bits)
-        signed[...] = value
-    else:
-        signed = arr.view(signed.dtype)
-    return signed
+    dtype = np.int8 if arr.dtype.itemsize == 1 else np.int16
+    if bits >= 8 * arr.dtype.itemsize:
+        return arr.view(dtype)
+    value = arr.astype(np.int32) & ((1 << bits) - 1)
+    value -= (value >= (1 << (bits - 1))) * (1 << bits)
+    return value.astype(dtype)
