@@ -45,9 +45,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-import test_port_contracts as contracts     # tests/unit/handler, on the path from this folder's conftest
-from dynalite_server import client, create_table, missing, running
-from local_stack import load_template
 
 from boneage.adapters.store import ResultStore
 from boneage.config import Settings
@@ -55,7 +52,11 @@ from boneage.fakes import FakeAssessmentService, InMemoryObjects, InMemoryReport
 from boneage.notification import build_message
 from boneage.processor import DUPLICATE, InProgress, UploadProcessor
 from boneage.result import AssessmentResult
+from boneage.devstack.stack import load_template
 from boneage.upload import Upload
+from tests.unit.handler import test_port_contracts as contracts
+
+from .dynalite_server import client, create_table, missing, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __doc__ as DESCRIPTION
-from .common import AVX2_ENV, CONFIGS, IPEX_PY, ROOT, SLOW_AOTI_CONFIGS, save_phantoms
+from .common import AVX2_ENV, CONFIGS, IPEX_PY, PY, ROOT, SLOW_AOTI_CONFIGS, save_phantoms
 from .report import markdown
 from .summary import best_stock, summarise
 
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from .artifacts import ensure_artifacts
     from .e2e import run_e2e
     from .planner import best_probe, plan, probe_peaks
-    from .worker import run_worker
+    from .worker import import_torch_s, run_worker
 
     t_bench = time.perf_counter()
     import torch
@@ -121,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
                                     phantom_file=phantom_files["trained" if config == "demo" else "random"])
             print(f"  {json.dumps({k: v for k, v in rows[name].items() if not isinstance(v, list)})[:400]}", flush=True)
         summary = summarise(config, rows, gflops, peaks)
+        if config == "clinical" and summary.get("cold_start_s"):
+            summary.update(import_torch_s(PY))        # the floor, measured in this run
+            summary["cold_start_ratio_to_import_torch"] = round(summary["cold_start_s"] / summary["import_torch_s"], 2)
         if config == "clinical" and summary.get("best_backend"):
             best = best_stock(summary)
             summary["e2e"] = run_e2e(out, best, args.e2e_repeats)

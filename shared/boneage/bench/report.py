@@ -20,7 +20,9 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", f"## {config} ({c.get('gflop_per_image')} GFLOP/image)", "",
                   f"best **{c.get('best_backend')}** p50 {c.get('best_p50_ms')} ms, eager fp32 {c.get('eager_fp32_p50_ms')} ms, "
                   f"speedup {c.get('speedup_vs_eager')}x, compute efficiency {c.get('compute_efficiency')}, "
-                  f"cold start {c.get('cold_start_s')} s, peak RSS {c.get('peak_rss_mb')} MB; "
+                  f"cold start {c.get('cold_start_s')} s"
+                  + (f" ({c['cold_start_ratio_to_import_torch']}x a bare import torch, {c.get('import_torch_s')} s)"
+                     if "cold_start_ratio_to_import_torch" in c else "") + f", peak RSS {c.get('peak_rss_mb')} MB; "
                   f"{c.get('gflop_per_image_eager')} GFLOP/image as trained (eager)", "",
                   "| artifact | p50 ms | p90 ms | img/s b4 | img/s b8 | cold s | RSS MB | GFLOP | GFLOP/s | share of peak "
                   "| regressor Δ mean/max (mo) | assessed Δ mean (mo) | MAE Δ (mo) | QC changed | accurate |",
@@ -45,6 +47,22 @@ def markdown(report: dict[str, Any]) -> str:
     if report.get("skipped"):
         lines += ["", "## Skipped", ""] + [f"- {s}" for s in report["skipped"]]
     if report.get("decode"):
-        lines += ["", "## Decode", "", "```", json.dumps(report["decode"], indent=1)[:3000], "```"]
+        lines += ["", "## Decode", ""] + _decode_table(report["decode"])
     lines += ["", f"Total bench time: {report['bench_seconds']} s", ""]
     return "\n".join(lines)
+
+
+def _decode_table(decode: dict[str, Any]) -> list[str]:
+    """One row per format: the decoder that ran, CPU ms, and the target on this host's ISA class."""
+    if "formats" not in decode:
+        return ["```", json.dumps(decode, indent=1)[:3000], "```"]
+    host = decode.get("host", {})
+    lines = [f"ISA class {host.get('isa_class')}, load average {host.get('load_average_1m')}; "
+             "CPU ms median of the run (details in report.json):", "",
+             "| format | decoder | CPU ms | target ms (class) | met | at library floor |", "|---|---|---|---|---|---|"]
+    for name, row in decode["formats"].items():
+        met = {True: "yes", False: "no", None: "not judged here"}[row.get("meets_target")]
+        lines.append(f"| {name} | {row.get('decoder')} | {row.get('cpu_median_ms')} | "
+                     f"{row.get('target_ms')} ({row.get('target_isa_class')}) | {met} | "
+                     f"{'yes' if row.get('at_library_floor') else ''} |")
+    return lines

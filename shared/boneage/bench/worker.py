@@ -119,6 +119,18 @@ def run_worker(python: Path | str, artifacts: Path, artifact: str, *, repeats: i
     return out
 
 
+def import_torch_s(python: Path | str, env: dict[str, str] | None = None, runs: int = COLD_STARTS) -> dict[str, Any]:
+    """A bare ``import torch`` in fresh processes (spawn -> exit on the parent's clock, like a cold
+    start), median of ``runs``: the floor a cold start is reported against, measured in the same run."""
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([str(python), "-c", "import torch"], env=child_env(env), check=True, capture_output=True,
+                       timeout=600)
+        samples.append(round(time.perf_counter() - t0, 2))
+    return {"import_torch_s": round(statistics.median(samples), 2), "import_torch_samples_s": samples}
+
+
 def _spawn(python: Path | str, artifacts: Path, artifact: str, *, repeats: int, phantom_file: Path,
            env: dict[str, str] | None, timeout: float, cold_only: bool = False) -> dict[str, Any]:
     cmd = [str(python), "-m", "boneage.bench", "--worker", "--artifacts", str(artifacts),

@@ -56,6 +56,34 @@ def jpeg_frame_header(buf: bytes) -> FrameHeader:
     raise ValueError("no JPEG frame header")
 
 
+def jpeg_has_adobe_marker(buf: bytes) -> bool:
+    """Whether a complete APP14 "Adobe" segment (which carries the colour transform flag) comes
+    before the first scan; ``ValueError`` for a stream that is not JPEG. A segment too short to hold
+    the flag (some encoders write 12 bytes) is ignored, as libjpeg-turbo ignores it."""
+    if buf[:2] != b"\xff\xd8":
+        raise ValueError("no JPEG SOI marker")
+    pos, n = 2, len(buf)
+    while pos + 4 <= n:
+        if buf[pos] != 0xFF:
+            raise ValueError("JPEG marker expected")
+        marker = buf[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker in _STANDALONE:
+            pos += 2
+            continue
+        if marker == 0xDA:
+            return False
+        (length,) = struct.unpack_from(">H", buf, pos + 2)
+        if marker == 0xEE and length >= 14 and buf[pos + 4:pos + 9] == b"Adobe":
+            return True
+        if length < 2:
+            raise ValueError("bad JPEG segment length")
+        pos += 2 + length
+    return False
+
+
 def j2k_frame_header(buf: bytes) -> FrameHeader:
     """SIZ (and COD when it is in the main header) of a JPEG 2000 codestream, or of the first
     codestream inside a JP2 file; ``ValueError`` if absent."""

@@ -3,7 +3,9 @@
 The size in the PNG IHDR / JPEG SOF is checked on Pillow's lazy open, before any pixel is decoded.
 Only the PNG and JPEG plugins are allowed to open the data, so an upload cannot reach Pillow's
 other decoders. A large JPEG is decoded with libjpeg's DCT scaling (Pillow ``draft``) at the
-smallest 1/2, 1/4 or 1/8 size that still covers ``target_long_side``.
+smallest 1/2, 1/4 or 1/8 size that still covers ``target_long_side``. A 16-bit grey PNG without
+EXIF is decoded by imagecodecs' libpng (zlib-ng inside, ~20 % faster than Pillow's libpng + zlib on
+a 2500x2048 image) once Pillow has checked its header; PNG has no reduced-resolution decode.
 
 These formats carry no presentation state: 8-bit grey values are taken as displayed (value/255),
 16-bit ones get the percentile window DICOM images without a VOI get. Colour becomes BT.601 luma.
@@ -21,6 +23,11 @@ from boneage.errors import Reason, Rejection
 from boneage.imaging import pixels
 from boneage.imaging.limits import Limits
 from boneage.imaging.types import StudyMetadata
+
+try:
+    import imagecodecs
+except ImportError:         # Pillow decodes it then: the same samples, slower
+    imagecodecs = None
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SIGNATURE = b"\xff\xd8\xff"
@@ -56,9 +63,13 @@ def read(data: bytes, fmt: str, limits: Limits, target_long_side: int | None) ->
             # draft() keeps the result at least the requested size; asking for L decodes luma only.
             im.draft("L" if im.mode in ("L", "RGB", "YCbCr") else im.mode,
                      (math.ceil(columns / scale), math.ceil(rows / scale)))
-        im.load()
-        im = _orient(im, warnings)
-        stored, full_scale, bits = _grey(im)
+        stored16 = _png16(data, im, rows, columns) if fmt == "png" else None
+        if stored16 is not None:
+            stored, full_scale, bits = stored16, None, 16
+        else:
+            im.load()
+            im = _orient(im, warnings)
+            stored, full_scale, bits = _grey(im)
     except Rejection:
         raise
     except MemoryError as exc:
@@ -74,6 +85,22 @@ def read(data: bytes, fmt: str, limits: Limits, target_long_side: int | None) ->
     image = pixels.present(small, transform, warnings)
     meta.decode_scale = max(rows, columns) / max(image.shape)
     return image, meta
+
+
+def png16(data: bytes) -> np.ndarray:
+    """A 16-bit PNG's samples by imagecodecs' libpng (for the benchmark's comparison as well)."""
+    return imagecodecs.png_decode(data)
+
+
+def _png16(data: bytes, im: Image.Image, rows: int, columns: int) -> np.ndarray | None:
+    """The samples of a grey 16-bit PNG with no EXIF block (orientation is Pillow's to apply), or
+    None for any other PNG or when imagecodecs is absent or does not return exactly that."""
+    if imagecodecs is None or im.mode not in ("I;16", "I;16B", "I;16L") or b"eXIf" in data:
+        return None
+    arr = png16(data)
+    if arr.shape != (rows, columns) or arr.dtype != np.uint16:
+        return None
+    return arr
 
 
 def _orient(im: Image.Image, warnings: list[str]) -> Image.Image:

@@ -86,7 +86,7 @@ def base_dataset(rows: int, columns: int, *, photometric: str = "MONOCHROME2", b
 
 
 def _imagecodecs() -> Any:
-    import imagecodecs  # dev extra: only tests and benchmarks encode
+    import imagecodecs  # a runtime dependency (JPEG decoding); only tests and benchmarks encode
 
     return imagecodecs
 

@@ -11,7 +11,8 @@ from boneage.errors import Reason, Rejection
 from boneage.imaging import codestream
 from boneage.imaging.dicom.attributes import ELEMENT_ERRORS, get_value, text
 from boneage.imaging.dicom.decode import (
-    CODESTREAM_ERRORS, FRAME_ERRORS, J2K_SYNTAXES, JPEG_LS_SYNTAXES, JPEG_SYNTAXES, first_frame,
+    CODESTREAM_ERRORS, FRAME_ERRORS, J2K_SYNTAXES, JPEG_LS_SYNTAXES, JPEG_SYNTAXES, JPEG_T81_SYNTAXES,
+    decoder_missing, first_frame,
 )
 from boneage.imaging.limits import Limits
 from boneage.imaging.text import shown
@@ -49,7 +50,12 @@ def check_header(ds: Dataset, limits: Limits, warnings: list[str]) -> None:
     except (NotImplementedError, TypeError, ValueError):    # no decoder for it; not a UID at all
         raise Rejection(Reason.UNSUPPORTED_TRANSFER_SYNTAX,
                         f"transfer syntax {shown(ts, 'UI')} is not supported") from None
-    if not decoder.is_available:
+    missing = decoder_missing(ts)
+    if missing is not None:
+        raise Rejection(Reason.UNSUPPORTED_TRANSFER_SYNTAX,
+                        f"the decoder for transfer syntax {shown(ts, 'UI')} ({missing}) is not installed")
+    # T.81 JPEG is ours (libjpeg-turbo), whatever pydicom's own plugins for it are.
+    if ts not in JPEG_T81_SYNTAXES and not decoder.is_available:
         raise Rejection(Reason.UNSUPPORTED_TRANSFER_SYNTAX,
                         f"no decoder is installed for transfer syntax {shown(ts, 'UI')}")
     rows, columns = _int(ds, "Rows"), _int(ds, "Columns")

@@ -1,8 +1,12 @@
 """Frame 0 of the pixel data -> its stored samples (a numpy array), or a typed Rejection.
 
-Decoding goes through pydicom's pixel-data plugins (pylibjpeg-libjpeg, pylibjpeg-openjpeg,
-pylibjpeg-rle, pyjpegls, Pillow) for every transfer syntax, with two exceptions that are worth
-their code: a large single-component JPEG 2000 frame is decoded by OpenJPEG (through Pillow)
+Which decoder reads which transfer syntax is a table (``DECODERS``), not an order of attempts.
+DICOM's JPEG syntaxes (baseline, extended 12-bit, lossless process 14 and SV1) are decoded by
+libjpeg-turbo 3 through imagecodecs (``imaging.jpeg``; an 8-bit grey frame DCT-scaled towards the
+target first); when imagecodecs is not installed they are rejected as
+``unsupported_transfer_syntax``, never handed to a slower plugin. The rest go through pydicom's
+pixel-data plugins (pylibjpeg-openjpeg, pylibjpeg-rle, pyjpegls, Pillow), with two exceptions that
+are worth their code: a large single-component JPEG 2000 frame is decoded by OpenJPEG (through Pillow)
 directly at the lowest resolution level that still covers ``target_long_side`` (T.800 resolution
 reduction), which is ~20x cheaper than decoding at full size and then throwing pixels away; and a
 grey unsigned JPEG-LS frame is decoded by CharLS straight into its array (``jpegls``), skipping
@@ -21,16 +25,20 @@ from pydicom import uid as dcm_uid
 from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
 from pydicom.pixels import get_decoder
+from pydicom.pixels.processing import convert_color_space
 
 from boneage.errors import Reason, Rejection
-from boneage.imaging import codestream, jpegls
+from boneage.imaging import codestream, jpeg, jpegls
 from boneage.imaging.dicom.attributes import ELEMENT_ERRORS, safe_int
 
 J2K_SYNTAXES = frozenset({dcm_uid.JPEG2000Lossless, dcm_uid.JPEG2000,
                           dcm_uid.HTJ2KLossless, dcm_uid.HTJ2KLosslessRPCL, dcm_uid.HTJ2K})
 JPEG_LS_SYNTAXES = frozenset({dcm_uid.JPEGLSLossless, dcm_uid.JPEGLSNearLossless})
-JPEG_SYNTAXES = frozenset({dcm_uid.JPEGBaseline8Bit, dcm_uid.JPEGExtended12Bit, dcm_uid.JPEGLossless,
-                           dcm_uid.JPEGLosslessSV1}) | JPEG_LS_SYNTAXES
+YBR_FULL = ("YBR_FULL", "YBR_FULL_422")
+JPEG_T81_SYNTAXES = frozenset({dcm_uid.JPEGBaseline8Bit, dcm_uid.JPEGExtended12Bit, dcm_uid.JPEGLossless,
+                               dcm_uid.JPEGLosslessSV1})
+JPEG_LOSSLESS_SYNTAXES = frozenset({dcm_uid.JPEGLossless, dcm_uid.JPEGLosslessSV1})
+JPEG_SYNTAXES = JPEG_T81_SYNTAXES | JPEG_LS_SYNTAXES
 
 # pydicom's encapsulation parser (``pydicom.encaps``): ValueError for a bad item tag, length or
 # offset table, struct.error for a truncated item header, AttributeError when there is no
@@ -51,12 +59,37 @@ PYDICOM_DECODE_ERRORS: tuple[type[BaseException], ...] = (RuntimeError,) + FRAME
 # Where pydicom has more than one plugin, the one to try first (measured on a 2500x2048 12-bit
 # image): CharLS (pyjpegls) decodes JPEG-LS ~3x faster than libjpeg and is BSD/MIT rather than GPL;
 # pylibjpeg-rle (Rust) decodes RLE ~14x faster than pydicom's numpy decoder; for JPEG 2000
-# pylibjpeg-openjpeg beats pydicom's Pillow route at full size; libjpeg-turbo (Pillow) for 8-bit JPEG.
+# pylibjpeg-openjpeg beats pydicom's Pillow route at full size.
 PREFERRED_PLUGIN = {
     dcm_uid.JPEGLSLossless: "pyjpegls", dcm_uid.JPEGLSNearLossless: "pyjpegls",
     dcm_uid.JPEG2000Lossless: "pylibjpeg", dcm_uid.JPEG2000: "pylibjpeg",
-    dcm_uid.JPEGBaseline8Bit: "pillow", dcm_uid.RLELossless: "pylibjpeg",
+    dcm_uid.RLELossless: "pylibjpeg",
 }
+
+
+# The decoder of each transfer syntax we read compressed: "libjpeg-turbo" is ``imaging.jpeg``
+# (imagecodecs), "charls" is ``imaging.jpegls`` (pyjpegls' CharLS) before pydicom's pyjpegls plugin,
+# the rest name the pydicom plugin that decodes it. Native and deflated syntaxes are pydicom's own.
+DECODERS = {
+    dcm_uid.JPEGBaseline8Bit: "libjpeg-turbo", dcm_uid.JPEGExtended12Bit: "libjpeg-turbo",
+    dcm_uid.JPEGLossless: "libjpeg-turbo", dcm_uid.JPEGLosslessSV1: "libjpeg-turbo",
+    dcm_uid.JPEGLSLossless: "charls", dcm_uid.JPEGLSNearLossless: "charls",
+    dcm_uid.JPEG2000Lossless: "openjpeg", dcm_uid.JPEG2000: "openjpeg",
+    dcm_uid.HTJ2KLossless: "openjpeg", dcm_uid.HTJ2KLosslessRPCL: "openjpeg", dcm_uid.HTJ2K: "openjpeg",
+    dcm_uid.RLELossless: "rle",
+}
+
+
+def decoder_name(ts: str) -> str:
+    """What decodes ``ts`` here (``DECODERS``), "pydicom" for the native and deflated syntaxes."""
+    return DECODERS.get(ts, "pydicom")
+
+
+def decoder_missing(ts: str) -> str | None:
+    """The package a transfer syntax's chosen decoder needs when it is not installed, else None."""
+    if decoder_name(ts) == "libjpeg-turbo" and not jpeg.available():
+        return "imagecodecs (libjpeg-turbo >= 3)"
+    return None
 
 
 def first_frame(ds: Dataset) -> bytes:
@@ -72,14 +105,21 @@ def is_panic(exc: BaseException) -> bool:
 def stored_samples(ds: Dataset, reduce_to: int | None) -> np.ndarray:
     """Frame 0's stored samples (YBR converted to RGB). ``reduce_to``: the long side a grey JPEG
     2000 frame may be decoded down to (None: full size). ``Rejection`` when it cannot be decoded."""
-    stored = j2k_reduced(ds, reduce_to) if ds.file_meta.TransferSyntaxUID in J2K_SYNTAXES else None
+    ts = ds.file_meta.TransferSyntaxUID
+    missing = decoder_missing(ts)
+    if missing is not None:
+        raise Rejection(Reason.UNSUPPORTED_TRANSFER_SYNTAX,
+                        f"the decoder for transfer syntax {ts} ({missing}) is not installed")
+    stored = j2k_reduced(ds, reduce_to) if ts in J2K_SYNTAXES else None
     if stored is not None:
         return stored
     try:
+        if ts in JPEG_T81_SYNTAXES:
+            return jpeg_frame(ds, reduce_to)
         return _decode_frame(ds)
     except MemoryError as exc:
         raise Rejection(Reason.TOO_LARGE, "the pixel data does not fit in memory") from exc
-    except PYDICOM_DECODE_ERRORS as exc:
+    except PYDICOM_DECODE_ERRORS + jpeg.ERRORS as exc:
         raise Rejection(Reason.CORRUPT_PIXEL_DATA,
                         f"the pixel data cannot be decoded ({type(exc).__name__})") from exc
     except BaseException as exc:
@@ -151,3 +191,40 @@ def jpeg_ls_direct(ds: Dataset) -> np.ndarray | None:
     if bits_allocated is None:
         return None
     return jpegls.decode(first_frame(ds), int(ds.Rows), int(ds.Columns), bits_allocated)
+
+
+def jpeg_frame(ds: Dataset, reduce_to: int | None) -> np.ndarray:
+    """Frame 0 of a T.81 JPEG syntax by libjpeg-turbo: an 8-bit grey lossy frame at the coarsest
+    DCT scale that still covers ``reduce_to``, anything else at full size; signed samples are
+    sign-extended from BitsStored as pydicom does."""
+    frame = first_frame(ds)
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    ts = ds.file_meta.TransferSyntaxUID
+    denominator = jpeg.scale_for(rows, columns, reduce_to)
+    if ts not in JPEG_LOSSLESS_SYNTAXES and denominator > 1 and safe_int(ds, "SamplesPerPixel") == 1 \
+            and safe_int(ds, "BitsAllocated") == 8 and safe_int(ds, "PixelRepresentation") == 0:
+        scaled = jpeg.decode_scaled(frame, rows, columns, denominator)
+        if scaled is not None:
+            return scaled
+    colour = safe_int(ds, "SamplesPerPixel") == 3
+    # As pydicom does it: without an Adobe APP14 marker the components are taken as coded (no
+    # guessed YCbCr conversion), then converted to RGB if the dataset says they are YBR.
+    raw = colour and not codestream.jpeg_has_adobe_marker(frame)
+    arr = jpeg.decode(frame, raw_colour=raw)
+    if raw and arr.ndim == 3 and str(ds.PhotometricInterpretation).strip().upper() in YBR_FULL:
+        arr = convert_color_space(arr, "YBR_FULL", "RGB")
+    if arr.shape[:2] != (rows, columns):
+        raise ValueError(f"the JPEG frame is {arr.shape[:2]}, the dataset says {(rows, columns)}")
+    if safe_int(ds, "PixelRepresentation") == 1:
+        arr = _sign_extended(arr, safe_int(ds, "BitsStored") or 8 * arr.dtype.itemsize)
+    return arr
+
+
+def _sign_extended(arr: np.ndarray, bits: int) -> np.ndarray:
+    """Unsigned samples holding ``bits``-bit two's complement values -> the signed dtype."""
+    dtype = np.int8 if arr.dtype.itemsize == 1 else np.int16
+    if bits >= 8 * arr.dtype.itemsize:
+        return arr.view(dtype)
+    value = arr.astype(np.int32) & ((1 << bits) - 1)
+    value -= (value >= (1 << (bits - 1))) * (1 << bits)
+    return value.astype(dtype)

@@ -1,5 +1,12 @@
 """Bytes -> pydicom ``Dataset``, or ``Rejection(not_an_image)``: sniffing, the deflate bound, and
-the transfer syntax of a bare dataset."""
+the transfer syntax of a bare dataset.
+
+A deflated dataset is inflated once, here, under the size bound, and its inflated bytes are what
+pydicom parses (``dcmread`` would inflate it a second time, ~45 ms on a 2500x2048 12-bit image).
+The inflate is libdeflate through imagecodecs (~40 % faster than zlib) when the inflated size fits
+a guess of ``DEFLATE_GUESS`` times the deflated size; libdeflate needs its output buffer up front,
+so a file that inflates further is inflated again by zlib, which streams under the bound.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +16,23 @@ import zlib
 
 import pydicom
 from pydicom import uid as dcm_uid
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.filereader import read_dataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
 
 from boneage.compat.pydicom import read_file_meta
 from boneage.errors import Reason, Rejection
 from boneage.imaging.dicom.attributes import ELEMENT_ERRORS
 from boneage.imaging.limits import Limits
+
+try:
+    import imagecodecs
+except ImportError:     # zlib alone then: the same bytes, slower
+    imagecodecs = None
+
+# Radiographs deflate 1.5-3x; 6x leaves room for wide blank borders without asking libdeflate for
+# a buffer far larger than the dataset.
+DEFLATE_GUESS = 6
 
 _PREAMBLE_FREE_GROUPS = (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
 
@@ -33,12 +50,13 @@ def looks_like_dicom(data: bytes) -> bool:
     return data[128:132] == b"DICM" or data[:2] in _PREAMBLE_FREE_GROUPS
 
 
-def _check_deflate(data: bytes, limits: Limits) -> None:
-    """Deflated datasets are inflated whole by pydicom; bound that first (a zip bomb in DICOM
-    clothing). The inflated size counts against ``max_file_bytes``."""
+def _inflated(data: bytes, limits: Limits) -> Dataset | None:
+    """A deflated Part 10 file's dataset, inflated once under ``max_file_bytes`` (a zip bomb in
+    DICOM clothing is ``too_large``, the inflated size counting against that bound); None when the
+    file is not deflated (pydicom then reads it as it is)."""
     head = data[:4096]
     if dcm_uid.DeflatedExplicitVRLittleEndian.encode() not in head:
-        return
+        return None
     try:
         fp = io.BytesIO(data)
         meta = read_file_meta(fp)
@@ -49,24 +67,42 @@ def _check_deflate(data: bytes, limits: Limits) -> None:
     except READ_ERRORS as exc:
         raise Rejection(Reason.NOT_AN_IMAGE, "the DICOM file meta header is unreadable") from exc
     if syntax != dcm_uid.DeflatedExplicitVRLittleEndian:
-        return
+        return None
+    body = inflate(memoryview(data)[end:], limits.max_file_bytes)
+    try:
+        ds = read_dataset(io.BytesIO(body), is_implicit_VR=False, is_little_endian=True)
+    except READ_ERRORS as exc:
+        raise Rejection(Reason.NOT_AN_IMAGE, "the file is not a readable DICOM dataset") from exc
+    return FileDataset("", ds, preamble=data[:128], file_meta=meta, is_implicit_VR=False,
+                       is_little_endian=True)
+
+
+def inflate(deflated: memoryview, bound: int) -> bytes:
+    """Raw deflate -> bytes, at most ``bound`` of them (``too_large`` beyond)."""
+    guess = min(bound, DEFLATE_GUESS * len(deflated) + 65536)
+    if imagecodecs is not None:
+        try:
+            return imagecodecs.deflate_decode(deflated, raw=True, out=guess)
+        except (imagecodecs.DeflateError, ValueError):
+            pass            # more than the guess, or damaged: zlib decides which
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     try:
-        inflater.decompress(data[end:], limits.max_file_bytes)
+        body = inflater.decompress(deflated, bound)
     except zlib.error as exc:
         raise Rejection(Reason.CORRUPT_PIXEL_DATA, "the deflated dataset does not inflate") from exc
     if inflater.unconsumed_tail:
-        raise Rejection(Reason.TOO_LARGE,
-                        f"the deflated dataset inflates to more than {limits.max_file_bytes} bytes")
+        raise Rejection(Reason.TOO_LARGE, f"the deflated dataset inflates to more than {bound} bytes")
+    if not inflater.eof:        # cut short: pydicom's own inflate refused these as unreadable
+        raise Rejection(Reason.NOT_AN_IMAGE, "the file is not a readable DICOM dataset")
+    return body
 
 
 def parse(data: bytes, limits: Limits) -> Dataset:
     """Parse a DICOM file or bare dataset; ``Rejection(not_an_image)`` if it is not one."""
     preamble = data[128:132] == b"DICM"
-    if preamble:
-        _check_deflate(data, limits)
+    inflated = _inflated(data, limits) if preamble else None
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=not preamble)
+        ds = inflated if inflated is not None else pydicom.dcmread(io.BytesIO(data), force=not preamble)
     except READ_ERRORS as exc:
         raise Rejection(Reason.NOT_AN_IMAGE, "the file is not a readable DICOM dataset") from exc
     try:
