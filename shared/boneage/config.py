@@ -100,7 +100,7 @@ class Settings:
     reports_prefix: str = "reports/"        # in the results bucket; never under input_prefix (no loop)
     max_receive_count: int = 3              # the queue's redrive maxReceiveCount: the last attempt writes `failed`
     lease_seconds: int = 120                # how long a claim blocks duplicates; >= function timeout
-    assess_budget_s: int = 10               # time one upload's model + report + persist stage is given (deadline check)
+    assess_budget_s: int = 5                # seconds one upload's model + report + persist stage is given (deadline check)
     stuck_after_s: int = 360                # a record `processing` this long past its lease lost its event (sweep)
     redrive_queue_url: str = ""             # where the finalizer parks dead-lettered events for the redrive
     report_url_expiry_s: int = 3600         # presigned report URL lifetime in notifications

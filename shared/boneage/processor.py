@@ -13,6 +13,9 @@ one bad upload cannot fail the others. Guarantees, per object version (``upload_
 - a fault (``TransientFault``, a dependency's error, the model raising) propagates so the delivery is
   retried; on the last attempt (``attempt >= max_receive_count``) a ``failed`` record is written first,
   then the message goes to the dead-letter queue, from which ``scripts/redrive.py`` reprocesses it.
+- a delivery killed on its last attempt (timeout, out of memory) runs no Python: ``finalize`` (the
+  finalizer function on the dead-letter queue) and ``sweep`` (its schedule) write the ``failed`` record
+  and its one notification instead; the deadline check keeps most uploads from being killed at all.
 
 Logs go to the standard logger ``boneage.processor``; in the function, Powertools' ``boneage`` logger
 (``functions/assess/app.py``) formats them as JSON with their ``upload_id``, ``hospital_id``,

@@ -18,6 +18,13 @@ from boneage.upload import Upload
 from .conftest import World
 
 KEY = "incoming/st-mary/hand.png"
+BUDGET_S = 10
+
+
+@pytest.fixture
+def world(world: World) -> World:
+    world.settings = dataclasses.replace(world.settings, assess_budget_s=BUDGET_S)
+    return world
 
 
 def _killed(world: World, upload: Upload) -> None:
@@ -28,12 +35,12 @@ def _killed(world: World, upload: Upload) -> None:
 # -- the deadline check -----------------------------------------------------------------------------------
 def test_an_upload_is_not_assessed_with_less_time_left_than_its_budget_and_is_retried(world: World) -> None:
     upload = world.put(KEY)
-    [outcome] = world.processor().process_many([upload], [1], remaining_s=lambda: 9.9)    # budget 10 s
+    [outcome] = world.processor().process_many([upload], [1], remaining_s=lambda: BUDGET_S - 0.1)
     assert type(outcome).__name__ == "DeadlineNear" and world.service.calls == []
     record = world.record(upload)
     assert record.status == "processing" and record.lease_until == 0     # released: the retry claims at once
     assert world.publisher.messages == []
-    [again] = world.processor().process_many([upload], [2], remaining_s=lambda: 10.0)
+    [again] = world.processor().process_many([upload], [2], remaining_s=lambda: float(BUDGET_S))
     assert again.outcome == "completed" and world.notified() == [(upload.upload_id, "completed")]
 
 
