@@ -28,7 +28,7 @@ from boneage.config import Settings
 from boneage.devstack import ROOT, LambdaContext, LocalStack, load_finalizer
 from boneage.imaging.testing import png_bytes
 from boneage.service import AssessmentService
-from boneage.upload import upload_id_for
+from boneage.upload import Upload, upload_id_for
 from tests.unit.handler.support import FakeAssessor
 
 pytestmark = pytest.mark.integration
@@ -144,3 +144,30 @@ def test_a_worker_killed_on_the_last_delivery_still_ends_failed_notified_once_an
     assert report.reprocessed == {"completed": 1, "duplicate": 1} and report.still_failing == 0
     assert store.read(upload_id).status == "completed"
     assert _statuses(stack, inbox) == ["completed"]
+
+
+def test_a_record_whose_event_was_lost_is_found_by_the_sweep_on_the_deployed_index(stack):
+    # A redrive killed half-way: the record is `processing`, and its event sits invisible in the redrive
+    # queue, where no function reads it. Only the sweep, through the template's by_lease index, finds it.
+    inbox = stack.subscribe_queue("inbox-it-stuck", filter_policy={"hospital_id": ["it-stuck"]})
+    key = "incoming/it-stuck/hand.png"
+    put = stack.client("s3").put_object(Bucket=stack.input_bucket, Key=key, Body=b"x")
+    upload = Upload(stack.input_bucket, key, put["VersionId"])
+    store = ResultStore(stack.client("dynamodb"), stack.outputs["ResultsTableName"])
+    assert store.claim(upload, "it-stuck", now=time.time() - 10, lease_seconds=2).owned    # then killed
+    sweep = json.loads((ROOT / "events" / "schedule-sweep.json").read_text())
+    finalizer = load_finalizer()
+    try:
+        with stack.environment(STUCK_AFTER_S="60"):
+            finalizer.init()
+            assert finalizer.handler(sweep, LambdaContext()) == {"stuck": 0, "finalized": 0}   # within the grace
+        with stack.environment(STUCK_AFTER_S="5"):
+            finalizer.init()
+            assert finalizer.handler(sweep, LambdaContext()) == {"stuck": 1, "finalized": 1}
+            assert finalizer.handler(sweep, LambdaContext()) == {"stuck": 0, "finalized": 0}
+    finally:
+        finalizer._processor = finalizer._park = None
+    record = store.read(upload.upload_id)
+    assert (record.status, record.notified_status) == ("failed", "failed")
+    assert "left processing past its lease" in record.result.message
+    assert _statuses(stack, inbox) == ["failed"]
