@@ -51,9 +51,12 @@ def init(processor: UploadProcessor | None = None) -> UploadProcessor:
     return processor
 
 
-def _process(uploads: list[Upload], attempts: list[int]) -> list[Outcome | Exception]:
+def _process(uploads: list[Upload], attempts: list[int], context: Any = None) -> list[Outcome | Exception]:
     assert _processor is not None
-    outcomes = _processor.process_many(uploads, attempts)
+    # The use case sees the deadline as seconds left, nothing of Lambda: it stops an upload before
+    # the model stage rather than be killed by the timeout halfway through writing its result.
+    remaining_s = (lambda: context.get_remaining_time_in_millis() / 1000) if context is not None else None
+    outcomes = _processor.process_many(uploads, attempts, remaining_s=remaining_s)
     for outcome in outcomes:
         name = "fault" if isinstance(outcome, Exception) else outcome.outcome
         metrics.add_metric(name=f"Uploads_{name}", unit=MetricUnit.Count, value=1)
@@ -61,7 +64,7 @@ def _process(uploads: list[Upload], attempts: list[int]) -> list[Outcome | Excep
 
 
 @tracer.capture_method
-def _assess_messages(records: list[dict[str, Any]]) -> dict[str, Exception]:
+def _assess_messages(records: list[dict[str, Any]], context: Any = None) -> dict[str, Exception]:
     """Every message's uploads in one ``process_many``; returns the first fault of each failed message."""
     owners, uploads, attempts = [], [], []
     for raw in records:
@@ -75,7 +78,7 @@ def _assess_messages(records: list[dict[str, Any]]) -> dict[str, Exception]:
         uploads += found
         attempts += [attempt] * len(found)
     faults: dict[str, Exception] = {}
-    for message_id, outcome in zip(owners, _process(uploads, attempts), strict=True):
+    for message_id, outcome in zip(owners, _process(uploads, attempts, context), strict=True):
         if isinstance(outcome, Exception):
             faults.setdefault(message_id, outcome)
     return faults
@@ -92,11 +95,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         # Direct S3 invocation (asynchronous): a fault raises, and Lambda's own retries apply (the
         # uploads that did finish are duplicates then, and are not assessed again).
         uploads = list(uploads_from_s3_event(event))
-        for outcome in _process(uploads, [1] * len(uploads)):
+        for outcome in _process(uploads, [1] * len(uploads), context):
             if isinstance(outcome, Exception):
                 raise outcome
         return {"batchItemFailures": []}
-    faults = _assess_messages(records)
+    faults = _assess_messages(records, context)
 
     def record_handler(record: SQSRecord) -> None:
         # The work is done; Powertools turns the faults into the partial-batch response.

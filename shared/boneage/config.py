@@ -100,6 +100,9 @@ class Settings:
     reports_prefix: str = "reports/"        # in the results bucket; never under input_prefix (no loop)
     max_receive_count: int = 3              # the queue's redrive maxReceiveCount: the last attempt writes `failed`
     lease_seconds: int = 120                # how long a claim blocks duplicates; >= function timeout
+    assess_budget_s: int = 5                # seconds one upload's model + report + persist stage is given (deadline check)
+    stuck_after_s: int = 360                # a record `processing` this long past its lease lost its event (sweep)
+    redrive_queue_url: str = ""             # where the finalizer parks dead-lettered events for the redrive
     report_url_expiry_s: int = 3600         # presigned report URL lifetime in notifications
     allowed_hospitals: frozenset[str] = field(default_factory=frozenset)  # empty: any well-formed id
     region: str = "us-east-1"
@@ -121,6 +124,9 @@ class Settings:
             reports_prefix=env.get("REPORTS_PREFIX", d.reports_prefix),
             max_receive_count=parse_int(env, "MAX_RECEIVE_COUNT", d.max_receive_count),
             lease_seconds=parse_int(env, "LEASE_SECONDS", d.lease_seconds),
+            assess_budget_s=parse_int(env, "ASSESS_BUDGET_S", d.assess_budget_s),
+            stuck_after_s=parse_int(env, "STUCK_AFTER_S", d.stuck_after_s, positive=True),
+            redrive_queue_url=env.get("REDRIVE_QUEUE_URL", d.redrive_queue_url),
             report_url_expiry_s=parse_int(env, "REPORT_URL_EXPIRY_S", d.report_url_expiry_s),
             allowed_hospitals=_csv(env, "ALLOWED_HOSPITALS"),
             region=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", d.region)),
@@ -147,6 +153,9 @@ class Settings:
             "REPORTS_PREFIX": self.reports_prefix,
             "MAX_RECEIVE_COUNT": str(self.max_receive_count),
             "LEASE_SECONDS": str(self.lease_seconds),
+            "ASSESS_BUDGET_S": str(self.assess_budget_s),
+            "STUCK_AFTER_S": str(self.stuck_after_s),
+            "REDRIVE_QUEUE_URL": self.redrive_queue_url,
             "REPORT_URL_EXPIRY_S": str(self.report_url_expiry_s),
             "ALLOWED_HOSPITALS": ",".join(sorted(self.allowed_hospitals)),
             "AWS_REGION": self.region,

@@ -126,6 +126,13 @@ class InMemoryResultStore(_Breakable):
     def records(self) -> list[StoredRecord]:
         return list(self._records.values())
 
+    def stuck(self, *, now: float, older_than_s: int, limit: int) -> list[StoredRecord]:
+        self._check("stuck")
+        with self._lock:
+            found = [r for r in self._records.values() if r.status == PROCESSING and r.lease_until is not None
+                     and r.lease_until < int(now) - older_than_s]
+        return sorted(found, key=lambda r: r.lease_until or 0)[:limit]
+
     def claim(self, upload: Upload, hospital_id: str | None, *, now: float, lease_seconds: int) -> Claim:
         self._check("claim")
         with self._lock:

@@ -33,6 +33,14 @@ class ObjectReader(Protocol):
 class ResultStore(Protocol):
     """One record per upload, every write conditional so duplicate deliveries cannot double up."""
 
+    def read(self, upload_id: str) -> StoredRecord | None:
+        """The upload's record as it stands now (a consistent read); None when there is none."""
+        ...
+
+    def stuck(self, *, now: float, older_than_s: int, limit: int) -> list[StoredRecord]:
+        """Up to ``limit`` records still ``processing`` whose lease ended more than ``older_than_s`` ago."""
+        ...
+
     def claim(self, upload: Upload, hospital_id: str | None, *, now: float, lease_seconds: int) -> Claim:
         """Own the upload for ``lease_seconds`` unless another delivery holds a live lease or it finished
         (``completed``/``rejected``); a ``failed`` record may be claimed again. Counts the attempt."""

@@ -13,6 +13,9 @@ one bad upload cannot fail the others. Guarantees, per object version (``upload_
 - a fault (``TransientFault``, a dependency's error, the model raising) propagates so the delivery is
   retried; on the last attempt (``attempt >= max_receive_count``) a ``failed`` record is written first,
   then the message goes to the dead-letter queue, from which ``scripts/redrive.py`` reprocesses it.
+- a delivery killed on its last attempt (timeout, out of memory) runs no Python: ``finalize`` (the
+  finalizer function on the dead-letter queue) and ``sweep`` (its schedule) write the ``failed`` record
+  and its one notification instead; the deadline check keeps most uploads from being killed at all.
 
 Logs go to the standard logger ``boneage.processor``; in the function, Powertools' ``boneage`` logger
 (``functions/assess/app.py``) formats them as JSON with their ``upload_id``, ``hospital_id``,
@@ -33,7 +36,7 @@ from boneage.errors import Reason, Rejection, TransientFault
 from boneage.notification import build_message
 from boneage.ports import AssessmentService, ObjectReader, Publisher, ReportWriter, ResultStore
 from boneage.result import FAILED, REJECTED, AssessmentResult
-from boneage.upload import TERMINAL, UNKNOWN_HOSPITAL_ID, Claim, FetchedObject, StoredRecord, Upload
+from boneage.upload import PROCESSING, TERMINAL, UNKNOWN_HOSPITAL_ID, Claim, FetchedObject, StoredRecord, Upload
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +46,22 @@ DUPLICATE = "duplicate"             # the upload already has a terminal, notifie
 
 class InProgress(TransientFault):
     """Another delivery holds a live claim on the upload: retry later, when it has finished (or died)."""
+
+
+class DeadlineNear(TransientFault):
+    """Too little of the invocation is left to assess the upload and persist its result: retry it
+    rather than be killed by the function timeout halfway through a write."""
+
+
+# What the finalizer and the sweep record as the fault: they never saw one raised.
+DEAD_LETTERED = "every delivery ended without a result: timeout, out of memory or a crash"
+LEFT_PROCESSING = "left processing past its lease"
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    stuck: int = 0                  # records found `processing` past their lease and the grace period
+    finalized: int = 0              # of those, now terminal and notified by this sweep
 
 
 @dataclass(frozen=True)
@@ -112,12 +131,18 @@ class UploadProcessor:
             raise outcome
         return outcome
 
-    def process_many(self, uploads: Sequence[Upload], attempts: Sequence[int]) -> list[Outcome | Exception]:
+    def process_many(self, uploads: Sequence[Upload], attempts: Sequence[int], *,
+                     remaining_s: Callable[[], float] | None = None) -> list[Outcome | Exception]:
         """The uploads of one invocation, the model run once over all that need it.
 
         Returns one entry per upload, in order: its ``Outcome``, or the fault that must fail its delivery
         (already logged, the claim released, ``failed`` recorded on the last attempt). The same upload
         twice is worked on once; the copy gets ``duplicate``, or the same fault.
+
+        ``remaining_s`` says how many seconds the invocation has left (the handler's deadline). The
+        model, report and persist stage of an upload is started only with ``settings.assess_budget_s``
+        left for it; an upload without that time fails with ``DeadlineNear`` (retried, ``failed`` on
+        the last attempt) instead of being killed by the timeout halfway through its writes.
         """
         outcomes: list[Outcome | Exception | None] = [None] * len(uploads)
         jobs: dict[int, _Job] = {}
@@ -143,10 +168,14 @@ class UploadProcessor:
             except Exception as exc:
                 outcomes[i] = self._fault(job, exc)
 
-        self._assess_together([job for job in jobs.values() if job.result is None])
+        pending = [job for job in jobs.values() if job.result is None]
+        if self._time_for(len(pending), remaining_s):
+            self._assess_together(pending)
         for i, job in jobs.items():
             try:
                 if job.result is None:      # alone, or the batched step failed: assess this one by itself
+                    if not self._time_for(1, remaining_s):
+                        raise DeadlineNear("too little time left before the function timeout to assess the upload")
                     data, name, metadata = job.item
                     job.result, job.files = self.service.assess(data, source=name, metadata=metadata)
                 outcomes[i] = self._finish(job)
@@ -182,7 +211,64 @@ class UploadProcessor:
                                                                  "fault": fault_label(inner)})
             return None
 
+    def finalize(self, upload: Upload, *, fault: str = DEAD_LETTERED) -> Outcome:
+        """The last word on an upload whose deliveries are all spent (its event reached the dead-letter
+        queue): make sure it has a terminal record and that record's notification went out once.
+
+        A delivery killed by the timeout or the memory limit leaves the record ``processing`` (or none
+        at all) and nobody notified. ``failed`` is written where the record is missing or ``processing``
+        with an expired lease (``record_failure``'s condition: a result that stands, or a live claim, is
+        never overwritten), and a terminal record not yet notified is notified through the notification
+        claim, so a repeated call sends nothing more. A ``failed`` record stays claimable, so a later
+        redrive can still complete the upload. ``InProgress`` (retry later) while another delivery
+        holds a live claim or is publishing the notification.
+        """
+        return self._settle(self._pinned(upload), fault=fault)
+
+    def sweep(self, *, stuck_after_s: int, limit: int = 100) -> SweepReport:
+        """Finalize the records left ``processing`` more than ``stuck_after_s`` past their lease.
+
+        A delivery that dies leaves its lease to expire; the event is redelivered (and re-claimed)
+        within one visibility timeout, or reaches the dead-letter queue and the finalizer. A record
+        still ``processing`` after that lost its event (a redrive killed mid-way, a finalizer that kept
+        failing until the dead-letter queue dropped the event): it is counted, for the alarm, and
+        settled like a dead-lettered one."""
+        stuck = self.store.stuck(now=self.clock(), older_than_s=stuck_after_s, limit=limit)
+        finalized = 0
+        for record in stuck:
+            upload = Upload(record.bucket, record.key, None if record.version_id == "null" else record.version_id)
+            try:
+                self._settle(upload, fault=LEFT_PROCESSING)
+                finalized += 1
+            except Exception as exc:     # the next sweep tries again; the alarm has already counted it
+                logger.warning("could not finalize a stuck upload", extra={"upload_id": record.upload_id,
+                                                                           "fault": fault_label(exc)})
+        if stuck:
+            logger.error("uploads left processing past their lease", extra={"stuck": len(stuck),
+                                                                             "finalized": finalized})
+        return SweepReport(stuck=len(stuck), finalized=finalized)
+
     # -- steps -----------------------------------------------------------------------------------
+    def _time_for(self, uploads: int, remaining_s: Callable[[], float] | None) -> bool:
+        return uploads == 0 or remaining_s is None or remaining_s() >= uploads * self.settings.assess_budget_s
+
+    def _settle(self, upload: Upload, *, fault: str) -> Outcome:
+        hospital_id = upload.hospital_id(self.settings.input_prefix)
+        record = self.store.read(upload.upload_id)
+        if record is None or record.status == PROCESSING:
+            record = (self.store.record_failure(upload, hospital_id, fault=fault, now=self.clock(),
+                                                model_version=self.service.model_version)
+                      or self.store.read(upload.upload_id))
+        if record is None or record.status == PROCESSING:
+            raise InProgress("another delivery holds a live claim on this upload")
+        if record.notified:
+            return Outcome(upload.upload_id, record.hospital_id, DUPLICATE)
+        if not self._notify(record):
+            raise InProgress("another delivery is sending this upload's notification")
+        logger.error("upload finalized", extra={"upload_id": upload.upload_id, "hospital_id": record.hospital_id,
+                                                "status": record.status, "fault": fault})
+        return Outcome(upload.upload_id, record.hospital_id, record.status, notified=True)
+
     def _pinned(self, upload: Upload) -> Upload:
         if upload.version_id is not None:
             return upload

@@ -11,7 +11,8 @@ Record life cycle (``status``)::
 
     (none) --claim--> processing --finish--> completed | rejected
                           |  \\--last attempt fails / redrive gives up--> failed --claim (redrive)--> processing
-                          \\--lease expires (crash, timeout)--> may be claimed again
+                          \\--lease expires (crash, timeout)--> may be claimed again; on the last delivery
+                               the finalizer (dead-letter queue) or the sweep writes failed
 """
 
 from __future__ import annotations

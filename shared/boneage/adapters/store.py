@@ -8,6 +8,10 @@ it and the item lives here, and nowhere else.
 - GSI ``by_hospital`` (``hospital_id``, ``created_at``): "this hospital's recent results".
 - A claim holds a lease (``lease_until``) and a random ``claim`` token; ``finish`` only succeeds for the
   token holder, so two concurrent deliveries of one event never both write a result.
+- GSI ``by_lease`` (``status``, ``lease_until``): "records still processing, oldest lease first". Sparse
+  by construction: ``lease_until`` exists exactly while the status is ``processing`` (``claim`` sets it,
+  ``finish`` rewrites the item without it, ``record_failure`` removes it), and DynamoDB indexes only the
+  items that carry both keys, so the sweep queries the stuck records without a scan.
 - ``notified_status`` records which status the notification went out for, so a redelivered event
   after a crash between the write and the publish sends the missing notification and nothing more.
 """
@@ -31,6 +35,7 @@ from boneage.result import FAILED, AssessmentResult
 from boneage.upload import PROCESSING, TERMINAL, UNKNOWN_HOSPITAL_ID, Claim, StoredRecord, Upload
 
 HOSPITAL_INDEX = "by_hospital"
+LEASE_INDEX = "by_lease"
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -139,6 +144,26 @@ class ResultStore:
         """The typed record (``get`` gives the plain item, for printing)."""
         item = self.get(upload_id)
         return record_from_item(item) if item is not None else None
+
+    def stuck(self, *, now: float, older_than_s: int, limit: int) -> list[StoredRecord]:
+        """Records still ``processing`` whose lease ended more than ``older_than_s`` ago, oldest first
+        (the sparse ``by_lease`` index: only processing records are in it)."""
+        records: list[StoredRecord] = []
+        kwargs: dict[str, Any] = {}
+        while len(records) < limit:
+            with dependency("dynamodb"):
+                resp = self._db.query(
+                    TableName=self.table, IndexName=LEASE_INDEX,
+                    KeyConditionExpression="#status = :processing AND lease_until < :cutoff",
+                    ExpressionAttributeNames={"#status": "status"},
+                    ExpressionAttributeValues=_marshal({":processing": PROCESSING,
+                                                        ":cutoff": int(now) - older_than_s}),
+                    Limit=limit - len(records), **kwargs)
+            records += [record_from_item(_unmarshal(i)) for i in resp.get("Items", [])]
+            if "LastEvaluatedKey" not in resp:
+                break
+            kwargs = {"ExclusiveStartKey": resp["LastEvaluatedKey"]}
+        return records
 
     def claim(self, upload: Upload, hospital_id: str | None, *, now: float, lease_seconds: int) -> Claim:
         """Take the upload for this delivery unless another holds a live lease or it already finished."""

@@ -10,8 +10,8 @@ those libraries are loaded when a stack starts.
 
 from __future__ import annotations
 
-from .handler import load_env_vars, load_handler
+from .handler import load_env_vars, load_finalizer, load_handler
 from .samples import SampleUpload, sample_uploads
 from .stack import ROOT, LambdaContext, LocalStack
 
-__all__ = ["ROOT", "LambdaContext", "LocalStack", "SampleUpload", "load_env_vars", "load_handler", "sample_uploads"]
+__all__ = ["ROOT", "LambdaContext", "LocalStack", "SampleUpload", "load_env_vars", "load_finalizer", "load_handler", "sample_uploads"]

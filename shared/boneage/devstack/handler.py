@@ -18,22 +18,30 @@ from .stack import ROOT
 
 HANDLER_FILE = ROOT / "functions" / "assess" / "app.py"
 MODULE_NAME = "app"
+# The finalizer runs in the same image under its own module name (ImageConfig.Command in template.yaml).
+FINALIZER_FILE = ROOT / "functions" / "finalize" / "app.py"
+FINALIZER_MODULE = "finalize_app"
 
 
-def load_handler(path: Path = HANDLER_FILE) -> ModuleType:
-    """The handler module ``app``, imported from ``path`` on first use and shared afterwards."""
-    module = sys.modules.get(MODULE_NAME)
+def load_finalizer() -> ModuleType:
+    """The finalizer's handler module ``finalize_app``, loaded as the image names it."""
+    return load_handler(FINALIZER_FILE, FINALIZER_MODULE)
+
+
+def load_handler(path: Path = HANDLER_FILE, name: str = MODULE_NAME) -> ModuleType:
+    """The handler module ``app`` (or ``name``), imported from ``path`` on first use and shared afterwards."""
+    module = sys.modules.get(name)
     if module is not None and Path(module.__file__ or "").resolve() == path.resolve():
         return module
-    spec = importlib.util.spec_from_file_location(MODULE_NAME, path)
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"no handler module at {path}")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[MODULE_NAME] = module       # registered first, as the import system does
+    sys.modules[name] = module       # registered first, as the import system does
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        del sys.modules[MODULE_NAME]
+        del sys.modules[name]
         raise
     return module
 

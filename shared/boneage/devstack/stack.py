@@ -296,6 +296,7 @@ class LocalStack:
             "TOPIC_ARN": o["ResultsTopicArn"],
             "QUEUE_URL": o["AssessQueueUrl"],
             "DLQ_URL": o["DeadLetterQueueUrl"],
+            "REDRIVE_QUEUE_URL": o["RedriveQueueUrl"],
             "INPUT_PREFIX": "incoming/",
             "REPORTS_PREFIX": "reports/",
             "MAX_RECEIVE_COUNT": str(self.max_receive_count),

@@ -78,12 +78,18 @@ def aws() -> Iterator[Aws]:
             s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
         ddb.create_table(
             TableName="results", BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"}
-                                  for n in ("upload_id", "hospital_id", "created_at")],
+            AttributeDefinitions=[*({"AttributeName": n, "AttributeType": "S"}
+                                    for n in ("upload_id", "hospital_id", "created_at", "status")),
+                                  {"AttributeName": "lease_until", "AttributeType": "N"}],
             KeySchema=[{"AttributeName": "upload_id", "KeyType": "HASH"}],
             GlobalSecondaryIndexes=[{"IndexName": "by_hospital", "Projection": {"ProjectionType": "ALL"},
                                      "KeySchema": [{"AttributeName": "hospital_id", "KeyType": "HASH"},
-                                                   {"AttributeName": "created_at", "KeyType": "RANGE"}]}],
+                                                   {"AttributeName": "created_at", "KeyType": "RANGE"}]},
+                                    {"IndexName": "by_lease", "Projection": {
+                                        "ProjectionType": "INCLUDE", "NonKeyAttributes": [
+                                            "hospital_id", "source_bucket", "source_key", "source_version"]},
+                                     "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"},
+                                                   {"AttributeName": "lease_until", "KeyType": "RANGE"}]}],
         )
         topic = sns.create_topic(Name="results")["TopicArn"]
         inboxes = {}

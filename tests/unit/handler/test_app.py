@@ -93,3 +93,20 @@ def test_sqs_batch_runs_one_model_batch_and_reports_only_the_failing_message(aws
     assert {i["source_key"]: i["status"] for i in aws.items()} == {
         samples["DICOM girl"].key: "completed", samples["not an image"].key: "rejected",
         right.key: "processing", samples["PNG boy with metadata"].key: "completed"}
+
+
+def test_an_upload_is_not_started_with_less_time_left_than_its_budget(aws, app):
+    put = aws.put("incoming/st-mary/late.png", b"not an image")
+    body = _s3_body(aws, "incoming/st-mary/late.png", put["VersionId"])
+    short = LambdaContext(timeout_ms=int(aws.settings.assess_budget_s * 1000) - 1)
+    test_event = {"Service": "Amazon S3", "Event": "s3:TestEvent"}     # acknowledged: Powertools raises if all fail
+    assert app.handler(_sqs_event(body, test_event), short) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    [item] = aws.items()
+    assert (item["status"], item["lease_until"]) == ("processing", 0)       # released for the retry
+    # The last attempt with the deadline near records `failed` and notifies it instead of being killed.
+    assert app.handler(_sqs_event(body, test_event, receive_count="3"), short) == {
+        "batchItemFailures": [{"itemIdentifier": "m0"}]}
+    [item] = aws.items()
+    assert (item["status"], item["notified_status"]) == ("failed", "failed")
+    assert app.handler(_sqs_event(body), LambdaContext()) == {"batchItemFailures": []}     # time enough: redriven
+    assert aws.items()[0]["status"] == "rejected"

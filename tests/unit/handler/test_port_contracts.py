@@ -116,6 +116,23 @@ def test_a_failure_is_recorded_over_a_dead_claim_or_nothing_never_over_a_live_cl
     assert store.record_failure(A, "st-mary", fault="x", now=T + 1000) is None     # a result stands
 
 
+def test_only_records_processing_past_their_lease_and_the_grace_are_stuck(store: Any) -> None:
+    C = Upload("in-bucket", "incoming/north-gen/c.png", "v3")
+    dead = store.claim(A, "st-mary", now=T, lease_seconds=60)               # lease ends T + 60, never finished
+    store.release(store.claim(B, None, now=T, lease_seconds=60))            # released: lease_until 0
+    store.finish(store.claim(C, "north-gen", now=T, lease_seconds=60), _completed(), now=T + 1)
+    assert [r.upload_id for r in store.stuck(now=T + 100, older_than_s=360, limit=10)] == [B.upload_id]
+    stuck = store.stuck(now=T + 421, older_than_s=360, limit=10)            # oldest lease first
+    assert [r.upload_id for r in stuck] == [B.upload_id, A.upload_id]
+    r = stuck[1]        # enough of the record to rebuild its upload and settle it
+    assert (r.status, r.hospital_id, r.bucket, r.key, r.version_id, r.lease_until) == (
+        "processing", "st-mary", A.bucket, A.key, "v1", dead.record.lease_until)
+    assert len(store.stuck(now=T + 421, older_than_s=360, limit=1)) == 1
+    store.record_failure(A, "st-mary", fault="x", now=T + 421)              # failed: out of the index
+    store.claim(B, None, now=T + 421, lease_seconds=60)                     # claimed again: a live lease
+    assert store.stuck(now=T + 421, older_than_s=360, limit=10) == []
+
+
 # -- ObjectReader -----------------------------------------------------------------------------------
 @pytest.fixture(params=["memory", "s3"])
 def objects(request: pytest.FixtureRequest) -> tuple[Any, Any, Any]:

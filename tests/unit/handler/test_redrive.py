@@ -48,3 +48,20 @@ def test_move_sends_dead_lettered_events_back_to_the_queue(aws):
     assert move(sqs, dlq, main).moved == 3
     bodies = [m["Body"] for m in sqs.receive_message(QueueUrl=main, MaxNumberOfMessages=10)["Messages"]]
     assert sorted(bodies) == ['{"n": 0}', '{"n": 1}', '{"n": 2}']
+
+
+def test_the_script_moves_both_the_dead_letter_queue_and_the_finalizers_parked_events(aws, monkeypatch, capsys):
+    import runpy
+    from pathlib import Path
+
+    sqs, dlq, main = _queues(aws)
+    parked = sqs.create_queue(QueueName="redrive")["QueueUrl"]
+    sqs.send_message(QueueUrl=dlq, MessageBody='{"n": "not yet settled"}')
+    sqs.send_message(QueueUrl=parked, MessageBody='{"n": "settled by the finalizer"}')
+    for name, value in {"DLQ_URL": dlq, "REDRIVE_QUEUE_URL": parked, "QUEUE_URL": main}.items():
+        monkeypatch.setenv(name, value)
+    script = runpy.run_path(str(Path(__file__).resolve().parents[3] / "scripts" / "redrive.py"))
+    assert script["main"](["--move"]) == 0
+    assert [r["moved"] for r in json.loads(capsys.readouterr().out)] == [1, 1]
+    bodies = [m["Body"] for m in sqs.receive_message(QueueUrl=main, MaxNumberOfMessages=10)["Messages"]]
+    assert sorted(bodies) == ['{"n": "not yet settled"}', '{"n": "settled by the finalizer"}']

@@ -145,3 +145,48 @@ def test_the_function_may_list_the_input_bucket_so_a_deleted_upload_is_404_not_4
                and s["Resource"] == bucket_arn]
     # A condition on s3:prefix would not count: S3 decides 403/404 for a GET, which carries no prefix.
     assert listing and all("Condition" not in s for s in listing)
+
+
+def test_the_dead_letter_queue_has_a_consumer_that_parks_its_events_for_the_redrive(template):
+    # A killed last delivery leaves no Python to record `failed`: something must consume the dead letters.
+    resources = template["Resources"]
+    dlq = resources["AssessQueue"]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    consumers = [m["Properties"] for m in _of_type(template, "AWS::Lambda::EventSourceMapping").values()
+                 if m["Properties"]["EventSourceArn"] == _arn_of(dlq)]
+    assert consumers, "nothing consumes the dead-letter queue: a killed last delivery stays `processing`"
+    [mapping] = consumers
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]     # an unsettled event stays
+    function = resources[mapping["FunctionName"]["Ref"]]["Properties"]
+    assert _number(template, resources[dlq]["Properties"]["VisibilityTimeout"]) >= 6 * _number(template, function["Timeout"])
+    # It deletes what it settles, so it must park each event where the redrive reads it, kept longer.
+    parked = function["Environment"]["Variables"]["REDRIVE_QUEUE_URL"]["Ref"]
+    [policy] = function["Policies"]
+    assert any(s["Action"] == "sqs:SendMessage" and s["Resource"] == _arn_of(parked) for s in policy["Statement"])
+    assert _number(template, resources[parked]["Properties"]["MessageRetentionPeriod"]) == SQS_MAX_RETENTION_S
+
+
+def test_records_left_processing_raise_an_alarm_from_a_scheduled_sweep(template):
+    resources = template["Resources"]
+    alarms = [a["Properties"] for a in _of_type(template, "AWS::CloudWatch::Alarm").values()
+              if a["Properties"]["MetricName"] == "StuckUploads"]
+    assert alarms, "no alarm on records left processing past their lease"
+    [alarm] = alarms
+    assert alarm["Namespace"] == "BoneAge" and alarm["Dimensions"] == [{"Name": "service", "Value": "boneage"}]
+    assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["TreatMissingData"] == "breaching"          # a sweep that stopped running is noticed
+    sweepers = [r["Properties"] for r in _of_type(template, "AWS::Serverless::Function").values()
+                if any(e["Type"] == "Schedule" for e in r["Properties"].get("Events", {}).values())]
+    assert len(sweepers) == 1
+    [sweeper] = sweepers
+    [schedule] = [e["Properties"]["Schedule"] for e in sweeper["Events"].values() if e["Type"] == "Schedule"]
+    assert schedule == "rate(5 minutes)" and _number(template, alarm["Period"]) >= 2 * 300
+    # The sweep finds stuck records through the sparse index, not a scan, and may do nothing else with it.
+    [index] = [i for i in resources["ResultsTable"]["Properties"]["GlobalSecondaryIndexes"] if i["IndexName"] == "by_lease"]
+    assert [k["AttributeName"] for k in index["KeySchema"]] == ["status", "lease_until"]
+    statements = sweeper["Policies"][0]["Statement"]
+    assert not [s for s in statements if "dynamodb:Scan" in _as_list(s["Action"])]
+    assert any(s["Action"] == "dynamodb:Query" and s["Resource"] == {"Fn::Sub": "${ResultsTable.Arn}/index/by_lease"}
+               for s in statements)
+    # Grace: a live event is redelivered within one visibility timeout of its lease ending.
+    grace = sweeper["Environment"]["Variables"]["STUCK_AFTER_S"]
+    assert grace == resources["AssessQueue"]["Properties"]["VisibilityTimeout"]
