@@ -9,6 +9,7 @@ SOF55 = 0xFFF7, same layout), ITU-T T.800 A.5.1 (SIZ) and A.6.1 (COD).
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 # SOF markers: every 0xFFCn except DHT (C4), JPG (C8) and DAC (CC); 0xFFF7 is JPEG-LS SOF55.
@@ -26,9 +27,9 @@ class FrameHeader:
     levels: int | None = None       # JPEG 2000 decomposition levels (COD), None if unknown
 
 
-def jpeg_frame_header(buf: bytes) -> FrameHeader:
-    """The SOFn (or JPEG-LS SOF55) frame header of a JPEG / JPEG-LS stream; ``ValueError`` if
-    there is none before the first scan."""
+def _header_segments(buf: bytes) -> Iterator[tuple[int, int, int]]:
+    """``(marker, offset, length)`` of each marker segment of a JPEG / JPEG-LS stream before its first
+    scan; ``ValueError`` for a stream that is not JPEG or a segment that cannot be stepped over."""
     if buf[:2] != b"\xff\xd8":
         raise ValueError("no JPEG SOI marker")
     pos, n = 2, len(buf)
@@ -42,17 +43,24 @@ def jpeg_frame_header(buf: bytes) -> FrameHeader:
         if marker in _STANDALONE:
             pos += 2
             continue
+        if marker == 0xDA:                 # start of scan: the header is over
+            return
         (length,) = struct.unpack_from(">H", buf, pos + 2)
-        if marker in _SOF:
-            if pos + 10 > n:
-                break
-            precision, rows, columns, comps = struct.unpack_from(">BHHB", buf, pos + 4)
-            return FrameHeader(rows, columns, comps, precision)
-        if marker == 0xDA:                  # start of scan before any frame header
-            break
+        yield marker, pos, length
         if length < 2:
             raise ValueError("bad JPEG segment length")
         pos += 2 + length
+
+
+def jpeg_frame_header(buf: bytes) -> FrameHeader:
+    """The SOFn (or JPEG-LS SOF55) frame header of a JPEG / JPEG-LS stream; ``ValueError`` if
+    there is none before the first scan."""
+    for marker, pos, _length in _header_segments(buf):
+        if marker in _SOF:
+            if pos + 10 > len(buf):
+                break
+            precision, rows, columns, comps = struct.unpack_from(">BHHB", buf, pos + 4)
+            return FrameHeader(rows, columns, comps, precision)
     raise ValueError("no JPEG frame header")
 
 
@@ -60,28 +68,8 @@ def jpeg_has_adobe_marker(buf: bytes) -> bool:
     """Whether a complete APP14 "Adobe" segment (which carries the colour transform flag) comes
     before the first scan; ``ValueError`` for a stream that is not JPEG. A segment too short to hold
     the flag (some encoders write 12 bytes) is ignored, as libjpeg-turbo ignores it."""
-    if buf[:2] != b"\xff\xd8":
-        raise ValueError("no JPEG SOI marker")
-    pos, n = 2, len(buf)
-    while pos + 4 <= n:
-        if buf[pos] != 0xFF:
-            raise ValueError("JPEG marker expected")
-        marker = buf[pos + 1]
-        if marker == 0xFF:
-            pos += 1
-            continue
-        if marker in _STANDALONE:
-            pos += 2
-            continue
-        if marker == 0xDA:
-            return False
-        (length,) = struct.unpack_from(">H", buf, pos + 2)
-        if marker == 0xEE and length >= 14 and buf[pos + 4:pos + 9] == b"Adobe":
-            return True
-        if length < 2:
-            raise ValueError("bad JPEG segment length")
-        pos += 2 + length
-    return False
+    return any(marker == 0xEE and length >= 14 and buf[pos + 4:pos + 9] == b"Adobe"
+               for marker, pos, length in _header_segments(buf))
 
 
 def j2k_frame_header(buf: bytes) -> FrameHeader:

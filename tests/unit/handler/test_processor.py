@@ -1,17 +1,16 @@
 """The upload use case wired to the real adapters on in-process AWS (moto): what only AWS can show.
 
 The items, object keys, encryption and filter policies really written; AWS errors turned into
-retryable faults; the size limit read from the GET's headers; DynamoDB's conditional writes under
-concurrent deliveries; PHI kept out of everything. The flow itself (duplicates, retries, the last
-attempt, redrive, notification once) is tested on in-memory ports in ``tests/unit/usecase``, and the
-store's conditions for both in ``test_port_contracts.py``.
+retryable faults; the size limit read from the GET's headers; PHI kept out of everything. The flow
+itself (duplicates, retries, the last attempt, redrive, notification once) is tested on in-memory
+ports in ``tests/unit/usecase``, the store's conditions for both in ``test_port_contracts.py``, and
+concurrent deliveries on dynalite (``tests/integration/test_store_atomicity.py``): moto checks a
+condition and then writes, so a race that passes on it proves nothing.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import time
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ import pytest
 from boneage.config import IngestSettings
 from boneage.devstack import sample_uploads
 from boneage.errors import TransientFault
-from boneage.processor import DUPLICATE, InProgress
+from boneage.processor import DUPLICATE
 from boneage.upload import Upload
 
 SAMPLES = {s.name: s for s in sample_uploads(3, size=256)}
@@ -88,35 +87,6 @@ def test_an_object_over_the_size_limit_is_rejected_from_its_headers_without_read
     assert reads == []                                      # the body was never read
     [note] = aws.notifications("st-mary") + aws.notifications("north-gen")
     assert _attrs(note)["status"] == "rejected"
-
-
-def test_concurrent_duplicate_deliveries_write_one_record_and_one_notification(aws):
-    upload = _upload(aws, "PNG boy with metadata")
-    processor = aws.processor()
-    barrier, outcomes = threading.Barrier(3), []
-
-    def deliver() -> None:
-        barrier.wait()
-        # An InProgress delivery is retried, as SQS would, until the first one is done; never as the
-        # last attempt (that one records `failed`, which a live claim must survive, tested elsewhere).
-        deadline = time.monotonic() + 30
-        attempt = 1
-        while time.monotonic() < deadline:
-            try:
-                outcomes.append(processor.process(upload, attempt=attempt).outcome)
-                return
-            except InProgress:
-                attempt = 2
-                threading.Event().wait(0.2)
-        outcomes.append("still in progress")
-
-    threads = [threading.Thread(target=deliver) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(outcomes) == ["completed", DUPLICATE, DUPLICATE]
-    assert len(aws.items()) == 1 and len(aws.notifications("north-gen")) == 1
 
 
 def test_sns_unavailable_retries_and_notifies_exactly_once(aws, faults):
