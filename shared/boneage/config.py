@@ -102,6 +102,7 @@ class Settings:
     lease_seconds: int = 120                # how long a claim blocks duplicates; >= function timeout
     report_url_expiry_s: int = 3600         # presigned report URL lifetime in notifications
     allowed_hospitals: frozenset[str] = field(default_factory=frozenset)  # empty: any well-formed id
+    sign_in_url: str = ""                   # where the worklist page sends a clinician to sign in (results API)
     region: str = "us-east-1"
     ingest: IngestSettings = field(default_factory=IngestSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
@@ -123,6 +124,7 @@ class Settings:
             lease_seconds=parse_int(env, "LEASE_SECONDS", d.lease_seconds),
             report_url_expiry_s=parse_int(env, "REPORT_URL_EXPIRY_S", d.report_url_expiry_s),
             allowed_hospitals=_csv(env, "ALLOWED_HOSPITALS"),
+            sign_in_url=env.get("WORKLIST_SIGN_IN_URL", d.sign_in_url),
             region=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", d.region)),
             ingest=IngestSettings(
                 max_file_bytes=parse_int(env, "BONEAGE_MAX_FILE_BYTES", d.ingest.max_file_bytes, positive=True),
@@ -149,6 +151,7 @@ class Settings:
             "LEASE_SECONDS": str(self.lease_seconds),
             "REPORT_URL_EXPIRY_S": str(self.report_url_expiry_s),
             "ALLOWED_HOSPITALS": ",".join(sorted(self.allowed_hospitals)),
+            "WORKLIST_SIGN_IN_URL": self.sign_in_url,
             "AWS_REGION": self.region,
             "BONEAGE_MAX_FILE_BYTES": str(self.ingest.max_file_bytes),
             "BONEAGE_MAX_PIXELS": str(self.ingest.max_pixels),
