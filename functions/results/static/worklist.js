@@ -148,6 +148,7 @@ async function loadList(append) {
   const params = filterQuery();
   if (append && nextToken) params.set("next", nextToken);
   $("message").textContent = "Loading...";
+  $("results").setAttribute("aria-busy", "true");
   try {
     const page = await api("/results?" + params.toString());
     const body = $("results").tBodies[0];
@@ -159,6 +160,8 @@ async function loadList(append) {
     $("updated").textContent = "Updated " + new Date().toLocaleTimeString();
   } catch (e) {
     if (e.message !== "signed out") $("message").textContent = "Could not load results: " + e.message;
+  } finally {
+    $("results").removeAttribute("aria-busy");
   }
 }
 
