@@ -42,13 +42,13 @@ def _build(tmp_path: Path) -> Path:
 
 
 def _probe(paths: list[Path], modules: list[str]) -> dict[str, list]:
-    # -I -S: no user site, no site-packages processing (so no editable install of the whole package);
-    # the path is exactly the layer, the function and the third-party packages of the runtime.
+    # -S -s: no site-packages processing and no user site (so no editable install of the whole
+    # package); the path is exactly the layer, the function and the third-party packages of the runtime.
     path = [str(p) for p in paths] + [sysconfig.get_paths()["purelib"]]
-    code = f"import sys; sys.path[:0] = {path!r}; exec(compile({PROBE!r}, 'probe', 'exec'))"
-    env = {"PATH": os.environ.get("PATH", ""), "POWERTOOLS_TRACE_DISABLED": "true", "AWS_DEFAULT_REGION": "us-east-1"}
-    run = subprocess.run([sys.executable, "-I", "-S", "-c", code, ",".join(HEAVY), ",".join(modules)],
-                         capture_output=True, text=True, env=env, timeout=120)
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join(path),
+           "POWERTOOLS_TRACE_DISABLED": "true", "AWS_DEFAULT_REGION": "us-east-1"}
+    run = subprocess.run([sys.executable, "-S", "-s", "-c", PROBE, ",".join(HEAVY), ",".join(modules)],
+                         capture_output=True, text=True, env=env, timeout=120, cwd=path[0])
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 
