@@ -230,3 +230,28 @@ def _handler_class(server: ResultsServer) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m boneage.devstack.results_api``: the emulator's stack and the worklist on loopback,
+    with a sign-in link per hospital (uploads are assessed by ``make local``'s poller, not here)."""
+    import argparse
+
+    from .stack import LocalStack
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--hospital", action="append", default=[], help="print a sign-in link for it")
+    args = parser.parse_args(argv)
+    with LocalStack.start() as stack, ResultsServer(stack.handler_env).start(args.port) as server:
+        print(f"worklist: {server.url}")
+        for hospital in args.hospital or ["st-mary", "north-gen"]:
+            print(f"  sign in as {hospital}: {server.sign_in_url(hospital)}")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
