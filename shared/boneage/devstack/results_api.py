@@ -247,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"worklist: {server.url}")
         for hospital in args.hospital or ["st-mary", "north-gen"]:
             print(f"  sign in as {hospital}: {server.sign_in_url(hospital)}")
+            print(f"    or: curl -H 'Authorization: Bearer {server.issuer.mint(hospital)}' {server.url}results")
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
