@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-stamp
 MODEL_CONFIG ?= demo
 
-.PHONY: venv test unit integration model bench demo lint tools clean system-deps ipex-env test-ipex dynalite
+.PHONY: venv test unit integration model bench demo lint tools clean system-deps browser-deps ipex-env test-ipex dynalite
 
 venv: $(STAMP)
 
@@ -22,6 +22,11 @@ $(STAMP): pyproject.toml
 system-deps:
 	@command -v dciodvfy >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq dicom3tools >/dev/null) || echo "warning: dicom3tools not installed; DICOM validation tests will fail"; }
 
+# The worklist's browser test (tests/integration/test_worklist_browser.py) drives Debian's Chromium through
+# Debian's chromedriver, so the two always match and nothing downloads a browser build.
+browser-deps:
+	@{ test -x /usr/bin/chromium && test -x /usr/bin/chromedriver; } || { (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) || echo "warning: chromium not installed; the worklist browser test will fail"; }
+
 # dynalite (npm, dev/test only) is the DynamoDB the store's concurrency tests race on: it applies a write's
 # condition and the write in one step, as DynamoDB does and moto does not (tests/integration/dynalite_server.py).
 # Installed into build/node; node and npm come from apt when missing. Without it the other tests still run
@@ -35,14 +40,14 @@ dynalite: $(DYNALITE)
 
 # The IPEX parity tests run in their own venv (torch 2.8 + IPEX 2.8, ~4 GB from the registry, about two
 # minutes to install here); `make test` builds it when missing, so CI checks that path too (dynalite likewise).
-test: venv system-deps tools dynalite
+test: venv system-deps browser-deps tools dynalite
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests
 	$(MAKE) --no-print-directory test-ipex
 
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit
 
-integration: venv dynalite
+integration: venv dynalite browser-deps
 	$(VENV)/bin/pytest -q tests/integration
 
 model: venv

@@ -6,6 +6,7 @@
 - ``StoredRecord``: the one record per upload, typed; ``adapters/store.py`` maps it to and from a
   DynamoDB item, ``boneage.fakes`` keeps it in memory.
 - ``Claim``: what taking an upload for a delivery found (owned now, or another delivery's record).
+- ``RecordQuery`` / ``RecordPage``: one page of a hospital's records (the results API reads them).
 
 Record life cycle (``status``)::
 
@@ -122,3 +123,33 @@ class Claim:
     @property
     def attempts(self) -> int:
         return self.record.attempts
+
+
+class InvalidPageToken(ValueError):
+    """A page token that is malformed or was issued for another hospital's query."""
+
+
+@dataclass(frozen=True)
+class RecordQuery:
+    """Which of a hospital's records to list: filters (empty: any) and a page size.
+
+    ``created_from`` / ``created_to`` compare with ``created_at`` as text (both ends inclusive), which
+    orders like time because every ``created_at`` has the same ISO 8601 UTC shape."""
+
+    statuses: frozenset[str] = frozenset()
+    interpretations: frozenset[str] = frozenset()
+    created_from: str | None = None
+    created_to: str | None = None
+    limit: int = 25
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= 100:
+            raise ValueError(f"limit must be between 1 and 100, got {self.limit}")
+
+
+@dataclass(frozen=True)
+class RecordPage:
+    """Records newest first; ``next_token`` (opaque) fetches the page after this one, None at the end."""
+
+    records: list[StoredRecord]
+    next_token: str | None = None

@@ -5,7 +5,8 @@
 it and the item lives here, and nowhere else.
 
 - ``upload_id`` (partition key) is ``sha256(bucket/key/version)[:32]``: "this study".
-- GSI ``by_hospital`` (``hospital_id``, ``created_at``): "this hospital's recent results".
+- GSI ``by_hospital`` (``hospital_id``, ``created_at``): "this hospital's recent results"
+  (``query_hospital``: typed pages, newest first, filtered, with an opaque token bound to the hospital).
 - A claim holds a lease (``lease_until``) and a random ``claim`` token; ``finish`` only succeeds for the
   token holder, so two concurrent deliveries of one event never both write a result.
 - GSI ``by_lease`` (``status``, ``lease_until``): "records still processing, oldest lease first". Sparse
@@ -18,6 +19,8 @@ it and the item lives here, and nowhere else.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import json
 import secrets
@@ -32,7 +35,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from boneage.adapters._errors import dependency, error_code
 from boneage.result import FAILED, AssessmentResult
-from boneage.upload import PROCESSING, TERMINAL, UNKNOWN_HOSPITAL_ID, Claim, StoredRecord, Upload
+from boneage.upload import (
+    PROCESSING,
+    TERMINAL,
+    UNKNOWN_HOSPITAL_ID,
+    Claim,
+    InvalidPageToken,
+    RecordPage,
+    RecordQuery,
+    StoredRecord,
+    Upload,
+)
 
 HOSPITAL_INDEX = "by_hospital"
 LEASE_INDEX = "by_lease"
@@ -113,6 +126,38 @@ def record_from_item(item: Mapping[str, Any]) -> StoredRecord:
     values["report_keys"] = dict(values.get("report_keys") or {})
     result = _result_from_item(item) if values["status"] in TERMINAL else None
     return StoredRecord(result=result, **values)
+
+
+# A filtered query may evaluate a page of items and keep none of them; this many round trips per page
+# bound the work one request can cause (the token then resumes where the last one stopped).
+_MAX_ROUND_TRIPS = 8
+_TOKEN_FIELDS = ("upload_id", "hospital_id", "created_at")
+
+
+def encode_page_token(last_key: Mapping[str, Any]) -> str:
+    """DynamoDB's ``LastEvaluatedKey`` (on the GSI: the table key and the index key) as opaque text."""
+    plain = {name: _de.deserialize(last_key[name]) for name in _TOKEN_FIELDS}
+    raw = json.dumps(plain, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str, hospital_id: str) -> dict[str, Any]:
+    """The ``ExclusiveStartKey`` a token stands for, if it was issued for ``hospital_id``.
+
+    The key names its hospital, so a token handed to (or guessed by) another hospital is refused
+    rather than used: ``ExclusiveStartKey`` only positions the query inside the caller's own
+    partition anyway, but a token that is not the caller's is a client error worth saying so."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        plain = json.loads(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidPageToken("the page token is not one this service issued") from exc
+    if (not isinstance(plain, dict) or set(plain) != set(_TOKEN_FIELDS)
+            or not all(isinstance(plain[k], str) and plain[k] for k in _TOKEN_FIELDS)):
+        raise InvalidPageToken("the page token is not one this service issued")
+    if plain["hospital_id"] != hospital_id:
+        raise InvalidPageToken("the page token belongs to another query")
+    return {k: {"S": v} for k, v in plain.items()}
 
 
 def _item_from_record(record: StoredRecord) -> dict[str, Any]:
@@ -327,6 +372,58 @@ class ResultStore:
                     return False
                 raise
         return True
+
+    def query_hospital(self, hospital_id: str, query: RecordQuery | None = None,
+                       page_token: str | None = None) -> RecordPage:
+        """One page of the hospital's records, newest first, filtered; ``next_token`` resumes after it.
+
+        The date range is part of the key condition (``created_at`` is the index's sort key); status
+        and interpretation are filters, so a page can hold fewer than ``limit`` records while more
+        follow. Raises ``InvalidPageToken`` for a token that is malformed or another hospital's."""
+        query = query or RecordQuery()
+        names = {"#h": "hospital_id"}
+        values: dict[str, Any] = {":h": hospital_id}
+        key_condition = "#h = :h"
+        if query.created_from or query.created_to:
+            names["#c"] = "created_at"
+            if query.created_from and query.created_to:
+                key_condition += " AND #c BETWEEN :from AND :to"
+                values.update({":from": query.created_from, ":to": query.created_to})
+            elif query.created_from:
+                key_condition += " AND #c >= :from"
+                values[":from"] = query.created_from
+            else:
+                key_condition += " AND #c <= :to"
+                values[":to"] = query.created_to
+        filters = []
+        for attribute, wanted in (("status", query.statuses), ("interpretation", query.interpretations)):
+            if wanted:
+                names[f"#{attribute}"] = attribute
+                placeholders = []
+                for i, value in enumerate(sorted(wanted)):
+                    values[f":{attribute}{i}"] = value
+                    placeholders.append(f":{attribute}{i}")
+                filters.append(f"#{attribute} IN ({', '.join(placeholders)})")
+        request: dict[str, Any] = {
+            "TableName": self.table, "IndexName": HOSPITAL_INDEX, "ScanIndexForward": False,
+            "KeyConditionExpression": key_condition, "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": _marshal(values),
+        }
+        if filters:
+            request["FilterExpression"] = " AND ".join(filters)
+        start = decode_page_token(page_token, hospital_id) if page_token else None
+        records: list[StoredRecord] = []
+        for _ in range(_MAX_ROUND_TRIPS):
+            # Never ask for more than the page still has room for, so the last evaluated key is
+            # exactly where the next page starts and no record is skipped or repeated.
+            extra = {"ExclusiveStartKey": start} if start else {}
+            with dependency("dynamodb"):
+                resp = self._db.query(**request, Limit=query.limit - len(records), **extra)
+            records.extend(record_from_item(_unmarshal(i)) for i in resp.get("Items", []))
+            start = resp.get("LastEvaluatedKey")
+            if start is None or len(records) >= query.limit:
+                break
+        return RecordPage(records=records, next_token=encode_page_token(start) if start else None)
 
     def recent_for_hospital(self, hospital_id: str, limit: int = 20) -> list[dict[str, Any]]:
         """The hospital's latest results, newest first (the GSI answers it without a scan)."""

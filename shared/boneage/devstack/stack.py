@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -58,6 +59,9 @@ _CLIENTS: dict[tuple[str, str], Any] = {}
 _CLIENTS_LOCK = threading.Lock()
 
 
+PACKAGE_BUCKET = "boneage-local-packages"     # named in the emulator's stack, never created: nothing runs from it
+
+
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     """The SAM template as plain JSON-able data (cfn-lint's loader understands the short intrinsic tags)."""
     from cfnlint.decode import cfn_yaml
@@ -74,6 +78,10 @@ def transform_template(template: Mapping[str, Any], image_uri: str = PLACEHOLDER
         props = resource.get("Properties", {})
         if resource["Type"] == "AWS::Serverless::Function" and props.get("PackageType") == "Image":
             props.setdefault("ImageUri", image_uri)
+        # Zip functions and layers: `sam package` would upload the folder and put its S3 URI here.
+        for uri in ("CodeUri", "ContentUri"):
+            if isinstance(props.get(uri), str) and not props[uri].startswith("s3://"):
+                props[uri] = f"s3://{PACKAGE_BUCKET}/{props[uri].strip('/')}.zip"
 
     class _NoManagedPolicies:       # the template names no managed policy by name; nothing to look up
         def load(self) -> dict[str, str]:
@@ -81,6 +89,22 @@ def transform_template(template: Mapping[str, Any], image_uri: str = PLACEHOLDER
 
     with _patched_env({"AWS_DEFAULT_REGION": REGION}):     # the translator resolves AWS::Region from it
         return transform(template, {}, _NoManagedPolicies())
+
+
+def _stage_packages(s3: Any, cfn_template: Mapping[str, Any]) -> None:
+    """Put an empty zip where each zip function's and layer's package would be: the emulator's Lambda
+    reads it on create, while the local stack runs that code in-process from the checkout."""
+    keys = {code["S3Key"] for resource in cfn_template["Resources"].values()
+            for code in (resource.get("Properties", {}).get("Code"), resource.get("Properties", {}).get("Content"))
+            if isinstance(code, dict) and code.get("S3Bucket") == PACKAGE_BUCKET}
+    if not keys:
+        return
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w"):
+        pass
+    s3.create_bucket(Bucket=PACKAGE_BUCKET)
+    for key in keys:
+        s3.put_object(Bucket=PACKAGE_BUCKET, Key=key, Body=buffer.getvalue())
 
 
 @contextmanager
@@ -241,6 +265,7 @@ class LocalStack:
     def _deploy(cls, endpoint: str, *, stack_name: str, parameters: Mapping[str, str] | None) -> LocalStack:
         sam_template = load_template()
         cfn_template = transform_template(sam_template)
+        _stage_packages(emulator_client(endpoint, "s3"), cfn_template)
         cfn = emulator_client(endpoint, "cloudformation")
         cfn.create_stack(
             StackName=stack_name, TemplateBody=json.dumps(cfn_template),
@@ -260,7 +285,10 @@ class LocalStack:
         # Outputs moto could not compute (GetAtt on skipped attributes) are resolved the same way.
         for key, spec in cfn_template.get("Outputs", {}).items():
             if not outputs.get(key):
-                outputs[key] = str(resolver(spec["Value"]))
+                try:
+                    outputs[key] = str(resolver(spec["Value"]))
+                except KeyError:    # names a resource the emulator has no CloudFormation for (Cognito)
+                    continue
         stack.handler_env = stack._handler_env(sam_template)
         return stack
 

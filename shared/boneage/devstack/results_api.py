@@ -1,0 +1,258 @@
+"""The results API and worklist page on loopback: the same function code behind a stand-in for API Gateway.
+
+``ResultsServer`` is a stdlib ``http.server`` on 127.0.0.1 that does what the deployed HTTP API does
+in front of ``functions/results/app.py``:
+
+- checks the ``Authorization: Bearer`` ID token as the JWT authorizer would (RS256 signature, issuer,
+  audience, expiry, not-before) and answers 401 itself when it fails, before the function runs;
+- turns the request into an HTTP API payload v2 event with the token's claims (as strings, like API
+  Gateway) in ``requestContext.authorizer.jwt.claims``, calls the handler, and writes its response;
+- leaves the page routes (``/``, ``/static/*``, ``/config.json``) open, as the template does.
+
+``TokenIssuer`` stands in for the Cognito user pool: an RSA key generated at start, ID tokens with
+``custom:hospital_id``. ``/local-sign-in?hospital=H`` plays the hosted UI: it redirects to the page
+with a fresh token in the URL fragment, which is how Cognito's implicit grant returns it, so the page
+signs in through one code path here and in AWS. Loopback only: anyone who can reach the port can
+mint a token for any hospital.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from .stack import ROOT, LambdaContext
+
+RESULTS_APP = ROOT / "functions" / "results" / "app.py"
+MODULE_NAME = "results_app"     # not "app": the assessment function's module may be loaded beside it
+ISSUER = "https://cognito-idp.local/boneage-local-clinicians"
+AUDIENCE = "boneage-local-worklist"
+OPEN_PATHS = ("/", "/config.json", "/local-sign-in")
+OPEN_PREFIXES = ("/static/",)
+
+
+def load_results_app(path: Path = RESULTS_APP) -> ModuleType:
+    """The results function's module, imported once from its file (as Lambda imports ``app``)."""
+    module = sys.modules.get(MODULE_NAME)
+    if module is not None:
+        return module
+    spec = importlib.util.spec_from_file_location(MODULE_NAME, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no results function at {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[MODULE_NAME] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[MODULE_NAME]
+        raise
+    return module
+
+
+class TokenError(Exception):
+    """A token the authorizer would refuse (the reason is for the log, the caller only sees 401)."""
+
+
+@dataclass
+class TokenIssuer:
+    """A local user pool: mints RS256 ID tokens and verifies them the way the JWT authorizer does."""
+
+    issuer: str = ISSUER
+    audience: str = AUDIENCE
+    _key: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        if self._key is None:
+            self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def mint(self, hospital_id: str, *, ttl_s: int = 3600, now: float | None = None,
+             **claims: Any) -> str:
+        import jwt
+
+        now = time.time() if now is None else now
+        payload = {"iss": self.issuer, "aud": self.audience, "sub": str(uuid.uuid4()), "token_use": "id",
+                   "iat": int(now), "nbf": int(now), "exp": int(now) + ttl_s, "custom:hospital_id": hospital_id,
+                   **claims}
+        return jwt.encode(payload, self._key, algorithm="RS256", headers={"kid": "local"})
+
+    def verify(self, token: str) -> dict[str, Any]:
+        import jwt
+
+        try:
+            return jwt.decode(token, self._key.public_key(), algorithms=["RS256"], audience=self.audience,
+                              issuer=self.issuer, options={"require": ["exp", "iss", "aud"]}, leeway=0)
+        except jwt.PyJWTError as exc:
+            raise TokenError(type(exc).__name__) from exc
+
+
+def http_api_event(method: str, raw_path: str, query: str, headers: Mapping[str, str],
+                   claims: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An HTTP API payload format 2.0 event, as API Gateway hands one to the function."""
+    params = urllib.parse.parse_qs(query, keep_blank_values=True)
+    now = time.time()
+    context: dict[str, Any] = {
+        "accountId": "123456789012", "apiId": "local", "domainName": headers.get("host", "localhost"),
+        "domainPrefix": "local", "requestId": str(uuid.uuid4()), "routeKey": "$default", "stage": "$default",
+        "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)), "timeEpoch": int(now * 1000),
+        "http": {"method": method, "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
+                 "userAgent": headers.get("user-agent", "")},
+    }
+    if claims is not None:
+        # API Gateway passes claims on as strings (lists as "[a b]"); the function must cope with that.
+        context["authorizer"] = {"jwt": {"claims": {k: v if isinstance(v, str) else json.dumps(v)
+                                                    for k, v in claims.items()}, "scopes": None}}
+    return {
+        "version": "2.0", "routeKey": "$default", "rawPath": raw_path, "rawQueryString": query,
+        "headers": {k.lower(): v for k, v in headers.items()},
+        "queryStringParameters": {k: ",".join(v) for k, v in params.items()} or None,
+        "requestContext": context, "isBase64Encoded": False, "body": None,
+    }
+
+
+class ResultsServer:
+    """The API and the page on ``http://127.0.0.1:<port>/``; ``start(port)`` / ``stop()``.
+
+    ``env`` is the function's environment (``LocalStack.handler_env`` for the emulator's table and
+    bucket); the function module is initialised with it, as Lambda would at cold start."""
+
+    def __init__(self, env: Mapping[str, str], issuer: TokenIssuer | None = None) -> None:
+        self.env = dict(env)
+        self.issuer = issuer or TokenIssuer()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.app: ModuleType | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._httpd is not None, "not started"
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    def sign_in_url(self, hospital_id: str) -> str:
+        return f"{self.url}local-sign-in?hospital={urllib.parse.quote(hospital_id)}"
+
+    def start(self, port: int = 0) -> ResultsServer:
+        from boneage.config import Settings
+
+        from .stack import _patched_env
+
+        env = {**self.env, "WORKLIST_SIGN_IN_URL": "/local-sign-in"}
+        with _patched_env(env):
+            self.app = load_results_app()
+            self.app.init(settings=Settings.from_env(env))   # clients built inside: endpoints from env
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler_class(self))
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="results-api", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> ResultsServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def respond(self, method: str, target: str, headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """One request through the authorizer and the function: (status, headers, body)."""
+        parts = urllib.parse.urlsplit(target)
+        path = parts.path or "/"
+        if path == "/local-sign-in":
+            hospital = urllib.parse.parse_qs(parts.query).get("hospital", [""])[0]
+            if not hospital:
+                return 400, {"Content-Type": "text/plain"}, b"?hospital=<hospital_id> is required"
+            fragment = urllib.parse.urlencode({"id_token": self.issuer.mint(hospital), "token_type": "Bearer"})
+            return 302, {"Location": f"/#{fragment}"}, b""
+        claims = None
+        if not (path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)):
+            auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+            scheme, _, token = auth.partition(" ")
+            try:
+                if scheme.lower() != "bearer" or not token:
+                    raise TokenError("no bearer token")
+                claims = self.issuer.verify(token.strip())
+            except TokenError:
+                # API Gateway's own answer: the function never sees the request.
+                return 401, {"Content-Type": "application/json", "WWW-Authenticate": "Bearer"}, \
+                    b'{"message":"Unauthorized"}'
+        event = http_api_event(method, path, parts.query, headers, claims)
+        assert self.app is not None
+        with self._lock, _env(self.env):
+            response = self.app.handler(event, LambdaContext(function_name="boneage-local-results"))
+        out_headers = {k: str(v) for k, v in (response.get("headers") or {}).items()}
+        body = response.get("body") or ""
+        data = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
+        return int(response["statusCode"]), out_headers, data
+
+
+def _env(values: Mapping[str, str]) -> Any:
+    from .stack import _patched_env
+
+    return _patched_env(values)
+
+
+def _handler_class(server: ResultsServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            try:
+                status, headers, body = server.respond("GET", self.path, dict(self.headers.items()))
+            except Exception:   # the function's own errors come back as 500 responses; this is ours
+                status, headers, body = 502, {"Content-Type": "text/plain"}, b"local gateway error"
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:    # quiet: paths may carry tokens
+            pass
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m boneage.devstack.results_api``: the emulator's stack and the worklist on loopback,
+    with a sign-in link per hospital (uploads are assessed by ``make local``'s poller, not here)."""
+    import argparse
+
+    from .stack import LocalStack
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--hospital", action="append", default=[], help="print a sign-in link for it")
+    args = parser.parse_args(argv)
+    with LocalStack.start() as stack, ResultsServer(stack.handler_env).start(args.port) as server:
+        print(f"worklist: {server.url}")
+        for hospital in args.hospital or ["st-mary", "north-gen"]:
+            print(f"  sign in as {hospital}: {server.sign_in_url(hospital)}")
+            print(f"    or: curl -H 'Authorization: Bearer {server.issuer.mint(hospital)}' {server.url}results")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

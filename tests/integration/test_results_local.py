@@ -1,0 +1,124 @@
+"""The results API served on loopback by ``boneage.devstack.ResultsServer`` against the emulator's
+table and bucket: tokens are checked as API Gateway's JWT authorizer would, and each hospital sees
+only its own results, over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from boneage.adapters.store import ResultStore
+from boneage.devstack import LocalStack
+from boneage.devstack.results_api import ResultsServer, TokenIssuer
+from boneage.result import COMPLETED, AssessmentResult
+from boneage.upload import Upload
+
+pytestmark = pytest.mark.integration
+
+A, B = "it-api-a", "it-api-b"
+
+
+@pytest.fixture(scope="module")
+def server(stack: LocalStack) -> Iterator[ResultsServer]:
+    with ResultsServer(stack.handler_env).start() as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def seeded(stack: LocalStack) -> dict[str, list[str]]:
+    store = ResultStore(stack.client("dynamodb"), stack.outputs["ResultsTableName"])
+    ids: dict[str, list[str]] = {A: [], B: []}
+    now = time.time()
+    for hospital, count in ((A, 7), (B, 2)):
+        for i in range(count):
+            upload = Upload(bucket="in", key=f"incoming/{hospital}/{i}.png", version_id=f"v{i}")
+            claim = store.claim(upload, hospital, now=now + i, lease_seconds=60)
+            result = AssessmentResult(source="x", status=COMPLETED, bone_age_months=100.0 + i, sds=0.1,
+                                      interpretation="within_normal_limits", study_reference=f"{hospital}-{i}")
+            assert store.finish(claim, result, now=now + i) is not None
+            ids[hospital].append(upload.upload_id)
+    return ids
+
+
+def _get(server: ResultsServer, path: str, token: str | None) -> tuple[int, Any]:
+    request = urllib.request.Request(server.url.rstrip("/") + path)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_a_token_of_hospital_a_lists_only_a(server: ResultsServer, seeded: dict[str, list[str]]) -> None:
+    status, body = _get(server, "/results?limit=100", server.issuer.mint(A))
+    assert status == 200
+    assert {r["upload_id"] for r in body["results"]} == set(seeded[A])
+
+
+def test_b_ids_are_not_found_for_a(server: ResultsServer, seeded: dict[str, list[str]]) -> None:
+    token = server.issuer.mint(A)
+    for upload_id in seeded[B]:
+        assert _get(server, f"/results/{upload_id}", token)[0] == 404
+        assert _get(server, f"/results/{upload_id}/report", token)[0] == 404
+    assert _get(server, f"/results/{seeded[B][0]}", server.issuer.mint(B))[0] == 200
+
+
+@pytest.mark.parametrize("case", ["missing", "not bearer", "expired", "forged", "other issuer", "other audience",
+                                  "garbage", "not yet valid"])
+def test_a_token_the_authorizer_would_refuse_gives_401(server: ResultsServer, seeded: dict[str, list[str]],
+                                                       case: str) -> None:
+    stranger = TokenIssuer()             # same issuer and audience, its own key: a forged signature
+    tokens: dict[str, str | None] = {
+        "missing": None,
+        "not bearer": "",
+        "expired": server.issuer.mint(A, ttl_s=-1),
+        "forged": stranger.mint(A),
+        "other issuer": TokenIssuer(issuer="https://evil.example", _key=server.issuer._key).mint(A),
+        "other audience": TokenIssuer(audience="another-client", _key=server.issuer._key).mint(A),
+        "garbage": "a.b.c",
+        "not yet valid": server.issuer.mint(A, nbf=int(time.time()) + 600),
+    }
+    path = f"/results/{seeded[A][0]}"
+    request = urllib.request.Request(server.url.rstrip("/") + path)
+    if case == "not bearer":
+        request.add_header("Authorization", "Basic dXNlcjpwYXNz")
+    elif tokens[case] is not None:
+        request.add_header("Authorization", f"Bearer {tokens[case]}")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=30)
+    assert caught.value.code == 401
+
+
+def test_pages_over_http_hold_every_result_once(server: ResultsServer, seeded: dict[str, list[str]]) -> None:
+    token, seen, path = server.issuer.mint(A), [], "/results?limit=3"
+    while True:
+        status, body = _get(server, path, token)
+        assert status == 200
+        seen += [r["upload_id"] for r in body["results"]]
+        if not body["next"]:
+            break
+        path = "/results?limit=3&next=" + urllib.parse.quote(body["next"])
+    assert sorted(seen) == sorted(seeded[A])
+
+
+def test_local_sign_in_hands_the_page_a_token_in_the_fragment(server: ResultsServer) -> None:
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        opener.open(server.sign_in_url(A), timeout=30)
+    location = caught.value.headers["Location"]
+    assert location.startswith("/#id_token=")
+    token = urllib.parse.parse_qs(location.split("#", 1)[1])["id_token"][0]
+    assert server.issuer.verify(token)["custom:hospital_id"] == A
