@@ -97,10 +97,12 @@ def run_load(plan: LoadPlan, *, on_progress: Any = None) -> dict[str, Any]:
     rnd = random.Random(plan.seed)
     puts = [(hostile[i % len(hostile)] if i < n_hostile else good[i % len(good)]) for i in range(n_put)]
     rnd.shuffle(puts)
-    # Each duplicate repeats an earlier put's event; the task order interleaves them with the puts.
+    # Each duplicate repeats the event of a put placed before it (so no uploader waits on a put that no
+    # uploader has started); the task order interleaves them with the puts.
     tasks: list[tuple[str, int]] = [("put", i) for i in range(n_put)]
-    for d in range(n_dup):
-        tasks.insert(rnd.randint(1, len(tasks)), ("dup", rnd.randrange(n_put)))
+    for _ in range(n_dup):
+        j = rnd.randrange(n_put)
+        tasks.insert(rnd.randint(tasks.index(("put", j)) + 1, len(tasks)), ("dup", j))
     notes: dict[str, list[float]] = {}
     lock = threading.Lock()
 
@@ -122,14 +124,18 @@ def run_load(plan: LoadPlan, *, on_progress: Any = None) -> dict[str, Any]:
             kind, i = task
             if kind == "dup":
                 ready[i].wait()
+                if i not in done:       # its put failed (and raises from its own task)
+                    return
                 key, version, _, size, _ = done[i]
                 sqs.send_message(QueueUrl=stack.queue_url, MessageBody=s3_event(stack.input_bucket, key, version, size))
                 return
             body, metadata = puts[i]
             key = f"incoming/{plan.hospitals[i % len(plan.hospitals)]}/load-{i:05d}.png"
-            version = s3.put_object(Bucket=stack.input_bucket, Key=key, Body=body, Metadata=metadata)["VersionId"]
-            done[i] = (key, version, upload_id_for(stack.input_bucket, key, version), len(body), time.time())
-            ready[i].set()
+            try:
+                version = s3.put_object(Bucket=stack.input_bucket, Key=key, Body=body, Metadata=metadata)["VersionId"]
+                done[i] = (key, version, upload_id_for(stack.input_bucket, key, version), len(body), time.time())
+            finally:
+                ready[i].set()
 
         t0 = time.time()
         with ThreadPoolExecutor(plan.uploaders) as pool:
