@@ -27,12 +27,12 @@ HELP = "run the application locally (emulator + template.yaml + the function pol
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from boneage.devstack.local import DEFAULT_HOSPITALS, DEFAULT_PORT
-
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"emulator port on 127.0.0.1 (default {DEFAULT_PORT})")
+    # Defaults are boneage.devstack.local's, resolved in run(): building the parser of every command must
+    # not import the dev-only stack (or boto3).
+    p.add_argument("--port", type=int, default=None, help="emulator port on 127.0.0.1 (default 4566)")
     p.add_argument("--workers", type=int, default=2, help="concurrent function containers (default 2)")
     p.add_argument("--hospital", action="append", default=None,
-                   help=f"hospital with a clinicians' queue (repeatable; default {', '.join(DEFAULT_HOSPITALS)})")
+                   help="hospital with a clinicians' queue (repeatable; default st-mary, north-gen)")
     p.add_argument("--stack-name", default="boneage-local")
     p.add_argument("--retry-after", type=float, default=None, metavar="SECONDS",
                    help="make a failed message visible again after SECONDS instead of the queue's visibility timeout")
@@ -46,8 +46,11 @@ def _say(args: argparse.Namespace, lock: threading.Lock, event: dict[str, Any], 
 
 
 def run(args: argparse.Namespace) -> int:
-    from boneage.devstack.local import DEFAULT_HOSPITALS, LocalDeployment, write_samples
+    from boneage.devstack.local import DEFAULT_HOSPITALS, DEFAULT_PORT, LocalDeployment, write_samples
     from boneage.devstack.stack import ROOT
+
+    if args.port is None:
+        args.port = DEFAULT_PORT
 
     lock = threading.Lock()
     stop = threading.Event()
