@@ -39,11 +39,11 @@ def _aws_cli() -> str:
     return found
 
 
-def _read_json_line(proc: subprocess.Popen, deadline: float) -> dict[str, Any]:
+def _read_json_line(proc: subprocess.Popen, deadline: float, log: Path) -> dict[str, Any]:
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
-            raise AssertionError(f"boneage local exited early with {proc.wait()}")
+            raise AssertionError(f"boneage local exited early with {proc.wait()}: {log.read_text()[-2000:]}")
         if line.startswith("{"):
             return json.loads(line)
     raise AssertionError("boneage local printed nothing in time")
@@ -51,15 +51,16 @@ def _read_json_line(proc: subprocess.Popen, deadline: float) -> dict[str, Any]:
 
 def test_an_upload_with_the_aws_cli_yields_a_record_and_a_notification_and_ctrl_c_exits_0(tmp_path):
     port = _free_port()
+    log = tmp_path / "stderr.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         env.pop(name, None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "boneage.cli", "local", "--json", "--port", str(port), "--workers", "1",
          "--hospital", HOSPITAL, "--stack-name", "boneage-it-local"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        stdout=subprocess.PIPE, stderr=log.open("w"), text=True, env=env)
     try:
-        ready = _read_json_line(proc, time.monotonic() + 300)
+        ready = _read_json_line(proc, time.monotonic() + 300, log)
         assert ready["event"] == "ready" and ready["endpoint"] == f"http://127.0.0.1:{port}"
         assert ready["services"]["function"]["batch_size"] >= 1 and HOSPITAL in ready["inboxes"]
         assert any(" s3 cp " in c for c in ready["commands"])
@@ -100,7 +101,7 @@ def test_an_upload_with_the_aws_cli_yields_a_record_and_a_notification_and_ctrl_
         assert envelope["MessageAttributes"]["hospital_id"]["Value"] == HOSPITAL
 
         # The command reported the same upload on its stdout.
-        line = _read_json_line(proc, time.monotonic() + 30)
+        line = _read_json_line(proc, time.monotonic() + 30, log)
         assert (line["event"], line["upload_id"], line["status"]) == ("upload", record["upload_id"]["S"], "completed")
     finally:
         proc.send_signal(signal.SIGINT)
