@@ -111,9 +111,15 @@ def run_load(plan: LoadPlan, *, on_progress: Any = None) -> dict[str, Any]:
             notes.setdefault(note["upload_id"], []).append(note["received_at"])
 
     invocations: Counter[str] = Counter()
+    durations: list[float] = []
+
+    def on_event(event: dict[str, Any]) -> None:
+        invocations.update([event["event"]])
+        if event["event"] == "invocation":
+            durations.append(event["duration_ms"])
+
     deployment = LocalDeployment.start(port=0, stack_name="boneage-load", workers=plan.workers, hospitals=(),
-                                       retry_after_s=1, on_notification=on_notification,
-                                       on_event=lambda e: invocations.update([e["event"]]))
+                                       retry_after_s=1, on_notification=on_notification, on_event=on_event)
     try:
         stack = deployment.stack
         s3, sqs = stack.client("s3"), stack.client("sqs")
@@ -180,6 +186,8 @@ def run_load(plan: LoadPlan, *, on_progress: Any = None) -> dict[str, Any]:
         "notifications": sum(counts.values()), "uploads_notified_more_than_once": sum(1 for c in counts.values() if c > 1),
         "uploads_never_notified": len(set(expected) - set(counts)), "dead_lettered": dead,
         "invocations": invocations.get("invocation", 0), "worker_timeouts": invocations.get("timeout", 0),
+        # One invocation's own time: what latency would be without the queue in front of the workers.
+        "invocation_p50_ms": round(pct(durations, 0.5), 1) if durations else None,
         "worker_peak_rss_mb": peak_rss, "model_dir": stack.handler_env.get("MODEL_DIR") or "demo weights",
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "every_upload_one_record_one_notification": ok,

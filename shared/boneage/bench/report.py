@@ -61,7 +61,7 @@ def load_section(load: dict[str, Any] | None) -> list[str]:
              f"{load['uploads']} uploads from {load['uploaders']} uploaders ({load['duplicates']} duplicate deliveries, "
              f"{load['hostile']} hostile files) against {load['workers']} function workers, batch size "
              f"{load['batch_size']}: **{load['throughput_per_s']} uploads/s**, upload -> notification p50 "
-             f"**{load['p50_ms']} ms**, p90 **{load['p90_ms']} ms** (max {load['max_ms']} ms); "
+             f"**{load['p50_ms']} ms**, p90 **{load['p90_ms']} ms** (max {load['max_ms']} ms; one invocation p50 {load.get('invocation_p50_ms')} ms); "
              f"{load['terminal_records']} terminal records ({load['records_by_status']}) and {load['notifications']} "
              f"notifications for {load['object_versions']} object versions; every upload one record and one "
              f"notification: **{load['every_upload_one_record_one_notification']}**; worker peak RSS "
