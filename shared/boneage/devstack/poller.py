@@ -100,8 +100,11 @@ class _WorkerSpec:
 
 def _worker_main(spec: _WorkerSpec, stop: Any, busy_since: Any, events: Any) -> None:
     """One function container: init once, then receive -> invoke -> settle until ``stop`` is set."""
-    # Ctrl-C reaches the whole process group; the parent decides when workers stop (after their batch).
+    # Ctrl-C (and a group-wide SIGTERM) reaches the whole process group; the parent decides when workers
+    # stop (after their batch). If the parent itself dies, the worker notices and ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent = os.getppid()
     os.dup2(2, 1)               # the handler's logs and metrics go to stderr: stdout is the parent's
     os.environ.update(spec.env)
     import resource
@@ -115,7 +118,7 @@ def _worker_main(spec: _WorkerSpec, stop: Any, busy_since: Any, events: Any) -> 
                 "init_s": round(time.monotonic() - t0, 2)})
     sqs = emulator_client(spec.endpoint, "sqs")
     cfg = spec.config
-    while not stop.is_set():
+    while not stop.is_set() and os.getppid() == parent:
         try:
             messages = sqs.receive_message(QueueUrl=spec.queue_url, MaxNumberOfMessages=cfg.batch_size,
                                            WaitTimeSeconds=POLL_WAIT_S, AttributeNames=["All"],
