@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-stamp
 MODEL_CONFIG ?= demo
 
-.PHONY: venv test unit integration model bench demo lint tools clean system-deps browser-deps ipex-env test-ipex dynalite
+.PHONY: venv test unit integration model bench demo local lint tools clean system-deps browser-deps ipex-env test-ipex dynalite
 
 venv: $(STAMP)
 
@@ -58,6 +58,12 @@ bench: venv model
 
 demo: venv model
 	$(PY) scripts/demo.py
+
+# The application on this machine until Ctrl-C: the emulator on 127.0.0.1:4566 with template.yaml deployed and
+# the function polling its queue; use it with the AWS CLI (README, "Run it locally"). E.g. LOCAL_ARGS="--workers 4".
+LOCAL_ARGS ?=
+local: venv model
+	$(VENV)/bin/boneage local $(LOCAL_ARGS)
 
 clean:
 	rm -rf build .pytest_cache

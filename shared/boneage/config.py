@@ -76,6 +76,11 @@ class IngestSettings:
     max_file_bytes: int = 200 * 1024 * 1024
     # 50 megapixels, checked against headers before decoding (see boneage.imaging.limits).
     max_pixels: int = 50_000_000
+    # Upload bytes one invocation holds at once: an SQS batch is fetched and assessed in sub-batches of
+    # at most this many bytes (by the sizes in the S3 events; a larger upload goes alone). Ten uploads
+    # at the 200 MiB limit would hold 2 GiB before one (up to ~2.2 GB) ingest even starts, past the
+    # function's 3538 MB; typical 10-40 MB radiographs still share one model batch.
+    max_batch_bytes: int = 200 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,7 @@ class Settings:
             ingest=IngestSettings(
                 max_file_bytes=parse_int(env, "BONEAGE_MAX_FILE_BYTES", d.ingest.max_file_bytes, positive=True),
                 max_pixels=parse_int(env, "BONEAGE_MAX_PIXELS", d.ingest.max_pixels, positive=True),
+                max_batch_bytes=parse_int(env, "BONEAGE_MAX_BATCH_BYTES", d.ingest.max_batch_bytes, positive=True),
             ),
             engine=EngineSettings(
                 model_dir=env.get("MODEL_DIR", d.engine.model_dir),
@@ -164,6 +170,7 @@ class Settings:
             "AWS_REGION": self.region,
             "BONEAGE_MAX_FILE_BYTES": str(self.ingest.max_file_bytes),
             "BONEAGE_MAX_PIXELS": str(self.ingest.max_pixels),
+            "BONEAGE_MAX_BATCH_BYTES": str(self.ingest.max_batch_bytes),
             "MODEL_DIR": self.engine.model_dir,
         }
         if self.engine.backend:

@@ -5,8 +5,9 @@ This is the handler's logic, free of the Lambda event shape and of AWS: it talks
 the use-case tests with the in-memory fakes of ``boneage.fakes``. The handler, the redrive script and
 the tests share it. ``process_many`` does the same for the uploads of one invocation (an SQS batch, a
 multi-record S3 event): each is claimed, fetched, stored and notified on its own, but the model runs
-once over all of them (``assess_many``); if that shared step raises, each upload is assessed alone, so
-one bad upload cannot fail the others. Guarantees, per object version (``upload_id``):
+once over all of them (``assess_many``), or over each group of at most ``ingest.max_batch_bytes``
+when they are large, so memory stays bounded whatever the batch size; if that shared step raises,
+each upload is assessed alone, so one bad upload cannot fail the others. Guarantees, per object version (``upload_id``):
 
 - exactly one record, because every write is conditional on the claim (see ``ports.ResultStore``);
 - one notification per terminal status, because ``notified_status`` is checked before publishing;
@@ -163,15 +164,46 @@ class UploadProcessor:
             try:
                 outcomes[i] = self._claim(job)
                 if outcomes[i] is None:
-                    self._fetch(job)
                     jobs[i] = job
             except Exception as exc:
                 outcomes[i] = self._fault(job, exc)
 
-        pending = [job for job in jobs.values() if job.result is None]
+        # Fetched and assessed in groups of at most ``max_batch_bytes``: by the size the event gives
+        # before fetching, by the bytes read when it gives none (then one more file may be held).
+        limit = self.settings.ingest.max_batch_bytes
+        group: dict[int, _Job] = {}
+        held = 0
+        for i, job in jobs.items():
+            if group and job.upload.size is not None and held + job.upload.size > limit:
+                self._run_group(group, outcomes, remaining_s)
+                group, held = {}, 0
+            try:
+                self._fetch(job)
+            except Exception as exc:
+                outcomes[i] = self._fault(job, exc)
+                continue
+            size = len(job.fetched.data) if job.fetched is not None else 0
+            if group and held + size > limit:
+                self._run_group(group, outcomes, remaining_s)
+                group, held = {}, 0
+            group[i], held = job, held + size
+        if group:
+            self._run_group(group, outcomes, remaining_s)
+
+        for i, j in copies.items():
+            done = outcomes[j]
+            assert done is not None
+            outcomes[i] = done if isinstance(done, Exception) else dataclasses.replace(done, outcome=DUPLICATE,
+                                                                                        notified=False)
+        return outcomes  # type: ignore[return-value]    # every entry is set by now
+
+    def _run_group(self, group: dict[int, _Job], outcomes: list[Outcome | Exception | None],
+                   remaining_s: Callable[[], float] | None) -> None:
+        """Assess fetched uploads together (time allowing), finish each, then let go of their bytes."""
+        pending = [job for job in group.values() if job.result is None]
         if self._time_for(len(pending), remaining_s):
             self._assess_together(pending)
-        for i, job in jobs.items():
+        for i, job in group.items():
             try:
                 if job.result is None:      # alone, or the batched step failed: assess this one by itself
                     if not self._time_for(1, remaining_s):
@@ -181,13 +213,8 @@ class UploadProcessor:
                 outcomes[i] = self._finish(job)
             except Exception as exc:
                 outcomes[i] = self._fault(job, exc)
-
-        for i, j in copies.items():
-            done = outcomes[j]
-            assert done is not None
-            outcomes[i] = done if isinstance(done, Exception) else dataclasses.replace(done, outcome=DUPLICATE,
-                                                                                        notified=False)
-        return outcomes  # type: ignore[return-value]    # every entry is set by now
+            finally:
+                job.fetched, job.files = None, {}
 
     def give_up(self, upload: Upload, exc: BaseException) -> StoredRecord | None:
         """Record ``failed`` and notify it (best effort: if this fails too, the redrive script does it)."""

@@ -40,7 +40,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--build-aoti", action="store_true", help="compile missing AOTInductor artifacts for big configs")
     p.add_argument("--e2e-only", action="store_true", help="re-run the clinical end-to-end part into report.json")
     p.add_argument("--markdown-only", action="store_true", help="rewrite report.md from report.json")
+    p.add_argument("--load-only", action="store_true",
+                   help="run just the load test and the batch memory probe into report.json (the rest is kept)")
+    p.add_argument("--load-uploads", type=int, default=1000, help="uploads in the load test (default 1000)")
+    p.add_argument("--load-uploaders", type=int, default=10)
+    p.add_argument("--load-workers", type=int, default=4, help="concurrent function workers in the load test")
+    p.add_argument("--skip-load", action="store_true", help="leave the load test and memory probe out")
+    p.add_argument("--memory-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--max-batch-bytes", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.memory_worker:
+        from .memory import memory_worker
+
+        return memory_worker(args)
+    if args.load_only:
+        path = args.out / "report.json"
+        report = json.loads(path.read_text()) if path.exists() else {}
+        run_load_part(args, report)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        if "configs" in report:
+            (args.out / "report.md").write_text(markdown(report))
+        return 0 if report["load"].get("every_upload_one_record_one_notification") else 1
     if args.e2e_only:
         # Re-run just the end-to-end breakdown into an existing report (the rest is kept).
         report = json.loads((args.out / "report.json").read_text())
@@ -157,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
                                  {k: v["gflop_per_image"] for k, v in report[config]["artifacts"].items()
                                   if "gflop_per_image" in v}, peaks)
         report[config].update({k: v for k, v in resummarised.items() if k != "artifacts"})
+    if not args.skip_load:
+        run_load_part(args, report)
     report["bench_seconds"] = round(time.perf_counter() - t_bench, 1)
     report["host"]["load_average_at_end"] = os.getloadavg()
     report["torch"] = torch.__version__
@@ -164,3 +187,32 @@ def run(args: argparse.Namespace) -> int:
     (args.out / "report.md").write_text(markdown(report))
     print(f"wrote {args.out / 'report.json'} and report.md in {report['bench_seconds']} s")
     return 0
+
+
+def run_load_part(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    """The load test through the live local deployment and the batch memory probe, as ``report["load"]``."""
+    from .load import LoadPlan, run_load
+    from .memory import run_memory
+
+    plan = LoadPlan(uploads=args.load_uploads, uploaders=args.load_uploaders, workers=args.load_workers)
+    print(f"load: {plan.uploads} uploads from {plan.uploaders} uploaders against {plan.workers} workers ...", flush=True)
+    try:
+        load = run_load(plan)
+    except Exception as exc:            # a failed load run must not lose the rest of the report
+        load = {"error": f"{type(exc).__name__}: {exc}"}
+    print(f"  {json.dumps({k: v for k, v in load.items() if not isinstance(v, dict)})[:400]}", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        load["memory"] = run_memory(args.out, _function_memory_mb())
+        load["batch10_peak_rss_mb"] = load["memory"].get("batch10_peak_rss_mb")
+    except Exception as exc:
+        load["memory"] = {"error": f"{type(exc).__name__}: {exc}"}
+    print(f"  memory: {json.dumps(load['memory'])[:400]}", flush=True)
+    report["load"] = load
+
+
+def _function_memory_mb() -> int:
+    """MemorySize as template.yaml deploys it (the FunctionMemoryMB parameter's default)."""
+    from boneage.devstack.stack import load_template
+
+    return int(load_template()["Parameters"]["FunctionMemoryMB"]["Default"])

@@ -44,6 +44,7 @@ def markdown(report: dict[str, Any]) -> str:
                 lines += ["", f"End to end ({key}, {s['backend']}, {s['invocations']} invocations, p50 ms): "
                           + ", ".join(f"{k} {v}" for k, v in s["stages_p50_ms"].items())]
     lines += lambda_cost(report)
+    lines += load_section(report.get("load"))
     if report.get("skipped"):
         lines += ["", "## Skipped", ""] + [f"- {s}" for s in report["skipped"]]
     if report.get("decode"):
@@ -65,4 +66,29 @@ def _decode_table(decode: dict[str, Any]) -> list[str]:
         lines.append(f"| {name} | {row.get('decoder')} | {row.get('cpu_median_ms')} | "
                      f"{row.get('target_ms')} ({row.get('target_isa_class')}) | {met} | "
                      f"{'yes' if row.get('at_library_floor') else ''} |")
+    return lines
+
+
+def load_section(load: dict[str, Any] | None) -> list[str]:
+    """The load test through the live local deployment, and the batch memory probe."""
+    if not load:
+        return []
+    if "error" in load:
+        return ["", "## Load", "", f"failed: {load['error'][-300:]}"]
+    lines = ["", "## Load (live local deployment)", "",
+             f"{load['uploads']} uploads from {load['uploaders']} uploaders ({load['duplicates']} duplicate deliveries, "
+             f"{load['hostile']} hostile files) against {load['workers']} function workers, batch size "
+             f"{load['batch_size']}: **{load['throughput_per_s']} uploads/s**, upload -> notification p50 "
+             f"**{load['p50_ms']} ms**, p90 **{load['p90_ms']} ms** (max {load['max_ms']} ms; one invocation p50 {load.get('invocation_p50_ms')} ms); "
+             f"{load['terminal_records']} terminal records ({load['records_by_status']}) and {load['notifications']} "
+             f"notifications for {load['object_versions']} object versions; every upload one record and one "
+             f"notification: **{load['every_upload_one_record_one_notification']}**; worker peak RSS "
+             f"{load['worker_peak_rss_mb']} MB; load average {load['load_average']}."]
+    memory = load.get("memory") or {}
+    if "bounded" in memory:
+        b, u = memory["bounded"], memory["unbounded"]
+        lines += ["", f"Memory, batch of {memory['batch_size']} uploads of {b.get('file_bytes')} bytes (the limit): "
+                  f"peak RSS **{b.get('peak_rss_mb')} MB** with the byte bound ({b.get('max_batch_bytes')} bytes per "
+                  f"group), {u.get('peak_rss_mb')} MB without it, against MemorySize {memory['function_memory_mb']} MB "
+                  f"(after init {b.get('rss_after_init_mb')} MB)."]
     return lines

@@ -1,5 +1,6 @@
 """The local stack for development: the AWS emulator with ``template.yaml`` deployed, the handler
-module, and the demo's sample uploads. Used by ``scripts/`` (demo, invoke_local, redrive, local_stack),
+module, the demo's sample uploads, and the live local deployment of ``make local`` (``local``: the
+stack plus the function's event source mapping played by ``poller``). Used by ``scripts/`` (demo, invoke_local, redrive, local_stack),
 the benchmark's end-to-end run and the tests; never by the service itself.
 
 Development only: it needs the ``dev`` extra (``pip install -e '.[dev]'``: moto server, aws-sam-translator,
