@@ -89,7 +89,7 @@ def _text(result: AssessmentResult, report_url: str | None, expires_in_s: int | 
             f"BA - CA: {signed(ba_minus_ca, 1, ' months')}",
             f"Sex: {sex_text(result.sex, result.sex_source, result.predicted_sex)}",
             f"Bone age SDS: {sds_text(result.sds, result.sds_interval, result.sds_reason)}",
-            f"Interpretation: {flag_text(result.interpretation, result.interpretation_reason)}",
+            f"Interpretation: {flag_text(result.interpretation, result.interpretation_reason, result.near_skeletal_maturity)}",
             "Predicted adult height: "
             + adult_height_text(result.predicted_adult_height_cm, result.adult_height_table, result.adult_height_reason),
         ]
@@ -134,6 +134,7 @@ def _json_body(result: AssessmentResult, report_url: str | None, expires_in_s: i
         "sds_reason": result.sds_reason,
         "interpretation": result.interpretation,
         "interpretation_reason": result.interpretation_reason,
+        "near_skeletal_maturity": result.near_skeletal_maturity,
         "predicted_adult_height_cm": result.predicted_adult_height_cm,
         "adult_height_table": result.adult_height_table,
         "adult_height_reason": result.adult_height_reason,

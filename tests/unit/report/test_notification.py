@@ -116,3 +116,15 @@ def test_a_predicted_sex_is_mentioned_but_never_used_for_sds(rng):
     note = compose(result, None)
     assert "the model guessed M, not used for SDS" in note.text
     assert result.sds is None and "no SDS" in note.subject
+
+
+def test_near_mature_hand_is_flagged_in_the_text_and_the_json(completed, rng):
+    from boneage.clinical.text import near_maturity_text
+
+    completed.near_skeletal_maturity = True
+    completed.warnings = [near_maturity_text("F")]
+    note = compose(completed, URL)
+    assert "Interpretation: within normal limits (-2 to +2 SD); near skeletal maturity" in note.text
+    assert f"Note: {near_maturity_text('F')}" in note.text
+    assert note.json_body["near_skeletal_maturity"] is True
+    assert compose(make_case(rng)[2], URL).json_body["near_skeletal_maturity"] is False
