@@ -162,9 +162,42 @@ def fit_mature_threshold(child_ages: Sequence[float], child_p: Sequence[float], 
             "adults_rejected": round(float(np.mean(ap >= t)), 4) if ap.size else None}
 
 
+# Valid hands the detector's score threshold may lose, at most, clean or under any perturbation.
+SCORE_VALID_LOSS_TARGET = 0.005
+
+
+def fit_score_threshold(valid: dict[str, list[float | None]], non_hand: dict[str, list[float | None]],
+                        current: float, target: float = SCORE_VALID_LOSS_TARGET) -> dict[str, Any]:
+    """The highest detector score threshold that loses at most ``target`` more valid hands than
+    ``current`` does, clean and under every perturbation (``valid[condition]``: each valid hand's
+    single-hand score, ``None`` where it was not found alone). A hand counts when its score reaches
+    the threshold, so raising it only turns single hands into ``no_hand_found``: non-hand films the
+    detector took for a hand are what it removes (their rate at the fitted threshold is reported)."""
+    found = {c: np.array([v for v in vs if v is not None], float) for c, vs in valid.items()}
+    candidates = sorted({current, *(float(v) for f in found.values() for v in f if v >= current)})
+    chosen = current
+    for t in candidates:
+        if all(np.sum(found[c] < t) <= target * len(valid[c]) for c in valid):
+            chosen = t
+        else:
+            break
+    return {"score_threshold": chosen, "target": target,
+            "valid_lost": {c: round(float(np.sum(found[c] < chosen)) / max(len(valid[c]), 1), 4) for c in valid},
+            "non_hand_as_one_hand": {c: round(float(np.sum(np.array([v for v in vs if v is not None]) >= chosen))
+                                              / max(len(vs), 1), 4) for c, vs in non_hand.items()}}
+
+
+def _single_hand_scores(rows: list[dict[str, str]], index: dict[str, Path], assessor: Any, batch: int,
+                        perturb: Callable[[np.ndarray, int], np.ndarray] | None) -> list[float | None]:
+    males = [_bool(r.get("male", "")) for r in rows]
+    return [o.qc.get("hand_score") if o.qc.get("hand_count") == 1 else None
+            for o in _assess_rows(rows, index, males, assessor, batch, perturb)]
+
+
 def calibrate_folder(root: Path, assessor: Any, *, limit: int | None = None, batch: int = 16) -> dict[str, Any]:
-    """Fit ``age_correction`` and ``interval_scale`` through the whole pipeline on a calibration folder,
-    and the maturity threshold (``fit_mature_threshold``) when the folder also holds adult hands."""
+    """Fit ``age_correction`` and ``interval_scale`` through the whole pipeline on a calibration folder;
+    the maturity threshold (``fit_mature_threshold``) when the folder also holds adult hands, and the
+    detector's score threshold (``fit_score_threshold``, clean and perturbed) when it holds non-hand films."""
     root = Path(root)
     index = _image_index(root)
     rows = [r for r in rsna_rows(root) if r.get("id", "").strip() in index and
@@ -200,6 +233,16 @@ def calibrate_folder(root: Path, assessor: Any, *, limit: int | None = None, bat
     # the threshold is then left as it was.
     if adult_p:
         fit["maturity"] = fit_mature_threshold(truth, p_mature, adult_p)
+    all_rows = [r for r in rsna_rows(root) if r.get("id", "").strip() in index][:limit]
+    kinds = [(r.get("kind") or "").strip() for r in all_rows]
+    valid_rows = [r for r, k in zip(all_rows, kinds) if k in VALID_KINDS]
+    non_hand_rows = [r for r, k in zip(all_rows, kinds) if k == "non_hand"]
+    if valid_rows and non_hand_rows:
+        conditions: dict[str, Callable[[np.ndarray, int], np.ndarray] | None] = {"clean": None, **perturbations()}
+        fit["detector"] = fit_score_threshold(
+            {c: _single_hand_scores(valid_rows, index, assessor, batch, fn) for c, fn in conditions.items()},
+            {c: _single_hand_scores(non_hand_rows, index, assessor, batch, fn) for c, fn in conditions.items()},
+            cfg.score_threshold)
     return fit
 
 

@@ -132,6 +132,8 @@ def calibrate_checkpoint(ckpt_path: Path, folder: Path, out: Path, limit: int | 
     updates: dict[str, Any] = {"age_correction": tuple(fit["age_correction"]), "interval_scale": fit["interval_scale"]}
     if "maturity" in fit:
         updates["mature_threshold"] = fit["maturity"]["mature_threshold"]
+    if "detector" in fit:
+        updates["score_threshold"] = fit["detector"]["score_threshold"]
     cfg = ck.cfg.with_updates(**updates)
     det, reg = build_detector(cfg), build_regressor(cfg)
     det.load_state_dict(ck.detector_state)

@@ -123,3 +123,15 @@ def test_mature_threshold_never_drops_below_one_half():
 
     fit = fit_mature_threshold([100.0] * 10, [0.01] * 10, [0.2, 0.3])
     assert fit["mature_threshold"] == 0.5 and fit["adults_rejected"] == 0.0
+
+
+def test_score_threshold_is_the_highest_that_loses_no_more_valid_hands_than_allowed_in_any_condition():
+    from boneage.model.evaluation import fit_score_threshold
+
+    valid = {"clean": [0.99, 0.98, 0.97, 0.95] * 50, "noise": [0.99, 0.9, 0.8, None] * 50}
+    non_hand = {"clean": [0.85, 0.6, None, None], "noise": [0.92, None, None, None]}
+    fit = fit_score_threshold(valid, non_hand, current=0.5, target=0.0)
+    assert fit["score_threshold"] == 0.8                   # noise keeps a hand at 0.8, so no higher
+    assert fit["valid_lost"] == {"clean": 0.0, "noise": 0.0}
+    assert fit["non_hand_as_one_hand"] == {"clean": 0.25, "noise": 0.25}
+    assert fit_score_threshold(valid, non_hand, current=0.5, target=0.25)["score_threshold"] == 0.9
