@@ -139,6 +139,7 @@ def _json_body(result: AssessmentResult, upload_id: str | None, report_url: str 
         "sds_reason": result.sds_reason,
         "interpretation": result.interpretation,
         "interpretation_reason": result.interpretation_reason,
+        "near_skeletal_maturity": result.near_skeletal_maturity,
         "predicted_adult_height_cm": result.predicted_adult_height_cm,
         "adult_height_table": result.adult_height_table,
         "adult_height_reason": result.adult_height_reason,

@@ -40,6 +40,7 @@ class AssessmentResult:
     laterality: str | None = None
     mirrored: bool = False
     inverted_corrected: bool = False
+    near_skeletal_maturity: bool = False                      # growth plates closing: bone age capped at the standards' end
     hand_box: list[float] | None = None                      # [x0, y0, x1, y1] in source-image pixels
     model_version: str = ""
     demo_model: bool = True                                   # True until weights trained on real radiographs

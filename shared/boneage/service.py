@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from boneage.clinical import interpret, predict_adult_height
+from boneage.clinical.text import near_maturity_text
 from boneage.errors import Rejection
 from boneage.imaging import Limits, ingest
 from boneage.imaging.ingest import SERVICE_TARGET_LONG_SIDE
@@ -168,6 +169,9 @@ class AssessmentService:
             result.bone_age_interval_months = [_round(v) for v in output.interval_months]
         if meta.sex is None:
             result.warnings.append("sex unknown: sex-agnostic bone age estimate, no SDS")
+        if output.qc.get("near_skeletal_maturity"):
+            result.near_skeletal_maturity = True
+            result.warnings.append(near_maturity_text(meta.sex))
         result.message = "bone age estimated by a demonstration model, not for clinical use" if result.demo_model \
             else "bone age estimated"
         interpretation = interpret(output.bone_age_months, output.interval_months, meta.sex,

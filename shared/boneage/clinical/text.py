@@ -16,6 +16,17 @@ FLAG_TEXT = {
 
 DEMO_DISCLAIMER = "NOT FOR CLINICAL USE - demonstration model"
 
+# Where the Greulich & Pyle standards end, by sex, in the words of the reports.
+_STANDARDS_END = {"M": "19 y (228 months) for boys", "F": "18 y (216 months) for girls"}
+NEAR_MATURITY_FLAG = "near skeletal maturity"
+
+
+def near_maturity_text(sex: str | None) -> str:
+    """The warning of a near-mature hand: what the bone age means there and where it is capped."""
+    end = _STANDARDS_END.get(sex or "", "19 y (228 months) for boys, 18 y (216 months) for girls")
+    return (f"{NEAR_MATURITY_FLAG}: growth plates closing; the bone age is capped at the end of the "
+            f"Greulich & Pyle standards, {end}, so a hand at the cap may be older still")
+
 
 def years_months(months: float | None) -> str:
     """126.4 -> '10 y 6 m (126.4 months)'; None -> 'unknown'."""
@@ -53,10 +64,11 @@ def sds_text(sds: float | None, interval: list[float] | tuple[float, float] | No
     return text
 
 
-def flag_text(flag: str | None, reason: str | None) -> str:
+def flag_text(flag: str | None, reason: str | None, near_maturity: bool = False) -> str:
+    suffix = f"; {NEAR_MATURITY_FLAG}" if near_maturity else ""
     if flag is None:
-        return f"none - {REASON_MESSAGES.get(reason or '', reason or 'no SDS')}"
-    return FLAG_TEXT.get(flag, flag)
+        return f"none - {REASON_MESSAGES.get(reason or '', reason or 'no SDS')}{suffix}"
+    return FLAG_TEXT.get(flag, flag) + suffix
 
 
 def adult_height_text(cm: float | None, table: str | None, reason: str | None) -> str:

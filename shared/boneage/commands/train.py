@@ -33,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write OUT/model.pt from the detector of one run and the regressor of another")
     p.add_argument("--calibrate", type=Path, default=None, metavar="DIR",
                    help="with --init: fit the mean correction and 90 %% interval scale on this RSNA-layout "
-                        "calibration folder through the full pipeline, write OUT/model.pt")
+                        "calibration folder through the full pipeline, and the maturity and detector score "
+                        "thresholds when it holds adult and non-hand films; write OUT/model.pt")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
 
@@ -60,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
             print("--calibrate needs --init CHECKPOINT", file=sys.stderr)
             return 2
         from boneage.model.training import calibrate_checkpoint
+        if args.threads:
+            import torch
+            torch.set_num_threads(args.threads)
         try:
             summary = calibrate_checkpoint(args.init, args.calibrate, args.out / "model.pt")
         except (ValueError, FileNotFoundError) as exc:

@@ -62,7 +62,11 @@ class ModelConfig:
     score_threshold: float = 0.5         # a hand counts when its best class score reaches this
     nms_iou: float = 0.4
     inverted_threshold: float = 0.5
+    # Maturity (``pipeline``): reject as skeletally mature at or above ``mature_threshold``; assess
+    # with the near-maturity warning at or above ``near_mature_threshold``. Both are probabilities of
+    # the regressor's mature logit; checkpoints fit the first on a calibration set.
     mature_threshold: float = 0.5
+    near_mature_threshold: float = 0.5
     interval_z: float = 1.6449           # two-sided 90 % Gaussian quantile
     interval_scale: float = 1.0          # calibration factor on sigma, fitted on held-out data
     # Post-hoc linear recalibration of the mean, age = a + b * raw, fitted on a calibration set; it

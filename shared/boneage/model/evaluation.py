@@ -3,7 +3,12 @@
 Accuracy is measured on the images that should get a bone age (kinds ``left``, ``right`` and
 unlabelled rows) and did; images the model wrongly rejected count in the QC confusion, not in the
 MAE. Robustness re-runs a subset of left hands under each perturbation of issue 4's acceptance
-lines and reports the MAE rise over the same subset clean.
+lines and reports the MAE rise over the same subset clean; it also re-runs the whole folder under
+each perturbation for the QC rates of issue 13 (``qc["perturbed"]``).
+
+The QC rates issue 13 gates (``qc_rates``): ``valid_rejected_rate`` (single left or right hands of
+a child, rejected for any reason; overall and by age band), ``adult_rejected_rate`` (fused adult
+hands rejected), ``non_hand_rejected_rate`` and ``two_hands_rejected_rate``.
 """
 
 from __future__ import annotations
@@ -91,6 +96,31 @@ def qc_summary(kinds: Sequence[str], outputs: Sequence[Any]) -> dict[str, Any]:
     }
 
 
+VALID_KINDS = ("left", "right")
+
+
+def qc_rates(kinds: Sequence[str], ages: Sequence[float | None], outputs: Sequence[Any]) -> dict[str, Any]:
+    """The rejection rates issue 13 gates, by kind; valid hands also by bone age band (truth)."""
+    rejected = [o.rejection is not None for o in outputs]
+
+    def rate(idx: list[int]) -> float | None:
+        return round(sum(rejected[i] for i in idx) / len(idx), 4) if idx else None
+
+    valid = [i for i, k in enumerate(kinds) if k in VALID_KINDS]
+    bands = {f"{a}-{b}": [i for i in valid if ages[i] is not None and a <= ages[i] < b] for a, b in AGE_BANDS}
+    near = [i for i in valid if outputs[i].qc.get("near_skeletal_maturity") and not rejected[i]]
+    return {
+        "valid_n": len(valid),
+        "valid_rejected_rate": rate(valid),
+        "valid_rejected_rate_by_age_band": {name: rate(idx) for name, idx in bands.items()},
+        "valid_n_by_age_band": {name: len(idx) for name, idx in bands.items()},
+        "valid_near_maturity_assessed": len(near),
+        "adult_rejected_rate": rate([i for i, k in enumerate(kinds) if k == "adult"]),
+        "non_hand_rejected_rate": rate([i for i, k in enumerate(kinds) if k == "non_hand"]),
+        "two_hands_rejected_rate": rate([i for i, k in enumerate(kinds) if k == "two_hands"]),
+    }
+
+
 def fit_calibration(y_true: Sequence[float], y_raw: Sequence[float], sigma_raw: Sequence[float],
                     z: float) -> dict[str, Any]:
     """Linear mean correction (least squares, true ~ a + b * raw) and the interval scale that makes
@@ -105,21 +135,86 @@ def fit_calibration(y_true: Sequence[float], y_raw: Sequence[float], sigma_raw: 
             "mae_after_months": round(float(np.abs(corrected - t).mean()), 3)}
 
 
+# Valid children rejected as mature, at most, in every age band: issue 13's QC line.
+MATURE_CHILDREN_TARGET = 0.02
+
+
+def fit_mature_threshold(child_ages: Sequence[float], child_p: Sequence[float], adult_p: Sequence[float],
+                         target: float = MATURE_CHILDREN_TARGET) -> dict[str, Any]:
+    """The lowest maturity threshold that rejects at most ``target`` of the children in every age band.
+
+    Children come first: a child turned away gets no bone age at all, while a fused adult hand let
+    through is reported at the end of the standards with the near-maturity warning. The lowest such
+    threshold rejects as many adult hands as that allows; the adult rate it gives is reported, not
+    traded against the children's."""
+    ages, cp, ap = (np.asarray(v, float) for v in (child_ages, child_p, adult_p))
+    bands = {f"{a}-{b}": (ages >= a) & (ages < b) for a, b in AGE_BANDS}
+    bands = {name: m for name, m in bands.items() if m.any()}
+
+    def worst(t: float) -> float:
+        return max(float(np.mean(cp[m] >= t)) for m in bands.values())
+
+    # Candidates just above each child's probability: the decision only changes where one crosses.
+    candidates = sorted({0.5, *(float(np.nextafter(v, 1.0)) for v in cp if v >= 0.5)})
+    t = next((c for c in candidates if worst(c) <= target), 1.0)
+    return {"mature_threshold": t, "target": target, "children_n": int(cp.size), "adults_n": int(ap.size),
+            "children_rejected_by_age_band": {name: round(float(np.mean(cp[m] >= t)), 4) for name, m in bands.items()},
+            "adults_rejected": round(float(np.mean(ap >= t)), 4) if ap.size else None}
+
+
+# Valid hands the detector's score threshold may lose, at most, clean or under any perturbation.
+SCORE_VALID_LOSS_TARGET = 0.005
+
+
+def fit_score_threshold(valid: dict[str, list[float | None]], non_hand: dict[str, list[float | None]],
+                        current: float, target: float = SCORE_VALID_LOSS_TARGET) -> dict[str, Any]:
+    """The highest detector score threshold that loses at most ``target`` more valid hands than
+    ``current`` does, clean and under every perturbation (``valid[condition]``: each valid hand's
+    single-hand score, ``None`` where it was not found alone). A hand counts when its score reaches
+    the threshold, so raising it only turns single hands into ``no_hand_found``: non-hand films the
+    detector took for a hand are what it removes (their rate at the fitted threshold is reported)."""
+    found = {c: np.array([v for v in vs if v is not None], float) for c, vs in valid.items()}
+    candidates = sorted({current, *(float(v) for f in found.values() for v in f if v >= current)})
+    chosen = current
+    for t in candidates:
+        if all(np.sum(found[c] < t) <= target * len(valid[c]) for c in valid):
+            chosen = t
+        else:
+            break
+    return {"score_threshold": chosen, "target": target,
+            "valid_lost": {c: round(float(np.sum(found[c] < chosen)) / max(len(valid[c]), 1), 4) for c in valid},
+            "non_hand_as_one_hand": {c: round(float(np.sum(np.array([v for v in vs if v is not None]) >= chosen))
+                                              / max(len(vs), 1), 4) for c, vs in non_hand.items()}}
+
+
+def _single_hand_scores(rows: list[dict[str, str]], index: dict[str, Path], assessor: Any, batch: int,
+                        perturb: Callable[[np.ndarray, int], np.ndarray] | None) -> list[float | None]:
+    males = [_bool(r.get("male", "")) for r in rows]
+    return [o.qc.get("hand_score") if o.qc.get("hand_count") == 1 else None
+            for o in _assess_rows(rows, index, males, assessor, batch, perturb)]
+
+
 def calibrate_folder(root: Path, assessor: Any, *, limit: int | None = None, batch: int = 16) -> dict[str, Any]:
-    """Fit ``age_correction`` and ``interval_scale`` through the whole pipeline on a calibration folder."""
+    """Fit ``age_correction`` and ``interval_scale`` through the whole pipeline on a calibration folder;
+    the maturity threshold (``fit_mature_threshold``) when the folder also holds adult hands, and the
+    detector's score threshold (``fit_score_threshold``, clean and perturbed) when it holds non-hand films."""
     root = Path(root)
     index = _image_index(root)
     rows = [r for r in rsna_rows(root) if r.get("id", "").strip() in index and
-            ((r.get("kind") or "unknown").strip() or "unknown") in SCORED_KINDS][:limit]
+            ((r.get("kind") or "unknown").strip() or "unknown") in SCORED_KINDS | {"adult"}][:limit]
     cfg = assessor.cfg
     # Fit against raw outputs: undo any correction already present in the checkpoint's config.
     a0, b0 = cfg.age_correction
-    truth, raw, sig, p_mature = [], [], [], []
+    truth, raw, sig, p_mature, adult_p = [], [], [], [], []
     for s in range(0, len(rows), batch):
         chunk = rows[s:s + batch]
         outs = assessor.assess_batch([read_png(index[r["id"].strip()]) for r in chunk],
                                      [_sex(_bool(r.get("male", ""))) for r in chunk])
         for r, o in zip(chunk, outs):
+            if (r.get("kind") or "").strip() == "adult":
+                if "mature_probability" in o.qc:
+                    adult_p.append(o.qc["mature_probability"])
+                continue
             # Children the maturity check rejected still count: they are what its threshold is fitted on.
             age = o.bone_age_months if o.bone_age_months is not None else o.qc.get("bone_age_estimate_months")
             if age is None or not (r.get("boneage") or "").strip():
@@ -131,12 +226,23 @@ def calibrate_folder(root: Path, assessor: Any, *, limit: int | None = None, bat
     if len(truth) < 20:
         raise ValueError(f"only {len(truth)} assessable images in {root}: need at least 20 to calibrate")
     fit = fit_calibration(truth, raw, sig, cfg.interval_z)
-    # Diagnostics only: the calibration set holds children, so it shows how many near-mature children
-    # the maturity check rejects, but not what a higher threshold would let through. (Moving the
-    # demo model's threshold to spare 99 % of these children let 83 % of adult hands through.)
     pm = np.array(p_mature)
     fit["children_rejected_as_mature"] = round(float(np.mean(pm >= assessor.cfg.mature_threshold)), 4)
     fit["children_mature_probability_p99"] = round(float(np.quantile(pm, 0.99)), 4)
+    # Without adult hands the folder says what a threshold costs children, not what it lets through:
+    # the threshold is then left as it was.
+    if adult_p:
+        fit["maturity"] = fit_mature_threshold(truth, p_mature, adult_p)
+    all_rows = [r for r in rsna_rows(root) if r.get("id", "").strip() in index][:limit]
+    kinds = [(r.get("kind") or "").strip() for r in all_rows]
+    valid_rows = [r for r, k in zip(all_rows, kinds) if k in VALID_KINDS]
+    non_hand_rows = [r for r, k in zip(all_rows, kinds) if k == "non_hand"]
+    if valid_rows and non_hand_rows:
+        conditions: dict[str, Callable[[np.ndarray, int], np.ndarray] | None] = {"clean": None, **perturbations()}
+        fit["detector"] = fit_score_threshold(
+            {c: _single_hand_scores(valid_rows, index, assessor, batch, fn) for c, fn in conditions.items()},
+            {c: _single_hand_scores(non_hand_rows, index, assessor, batch, fn) for c, fn in conditions.items()},
+            cfg.score_threshold)
     return fit
 
 
@@ -188,11 +294,7 @@ def evaluate_folder(root: Path, assessor: Any, *, limit: int | None = None, batc
     ages = [float(r["boneage"]) if (r.get("boneage") or "").strip() not in ("", "nan", "None") else None
             for r in rows]
 
-    outputs: list[Any] = []
-    for s in range(0, len(rows), batch):
-        chunk = rows[s:s + batch]
-        imgs = [read_png(index[r["id"].strip()]) for r in chunk]
-        outputs += assessor.assess_batch(imgs, [_sex(m) for m in males[s:s + batch]])
+    outputs = _assess_rows(rows, index, males, assessor, batch)
 
     scored = [i for i, (k, a, o) in enumerate(zip(kinds, ages, outputs))
               if k in SCORED_KINDS and a is not None and o.bone_age_months is not None]
@@ -201,7 +303,7 @@ def evaluate_folder(root: Path, assessor: Any, *, limit: int | None = None, batc
                                   [ages[i] for i in scored], [outputs[i].bone_age_months for i in scored],
                                   [outputs[i].interval_months[0] for i in scored],
                                   [outputs[i].interval_months[1] for i in scored], [males[i] for i in scored])}
-    result["qc"] = qc_summary(kinds, outputs)
+    result["qc"] = {**qc_summary(kinds, outputs), **qc_rates(kinds, ages, outputs)}
     inv = [i for i, r in enumerate(rows) if (r.get("inverted") or "").strip()]
     if inv:
         result["qc"]["inversion_accuracy"] = round(float(np.mean(
@@ -210,7 +312,21 @@ def evaluate_folder(root: Path, assessor: Any, *, limit: int | None = None, batc
     if robustness:
         subset = [i for i in scored if kinds[i] == "left"][:robustness_n]
         result["robustness"] = _robustness(root, index, rows, subset, ages, males, assessor, batch, seed)
+        result["qc"]["perturbed"] = {
+            name: qc_rates(kinds, ages, _assess_rows(rows, index, males, assessor, batch, fn))
+            for name, fn in perturbations(seed).items()}
     return result
+
+
+def _assess_rows(rows: list[dict[str, str]], index: dict[str, Path], males: list[bool | None], assessor: Any,
+                 batch: int, perturb: Callable[[np.ndarray, int], np.ndarray] | None = None) -> list[Any]:
+    outputs: list[Any] = []
+    for s in range(0, len(rows), batch):
+        imgs = [read_png(index[r["id"].strip()]) for r in rows[s:s + batch]]
+        if perturb is not None:
+            imgs = [perturb(im, s + j) for j, im in enumerate(imgs)]
+        outputs += assessor.assess_batch(imgs, [_sex(m) for m in males[s:s + batch]])
+    return outputs
 
 
 def _robustness(root: Path, index: dict[str, Path], rows: list[dict[str, str]], subset: list[int],

@@ -7,7 +7,13 @@ TorchScript, torch.export or AOTInductor artifacts all plug in the same way. QC 
 - a hand classified ``right_hand`` is mirrored to a left hand before regression (``qc["mirrored"]``);
 - the detector's image-level ``inverted`` logit flags a negative, which is flipped back before
   regression (``qc["inverted"]``);
-- the regressor's ``mature`` logit flags an adult (fused) hand -> ``skeletally_mature``.
+- maturity: the Greulich & Pyle standards end at 228 months (boys) and 216 months (girls), and a
+  hand whose growth plates are closing still has a bone age there. Only a hand the ``mature`` logit
+  puts past the end of the standards (``mature_threshold``, fitted on a calibration set of children
+  and adults) is rejected as ``skeletally_mature``. A near-mature hand (``mature`` probability at or
+  above ``near_mature_threshold``, or a bone age in the standards' last ``NEAR_MATURITY_MONTHS``) is
+  assessed: its bone age and interval are capped at the top of the reference for the sex, and
+  ``qc["near_skeletal_maturity"]`` is set for the report's warning.
 
 Two documented injection points serve measurement, never the service: ``with_stages`` wraps or swaps
 the two stage callables (the benchmark times them), and ``with_decisions`` rewrites what the networks
@@ -34,6 +40,11 @@ from .types import Box, ModelOutput, QcRejection
 
 TensorFn = Callable[..., Sequence[torch.Tensor]]
 MAX_BONE_AGE_MONTHS = 240.0
+# The last bone age of the Greulich & Pyle standards by sex (19 y boys, 18 y girls); unknown sex
+# gets the later one, so a sex-agnostic estimate is never cut below what either standard allows.
+REFERENCE_TOP_MONTHS = {"M": 228.0, "F": 216.0, None: 228.0}
+# A bone age in the last year of the standards is near maturity, whatever the mature logit says.
+NEAR_MATURITY_MONTHS = 12.0
 
 
 def _sigmoid(x: float) -> float:
@@ -176,7 +187,14 @@ class TwoStageAssessor:
         if p_mature >= cfg.mature_threshold:
             out.qc["bone_age_estimate_months"] = round(age, 1)
             out.rejection = QcRejection(Reason.SKELETALLY_MATURE,
-                                        "the hand is skeletally mature (growth plates fused): bone age is not defined")
+                                        "the hand is skeletally mature (growth plates fused, past the end of the "
+                                        "Greulich & Pyle standards): bone age is not defined")
             return
-        out.bone_age_months = age
-        out.interval_months = (max(age - half, 0.0), min(age + half, MAX_BONE_AGE_MONTHS))
+        top = REFERENCE_TOP_MONTHS[out.sex_used]
+        near = p_mature >= cfg.near_mature_threshold or age >= top - NEAR_MATURITY_MONTHS
+        out.qc["near_skeletal_maturity"] = bool(near)
+        if age > top:
+            out.qc["bone_age_estimate_months"] = round(age, 1)
+        # A capped estimate keeps the interval's lower half below the cap: the standards end there.
+        out.bone_age_months = min(age, top)
+        out.interval_months = (max(out.bone_age_months - half, 0.0), min(age + half, top))

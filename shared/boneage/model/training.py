@@ -129,7 +129,12 @@ def calibrate_checkpoint(ckpt_path: Path, folder: Path, out: Path, limit: int | 
 
     ck = load_checkpoint(ckpt_path)
     fit = calibrate_folder(folder, TwoStageAssessor.from_checkpoint(ck), limit=limit)
-    cfg = ck.cfg.with_updates(age_correction=tuple(fit["age_correction"]), interval_scale=fit["interval_scale"])
+    updates: dict[str, Any] = {"age_correction": tuple(fit["age_correction"]), "interval_scale": fit["interval_scale"]}
+    if "maturity" in fit:
+        updates["mature_threshold"] = fit["maturity"]["mature_threshold"]
+    if "detector" in fit:
+        updates["score_threshold"] = fit["detector"]["score_threshold"]
+    cfg = ck.cfg.with_updates(**updates)
     det, reg = build_detector(cfg), build_regressor(cfg)
     det.load_state_dict(ck.detector_state)
     reg.load_state_dict(ck.regressor_state)

@@ -119,7 +119,7 @@ def report_lines(result: AssessmentResult) -> list[str]:
         f"BA - CA: {signed(ba_minus_ca, 1, ' months')}",
         f"Sex: {sex_text(result.sex, result.sex_source, result.predicted_sex)}",
         f"Bone age SDS: {sds_text(result.sds, result.sds_interval, result.sds_reason)}",
-        f"Interpretation: {flag_text(result.interpretation, result.interpretation_reason)}",
+        f"Interpretation: {flag_text(result.interpretation, result.interpretation_reason, result.near_skeletal_maturity)}",
         f"Predicted adult height: {adult_height_text(result.predicted_adult_height_cm, result.adult_height_table, result.adult_height_reason)}",
         f"Study reference: {result.study_reference or result.accession_number or 'n/a'}",
         f"Model: {result.model_version or 'unknown'}",

@@ -112,3 +112,23 @@ def test_missing_bone_age_gives_no_sds():
 def test_table_is_named_with_its_source():
     r = interpret(100.0, None, "M", 96)
     assert "Greulich" in r.table and "Tables V/VI" in r.table
+
+
+@pytest.mark.parametrize("sex, end", [("M", "19 y (228 months) for boys"), ("F", "18 y (216 months) for girls"),
+                                      (None, "19 y (228 months) for boys, 18 y (216 months) for girls")])
+def test_near_maturity_is_worded_with_where_the_standards_end_and_the_cap(sex, end):
+    from boneage.clinical.text import near_maturity_text
+
+    assert near_maturity_text(sex) == (
+        "near skeletal maturity: growth plates closing; the bone age is capped at the end of the "
+        f"Greulich & Pyle standards, {end}, so a hand at the cap may be older still")
+
+
+def test_interpretation_of_a_near_mature_hand_names_the_flag_after_the_sds_flag_or_its_absence():
+    from boneage.clinical.text import flag_text
+
+    assert flag_text("within_normal_limits", None, near_maturity=True) == \
+        "within normal limits (-2 to +2 SD); near skeletal maturity"
+    assert flag_text(None, "age_above_reference", near_maturity=True) == \
+        "none - chronological age above the reference table's last age; near skeletal maturity"
+    assert flag_text("advanced", None) == "advanced (above +2 SD)"

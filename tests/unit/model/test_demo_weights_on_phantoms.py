@@ -48,3 +48,34 @@ def test_two_hands_and_non_hands_are_rejected(assessor):
 def test_right_hands_are_mirrored(assessor):
     outs = assessor.assess_batch([im for im, _ in _render("right", 3, 904)], ["F"] * 3)
     assert sum(bool(o.qc.get("mirrored")) for o in outs) >= 2
+
+
+
+@pytest.fixture(scope="module")
+def recalibrated(assessor):
+    """The demo networks at the operating point ``boneage train --calibrate`` fitted on calibration seed
+    8101 (children first; MODEL_CARD.md, "Near maturity"): the shipped checkpoint keeps threshold 0.5."""
+    import copy
+
+    other = copy.copy(assessor)
+    other.cfg = assessor.cfg.with_updates(mature_threshold=0.7219, score_threshold=0.8037)
+    return other
+
+
+def test_a_near_mature_child_gets_a_capped_bone_age_with_its_interval_and_the_flag(recalibrated):
+    # A boy at bone age 224 months, 4 months before the end of the standards: growth plates closing.
+    image, _ = phantom.render_sample(np.random.default_rng(934), kind="left", bone_age_months=224.0, male=True,
+                                     size=512, nuisance=False)
+    out = recalibrated.assess(image, "M")
+    assert out.rejection is None and out.qc["near_skeletal_maturity"] is True
+    assert 200.0 <= out.bone_age_months <= 228.0
+    assert out.interval_months[0] < out.bone_age_months and out.interval_months[1] <= 228.0
+
+
+def test_an_adult_hand_is_rejected_as_skeletally_mature(assessor, recalibrated):
+    image, labels = phantom.render_sample(np.random.default_rng(921), kind="adult", male=False, size=512)
+    assert labels["boneage"] > 216.0
+    for model in (assessor, recalibrated):
+        out = model.assess(image, "F")
+        assert out.rejection is not None and out.rejection.reason == Reason.SKELETALLY_MATURE
+        assert out.bone_age_months is None

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from boneage.model.evaluation import off_centre_crop, perturbations, qc_summary, regression_metrics, rotate
+from boneage.model.evaluation import off_centre_crop, perturbations, qc_rates, qc_summary, regression_metrics, rotate
 from boneage.model.types import ModelOutput, QcRejection
 
 
@@ -50,6 +50,21 @@ def test_qc_summary_counts_outcomes_per_kind():
     assert q["adult_mature_rate"] == 1.0
 
 
+def test_qc_rates_name_the_gated_rejection_rates_with_valid_hands_by_age_band():
+    kinds = ["left", "left", "right", "left", "adult", "adult", "non_hand", "two_hands", "two_hands"]
+    ages = [10.0, 200.0, 205.0, 100.0, 240.0, 250.0, 50.0, 90.0, 90.0]
+    outs = [_out(), _out("skeletally_mature"), _out(), _out(), _out("skeletally_mature"), _out(),
+            _out("no_hand_found"), _out("multiple_hands"), _out()]
+    outs[2].qc["near_skeletal_maturity"] = True
+    q = qc_rates(kinds, ages, outs)
+    assert q["valid_n"] == 4 and q["valid_rejected_rate"] == 0.25
+    assert q["valid_rejected_rate_by_age_band"] == {"0-24": 0.0, "24-60": None, "60-120": 0.0, "120-168": None,
+                                                    "168-240": 0.5}
+    assert q["valid_near_maturity_assessed"] == 1
+    assert q["adult_rejected_rate"] == 0.5 and q["non_hand_rejected_rate"] == 1.0
+    assert q["two_hands_rejected_rate"] == 0.5
+
+
 def test_off_centre_crop_shifts_content_and_leaves_a_black_border():
     img = np.ones((100, 80), np.float32)
     out = off_centre_crop(img, 0.1)
@@ -86,3 +101,37 @@ def test_calibration_recovers_a_known_linear_tilt_and_the_90_percent_scale():
     assert b == pytest.approx(1.25, rel=0.02) and a == pytest.approx(-37.5, abs=1.5)
     # corrected errors are N(0, 5); the 90 % half-width is 1.645 * 5 = z * |b| * 4 * scale -> scale = 1.0
     assert fit["interval_scale"] == pytest.approx(1.0, rel=0.05)
+
+
+def test_mature_threshold_is_the_lowest_that_spares_children_in_every_age_band():
+    from boneage.model.evaluation import fit_mature_threshold
+
+    # 100 children per band; in the oldest band the maturity probability climbs to 0.9.
+    ages = np.concatenate([np.full(100, 12.0), np.full(100, 200.0)])
+    child_p = np.concatenate([np.full(100, 0.1), np.linspace(0.0, 0.9, 100)])
+    adult_p = np.linspace(0.6, 1.0, 50)
+    fit = fit_mature_threshold(ages, child_p, adult_p, target=0.02)
+    oldest = child_p[100:]
+    assert np.mean(oldest >= fit["mature_threshold"]) <= 0.02
+    assert np.mean(oldest >= fit["mature_threshold"] - 1e-3) > 0.02      # the lowest that does
+    assert fit["children_rejected_by_age_band"] == {"0-24": 0.0, "168-240": 0.02}
+    assert fit["adults_rejected"] == pytest.approx(np.mean(adult_p >= fit["mature_threshold"]))
+
+
+def test_mature_threshold_never_drops_below_one_half():
+    from boneage.model.evaluation import fit_mature_threshold
+
+    fit = fit_mature_threshold([100.0] * 10, [0.01] * 10, [0.2, 0.3])
+    assert fit["mature_threshold"] == 0.5 and fit["adults_rejected"] == 0.0
+
+
+def test_score_threshold_is_the_highest_that_loses_no_more_valid_hands_than_allowed_in_any_condition():
+    from boneage.model.evaluation import fit_score_threshold
+
+    valid = {"clean": [0.99, 0.98, 0.97, 0.95] * 50, "noise": [0.99, 0.9, 0.8, None] * 50}
+    non_hand = {"clean": [0.85, 0.6, None, None], "noise": [0.92, None, None, None]}
+    fit = fit_score_threshold(valid, non_hand, current=0.5, target=0.0)
+    assert fit["score_threshold"] == 0.8                   # noise keeps a hand at 0.8, so no higher
+    assert fit["valid_lost"] == {"clean": 0.0, "noise": 0.0}
+    assert fit["non_hand_as_one_hand"] == {"clean": 0.25, "noise": 0.25}
+    assert fit_score_threshold(valid, non_hand, current=0.5, target=0.25)["score_threshold"] == 0.9

@@ -118,6 +118,44 @@ def test_mature_hand_is_rejected_as_skeletally_mature():
     assert out.rejection[0] == Reason.SKELETALLY_MATURE and out.bone_age_months is None
 
 
+def _logit(p: float) -> float:
+    return float(np.log(p / (1.0 - p)))
+
+
+def near_mature_assessor(age: float, p_mature: float):
+    """Maturity decided above 0.9, near maturity flagged from 0.5: the fake regressor's probability
+    falls between them or beyond."""
+    r = FakeRegressor(age=age, mature_logit=_logit(p_mature))
+    cfg = CFG.with_updates(mature_threshold=0.9, near_mature_threshold=0.5)
+    return TwoStageAssessor(cfg, fake_detector([(HAND, "left_hand")]), r, "test-v", demo=True)
+
+
+def test_near_mature_hand_gets_a_bone_age_with_its_interval_and_the_flag():
+    out = near_mature_assessor(200.0, 0.7).assess(image(), "M")
+    assert out.rejection is None and out.bone_age_months == pytest.approx(200.0)
+    assert out.qc["near_skeletal_maturity"] is True
+    assert out.interval_months[0] < 200.0 < out.interval_months[1]
+
+
+@pytest.mark.parametrize("sex, top", [("M", 228.0), ("F", 216.0), (None, 228.0)])
+def test_bone_age_and_interval_are_capped_at_the_end_of_the_standards(sex, top):
+    out = near_mature_assessor(235.0, 0.2).assess(image(), sex)
+    assert out.rejection is None and out.bone_age_months == top
+    assert out.interval_months[1] == top and out.interval_months[0] < top
+    assert out.qc["near_skeletal_maturity"] is True and out.qc["bone_age_estimate_months"] == pytest.approx(235.0)
+
+
+def test_bone_age_in_the_last_year_of_the_standards_is_near_maturity_whatever_the_mature_logit():
+    assert near_mature_assessor(206.0, 0.01).assess(image(), "F").qc["near_skeletal_maturity"] is True
+    assert near_mature_assessor(200.0, 0.01).assess(image(), "F").qc["near_skeletal_maturity"] is False
+
+
+def test_only_a_hand_past_the_standards_is_rejected_as_skeletally_mature():
+    out = near_mature_assessor(226.0, 0.95).assess(image(), "M")
+    assert out.rejection is not None and out.rejection.reason == Reason.SKELETALLY_MATURE
+    assert out.bone_age_months is None and "Greulich & Pyle" in out.rejection.message
+
+
 @pytest.mark.parametrize("sex", [None, "", "O", "U"])
 def test_unknown_sex_gives_a_sex_agnostic_estimate_and_a_predicted_sex(sex):
     a, r = assessor([(HAND, "left_hand")], male_logit=-3.0)

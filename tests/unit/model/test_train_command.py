@@ -7,7 +7,7 @@ import json
 import pytest
 
 from boneage.cli import main
-from boneage.model.weights import load_checkpoint
+from boneage.model.weights import DEMO_WEIGHTS, load_checkpoint
 
 phantom = pytest.importorskip("boneage.phantom")
 
@@ -68,3 +68,19 @@ def test_combine_takes_the_detector_of_one_run_and_the_regressor_of_another(tiny
     for k, v in both.regressor_state.items():
         assert torch.equal(v, reg.regressor_state[k])
     assert both.cfg.interval_scale == reg.cfg.interval_scale
+
+
+def test_calibrate_fits_the_maturity_and_detector_thresholds_on_children_adults_and_non_hands(tmp_path, capsys):
+    folder = phantom.generate_dataset(tmp_path / "cal", count=40, seed=8101, size=256,
+                                      mix={"left": 0.6, "right": 0.1, "adult": 0.15, "non_hand": 0.15})
+    rc = main(["train", "--out", str(tmp_path / "cal-out"), "--init", str(DEMO_WEIGHTS), "--calibrate", str(folder),
+               "--threads", "1"])
+    assert rc == 0
+    fit = json.loads(capsys.readouterr().out.strip())["calibration"]
+    ck = load_checkpoint(tmp_path / "cal-out" / "model.pt")
+    assert ck.cfg.mature_threshold == fit["maturity"]["mature_threshold"] >= 0.5
+    assert max(fit["maturity"]["children_rejected_by_age_band"].values()) <= 0.02
+    assert ck.cfg.score_threshold == fit["detector"]["score_threshold"] >= 0.5
+    assert set(fit["detector"]["valid_lost"]) == {"clean", "rotation_25", "mirror", "inversion", "gamma_0.6",
+                                                  "gamma_1.6", "noise_0.05", "off_centre_crop"}
+    assert ck.meta["pipeline_calibration"]["from"] == load_checkpoint(DEMO_WEIGHTS).model_version

@@ -186,3 +186,11 @@ def test_no_field_size_makes_a_notification_unpublishable(completed, size):
     body = json.loads(json.loads(message.message)["sqs"])
     assert body["truncated"] is True and body["status"] == COMPLETED and body["upload_id"] == UPLOAD_ID
     assert body["bone_age_months"] == 131.0 and len(message.subject) <= SUBJECT_MAX
+
+
+def test_near_mature_hand_is_flagged_for_machines_and_kept_out_of_the_email(completed, rng):
+    completed.near_skeletal_maturity = True
+    note = compose(completed, URL, upload_id=UPLOAD_ID)
+    assert note.json_body["near_skeletal_maturity"] is True
+    assert "maturity" not in note.text.lower() and "maturity" not in note.subject.lower()   # a finding
+    assert compose(make_case(rng)[2], URL, upload_id=UPLOAD_ID).json_body["near_skeletal_maturity"] is False

@@ -140,3 +140,14 @@ def test_a_region_that_repeats_the_hand_box_is_drawn_once_in_the_hand_colour(rng
     rendered = render_report(radiograph, output, result)
     assert _count(rendered.image, rendered.image_box, report_png.REGION_BOX) == 0
     assert _count(rendered.image, rendered.image_box, report_png.HAND_BOX) > 500
+
+
+def test_near_mature_hand_shows_the_flag_in_the_interpretation_and_the_note(rng):
+    from boneage.clinical.text import near_maturity_text
+
+    radiograph, output, result = make_case(rng)
+    result.near_skeletal_maturity = True
+    result.warnings = [near_maturity_text("F")]
+    lines = render_report(radiograph, output, result).lines
+    assert "Interpretation: within normal limits (-2 to +2 SD); near skeletal maturity" in lines
+    assert lines[-1] == f"Note: {near_maturity_text('F')}"
