@@ -14,6 +14,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,21 @@ def _read_json_line(proc: subprocess.Popen, deadline: float, log: Path) -> dict[
     raise AssertionError("boneage local printed nothing in time")
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _signed_in_token(sign_in_url: str) -> str:
+    """The ID token the local sign-in hands the page in its redirect's fragment."""
+    try:
+        urllib.request.build_opener(_NoRedirect).open(sign_in_url, timeout=30)
+    except urllib.error.HTTPError as redirect:
+        fragment = urllib.parse.urlsplit(redirect.headers["Location"]).fragment
+        return urllib.parse.parse_qs(fragment)["id_token"][0]
+    raise AssertionError("local sign-in did not redirect to the page")
+
+
 def test_an_upload_with_the_aws_cli_yields_a_record_and_a_notification_and_ctrl_c_exits_0(tmp_path):
     port = _free_port()
     log = tmp_path / "stderr.log"
@@ -57,7 +75,7 @@ def test_an_upload_with_the_aws_cli_yields_a_record_and_a_notification_and_ctrl_
         env.pop(name, None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "boneage.cli", "local", "--json", "--port", str(port), "--workers", "1",
-         "--hospital", HOSPITAL, "--stack-name", "boneage-it-local"],
+         "--hospital", HOSPITAL, "--stack-name", "boneage-it-local", "--worklist-port", "0"],
         stdout=subprocess.PIPE, stderr=log.open("w"), text=True, env=env)
     try:
         ready = _read_json_line(proc, time.monotonic() + 300, log)
@@ -99,6 +117,14 @@ def test_an_upload_with_the_aws_cli_yields_a_record_and_a_notification_and_ctrl_
         envelope = json.loads(notes[0]["Body"])
         assert envelope["MessageAttributes"]["upload_id"]["Value"] == record["upload_id"]["S"]
         assert envelope["MessageAttributes"]["hospital_id"]["Value"] == HOSPITAL
+
+        # The worklist's API serves the same record to the hospital's clinicians (token from local sign-in).
+        token = _signed_in_token(ready["services"]["worklist"]["sign_in"][HOSPITAL])
+        listing = urllib.request.Request(ready["services"]["worklist"]["url"] + "results",
+                                         headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(listing, timeout=30) as response:
+            listed = json.loads(response.read())
+        assert record["upload_id"]["S"] in json.dumps(listed)
 
         # The command reported the same upload on its stdout.
         line = _read_json_line(proc, time.monotonic() + 30, log)

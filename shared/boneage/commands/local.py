@@ -36,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stack-name", default="boneage-local")
     p.add_argument("--retry-after", type=float, default=None, metavar="SECONDS",
                    help="make a failed message visible again after SECONDS instead of the queue's visibility timeout")
+    p.add_argument("--worklist-port", type=int, default=8765,
+                   help="port of the results API and clinicians' worklist on 127.0.0.1 (default 8765; 0 picks one)")
     p.add_argument("--verbose", action="store_true", help="the function's INFO logs and metrics, and each invocation")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
 
@@ -47,6 +49,7 @@ def _say(args: argparse.Namespace, lock: threading.Lock, event: dict[str, Any], 
 
 def run(args: argparse.Namespace) -> int:
     from boneage.devstack.local import DEFAULT_HOSPITALS, DEFAULT_PORT, LocalDeployment, write_samples
+    from boneage.devstack.results_api import WorklistService
     from boneage.devstack.stack import ROOT
 
     if args.port is None:
@@ -77,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         deployment = LocalDeployment.start(
             port=args.port, stack_name=args.stack_name, workers=args.workers,
             hospitals=tuple(args.hospital or DEFAULT_HOSPITALS), retry_after_s=args.retry_after,
-            quiet=not args.verbose, on_event=on_event, on_notification=on_notification)
+            quiet=not args.verbose, on_event=on_event, on_notification=on_notification,
+            extra_services=[WorklistService(args.worklist_port)])
     except OSError as exc:
         print(f"error: could not start the emulator on port {args.port}: {exc.strerror or exc} "
               "(another `make local`? choose one with --port)", file=sys.stderr)
@@ -99,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
                      f"  table        {d['table']}", f"  topic        {d['topic']}",
                      f"  queue        {d['queue']}", f"  dead letters {d['dlq']}"]
             lines += [f"  clinicians   {h}: {url}" for h, url in d["inboxes"].items()]
+            worklist = d["services"]["worklist"]
+            lines += [f"  worklist     {worklist['url']}  (results API and page, tokens minted locally)"]
+            lines += [f"  sign in as   {h}: {url}" for h, url in worklist["sign_in"].items()]
             lines += [f"  function     {d['services']['function']['workers']} worker(s), batch size "
                       f"{d['services']['function']['batch_size']}, timeout {d['services']['function']['timeout_s']} s",
                       f"  samples      {', '.join(str(p.relative_to(ROOT)) for p in samples)}", "",

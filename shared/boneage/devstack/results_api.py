@@ -204,6 +204,28 @@ class ResultsServer:
         return int(response["statusCode"]), out_headers, data
 
 
+class WorklistService:
+    """``make local``'s results API and worklist: a ``LocalService`` (``boneage.devstack.local``) that
+    serves the deployment's table and bucket on ``http://127.0.0.1:<port>/``, with a sign-in link per
+    subscribed hospital."""
+
+    name = "worklist"
+
+    def __init__(self, port: int = 8765) -> None:
+        self.port = port
+        self.server: ResultsServer | None = None
+
+    def start(self, deployment: Any) -> dict[str, Any]:
+        self.server = ResultsServer(deployment.stack.handler_env).start(self.port)
+        return {"url": self.server.url,
+                "sign_in": {h: self.server.sign_in_url(h) for h in deployment.inboxes}}
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
 def _env(values: Mapping[str, str]) -> Any:
     from .stack import _patched_env
 
