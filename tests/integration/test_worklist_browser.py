@@ -2,8 +2,9 @@
 Selenium through Debian's ``chromium-driver`` (both paths given, so Selenium Manager never downloads
 anything; ``make browser-deps`` installs them).
 
-Three phantom radiographs go to hospital A and two uploads to hospital B through the local stack
-(S3 -> SQS -> the assessment handler with the real engine); the page, opened as a clinician of A,
+Three phantom radiographs go to hospital A and two uploads to hospital B through the live local
+deployment (``make local``'s: S3 -> SQS -> the function's worker process with the real engine, and
+the worklist service); the page, opened as a clinician of A,
 must show A's three results with the values the records hold, none of B's, and the report image in
 the detail view. Screenshots go to build/screenshots/ (and to docs/ with BONEAGE_UPDATE_SCREENSHOTS=1,
 which is how the README's pictures are made).
@@ -11,20 +12,21 @@ which is how the README's pictures are made).
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from boneage.adapters.runtime import build_processor
 from boneage.adapters.store import ResultStore
-from boneage.config import Settings
 from boneage.devstack import LocalStack, sample_uploads
-from boneage.devstack.results_api import ResultsServer
-from boneage.upload import upload_id_for
+from boneage.devstack.local import LocalDeployment
+from boneage.devstack.results_api import ResultsServer, WorklistService
+from boneage.upload import TERMINAL, upload_id_for
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +38,7 @@ FLAG_TEXT = {"delayed": "delayed (below -2 SD)", "advanced": "advanced (above +2
 
 
 def years_months(months: float) -> str:
-    whole = round(months)
+    whole = math.floor(months + 0.5)        # as the page's Math.round: halves go up (Python's round() goes to even)
     sign = "-" if whole < 0 else ""
     y, m = divmod(abs(whole), 12)
     return f"{sign}{y} y {m} m"
@@ -62,32 +64,48 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def uploaded(stack: LocalStack, real_service: Any) -> dict[str, list[str]]:
-    """Three phantoms for A (a DICOM girl, a right hand, a PNG boy) and B's two uploads, assessed."""
-    from boneage.devstack import load_handler
-
-    handler = load_handler()
-    with stack.environment():
-        handler.init(build_processor(Settings.from_env(), real_service))
-        samples = sample_uploads(11, hospitals=(A, B))
-        boy = next(s for s in samples if s.name == "PNG boy with metadata")
-        extra = (f"incoming/{A}/study-0005.png", boy.body,
-                 {"sex": "M", "age-months": "150", "study-ref": "REF-A-0005"})
-        s3 = stack.client("s3")
-        ids: dict[str, list[str]] = {A: [], B: []}
-        for key, body, metadata, hospital in [(s.key, s.body, s.metadata, s.hospital_id) for s in samples] + \
-                [(*extra, A)]:
-            put = s3.put_object(Bucket=stack.input_bucket, Key=key, Body=body, Metadata=metadata)
-            ids[hospital].append(upload_id_for(stack.input_bucket, key, put["VersionId"]))
-        stack.drain(handler.handler)
-        handler._processor = None
-    return ids
+def deployment() -> Iterator[LocalDeployment]:
+    """The live local deployment, as ``make local`` runs it: its own emulator, the function polling its
+    queue in a worker process (real engine), and the worklist service."""
+    with LocalDeployment.start(port=0, stack_name="boneage-it-web", workers=1, hospitals=(A, B),
+                               extra_services=[WorklistService(0)]) as d:
+        yield d
 
 
 @pytest.fixture(scope="module")
-def server(stack: LocalStack) -> Iterator[ResultsServer]:
-    with ResultsServer(stack.handler_env).start() as s:
-        yield s
+def stack(deployment: LocalDeployment) -> LocalStack:
+    return deployment.stack
+
+
+@pytest.fixture(scope="module")
+def uploaded(deployment: LocalDeployment) -> dict[str, list[str]]:
+    """Three phantoms for A (a DICOM girl, a right hand, a PNG boy) and B's two uploads, put into the
+    bucket and assessed by the deployment's function as S3 -> SQS -> the poller delivers them."""
+    stack = deployment.stack
+    samples = sample_uploads(11, hospitals=(A, B))
+    boy = next(s for s in samples if s.name == "PNG boy with metadata")
+    extra = (f"incoming/{A}/study-0005.png", boy.body, {"sex": "M", "age-months": "150", "study-ref": "REF-A-0005"})
+    s3 = stack.client("s3")
+    ids: dict[str, list[str]] = {A: [], B: []}
+    for key, body, metadata, hospital in [(s.key, s.body, s.metadata, s.hospital_id) for s in samples] + \
+            [(*extra, A)]:
+        put = s3.put_object(Bucket=stack.input_bucket, Key=key, Body=body, Metadata=metadata)
+        ids[hospital].append(upload_id_for(stack.input_bucket, key, put["VersionId"]))
+    store = ResultStore(stack.client("dynamodb"), stack.outputs["ResultsTableName"])
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        records = [store.read(i) for i in ids[A] + ids[B]]
+        if all(r is not None and r.status in TERMINAL for r in records):
+            return ids
+        time.sleep(1)
+    pytest.fail("the deployment did not finish the uploads in 300 s")
+
+
+@pytest.fixture(scope="module")
+def server(deployment: LocalDeployment) -> ResultsServer:
+    service = next(s for s in deployment.services if isinstance(s, WorklistService))
+    assert service.server is not None
+    return service.server
 
 
 def _wait(driver: Any, condition: Any, timeout: float = 30) -> Any:
