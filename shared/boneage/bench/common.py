@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,3 +57,16 @@ def load_phantoms(path: Path) -> list[tuple[Any, dict[str, Any]]]:
 
     with np.load(path) as data:
         return list(zip(data["images"], json.loads(str(data["labels"]))))
+
+
+def run_bench_worker(args: list[str], key: str, *, timeout: int, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """``python -m boneage.bench ARGS`` in a fresh process: its first JSON line carrying ``key``, less
+    its ``event`` field, or ``{"error": <the tail of its output>}``."""
+    proc = subprocess.run([PY, "-m", "boneage.bench", *args], capture_output=True, text=True, timeout=timeout,
+                          env=child_env(env))
+    for line in proc.stdout.splitlines():
+        if line.startswith("{") and f'"{key}"' in line:
+            msg = json.loads(line)
+            msg.pop("event", None)
+            return msg
+    return {"error": (proc.stderr or proc.stdout)[-1500:]}

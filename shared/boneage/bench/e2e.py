@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from .common import PY, child_env, pct, phantoms
+from .common import pct, phantoms, run_bench_worker
 from .oracle import OracleDecisions
 
 
@@ -138,12 +137,5 @@ def e2e_worker(args: argparse.Namespace) -> int:
 
 
 def run_e2e(artifacts: Path, artifact: str, repeats: int, env: dict[str, str] | None = None) -> dict[str, Any]:
-    cmd = [PY, "-m", "boneage.bench", "--e2e-worker", "--artifacts", str(artifacts), "--artifact", artifact,
-           "--repeats", str(repeats)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=child_env(env))
-    for line in proc.stdout.splitlines():
-        if line.startswith("{") and '"e2e"' in line:
-            msg = json.loads(line)
-            msg.pop("event")
-            return msg
-    return {"error": (proc.stderr or proc.stdout)[-1500:]}
+    return run_bench_worker(["--e2e-worker", "--artifacts", str(artifacts), "--artifact", artifact,
+                             "--repeats", str(repeats)], "e2e", timeout=900, env=env)

@@ -16,11 +16,10 @@ import dataclasses
 import json
 import resource
 import struct
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from .common import PY, child_env
+from .common import run_bench_worker
 
 BATCH = 10
 
@@ -97,16 +96,10 @@ def memory_worker(args: argparse.Namespace) -> int:
 
 
 def _measure(file: Path, max_batch_bytes: int | None, env: dict[str, str] | None) -> dict[str, Any]:
-    cmd = [PY, "-m", "boneage.bench", "--memory-worker", "--phantom-file", str(file)]
+    args = ["--memory-worker", "--phantom-file", str(file)]
     if max_batch_bytes:
-        cmd += ["--max-batch-bytes", str(max_batch_bytes)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=child_env(env))
-    for line in proc.stdout.splitlines():
-        if line.startswith("{") and '"memory"' in line:
-            out = json.loads(line)
-            out.pop("event")
-            return out
-    return {"error": (proc.stderr or proc.stdout)[-1500:]}
+        args += ["--max-batch-bytes", str(max_batch_bytes)]
+    return run_bench_worker(args, "memory", timeout=1200, env=env)
 
 
 def run_memory(folder: Path, memory_mb: int, env: dict[str, str] | None = None) -> dict[str, Any]:
