@@ -18,9 +18,11 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e '.[dev]'
 	touch $@
 
-# dicom3tools (dciodvfy) validates the DICOM objects we send to PACS; installed when missing and possible.
+# dicom3tools (dciodvfy) validates the DICOM objects we send to PACS, and dcmtk (dcmcjpeg/dcmdjpeg) encodes and
+# decodes the JPEG lossless / 12-bit reference frames; both installed when missing and possible.
 system-deps:
 	@command -v dciodvfy >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq dicom3tools >/dev/null) || echo "warning: dicom3tools not installed; DICOM validation tests will fail"; }
+	@command -v dcmcjpeg >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq dcmtk >/dev/null) || echo "warning: dcmtk not installed; the JPEG reference-decoder tests against dcmdjpeg will skip"; }
 
 # The worklist's browser test (tests/integration/test_worklist_browser.py) drives Debian's Chromium through
 # Debian's chromedriver, so the two always match and nothing downloads a browser build.
