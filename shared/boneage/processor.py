@@ -384,7 +384,8 @@ class UploadProcessor:
         report_key = record.report_keys.get("report.png")
         url = self.reports.url(report_key) if report_key else None
         message = build_message(result, hospital_id=record.hospital_id, upload_id=record.upload_id, report_url=url,
-                                report_url_expires_in_s=self.reports.url_expiry_s if url else None)
+                                report_url_expires_in_s=self.reports.url_expiry_s if url else None,
+                                object_key=record.key or None, report_keys=record.report_keys)
         try:
             self.publisher.publish(message)
         except Exception:
