@@ -37,7 +37,9 @@ from boneage.errors import Reason, Rejection, TransientFault
 from boneage.notification import build_message
 from boneage.ports import AssessmentService, ObjectReader, Publisher, ReportWriter, ResultStore
 from boneage.result import FAILED, REJECTED, AssessmentResult
-from boneage.upload import PROCESSING, TERMINAL, UNKNOWN_HOSPITAL_ID, Claim, FetchedObject, StoredRecord, Upload
+from boneage.upload import (
+    PROCESSING, TERMINAL, UNKNOWN_HOSPITAL_ID, Claim, FetchedObject, StoredRecord, Upload, object_ref_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -385,7 +387,8 @@ class UploadProcessor:
         url = self.reports.url(report_key) if report_key else None
         message = build_message(result, hospital_id=record.hospital_id, upload_id=record.upload_id, report_url=url,
                                 report_url_expires_in_s=self.reports.url_expiry_s if url else None,
-                                object_key=record.key or None, report_keys=record.report_keys)
+                                object_ref=object_ref_for(record.bucket, record.key) if record.key else None,
+                                report_keys=record.report_keys)
         try:
             self.publisher.publish(message)
         except Exception:

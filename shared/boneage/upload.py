@@ -35,6 +35,12 @@ def upload_id_for(bucket: str, key: str, version_id: str | None) -> str:
     return hashlib.sha256(f"{bucket}/{key}/{version_id or 'null'}".encode()).hexdigest()[:32]
 
 
+def object_ref_for(bucket: str, key: str) -> str:
+    """A PHI-free name of an object key, the same for all its versions: the machine notification carries
+    it so that an uploader that chose the key (the DICOM gateway) can find its upload without the key."""
+    return hashlib.sha256(f"{bucket}/{key}".encode()).hexdigest()[:32]
+
+
 @dataclass(frozen=True)
 class Upload:
     """One object a hospital uploaded; ``upload_id`` is the idempotency key of everything we write."""

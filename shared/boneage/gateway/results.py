@@ -21,6 +21,7 @@ from boneage.gateway.config import GatewayConfig
 from boneage.gateway.retry import backoff_s
 from boneage.gateway.spool import Delivery, Spool
 from boneage.result import COMPLETED
+from boneage.upload import object_ref_for
 
 logger = logging.getLogger("boneage.gateway.results")
 
@@ -58,13 +59,21 @@ class ResultsConsumer:
         self.on_delivery = on_delivery
         self.stop = threading.Event()
         self.failures = 0
+        self._refs: dict[str, str] = {}         # object_ref -> ref
+
+    def _object_ref(self, ref: str) -> str:
+        return object_ref_for(self.config.aws.upload_bucket, f"{self.config.upload_prefix}{ref}.dcm")
 
     def _ref_for(self, body: Mapping[str, Any]) -> str | None:
-        key = body.get("object_key")
-        prefix = self.config.upload_prefix
-        if isinstance(key, str) and key.startswith(prefix) and key.endswith(".dcm"):
-            ref = key[len(prefix):-len(".dcm")]
-            return ref if "/" not in ref else None
+        """The spooled instance a result is for: by ``object_ref`` (a hash of the key we put it under),
+        else by ``upload_id`` in the ledger."""
+        object_ref = body.get("object_ref")
+        if isinstance(object_ref, str):
+            if object_ref not in self._refs:        # new since the last look: hash what the spool holds
+                for ref in self.spool.known_refs():
+                    self._refs.setdefault(self._object_ref(ref), ref)
+            if object_ref in self._refs:
+                return self._refs[object_ref]
         entry = self.spool.find_upload(body["upload_id"])
         return entry["ref"] if entry else None
 

@@ -197,6 +197,10 @@ class Spool:
     def uploaded_entry(self, ref: str) -> dict[str, Any] | None:
         return self._read_json(self.uploaded / f"{ref}.json")
 
+    def known_refs(self) -> list[str]:
+        """Every instance received: waiting in the inbox or uploaded."""
+        return [p.stem for p in self.inbox.glob("*.dcm")] + [p.stem for p in self.uploaded.glob("*.json")]
+
     def find_upload(self, upload_id: str) -> dict[str, Any] | None:
         """The ledger entry whose upload_id is this one (a scan: used only when a result names no key)."""
         for p in self.uploaded.glob("*.json"):

@@ -9,20 +9,22 @@ import pytest
 
 from boneage.gateway.results import ResultsConsumer, unwrap
 from boneage.gateway.spool import Spool, ref_for
+from boneage.upload import object_ref_for
 
 from .conftest import instance
 
 UID = "1.2.826.0.1.3680043.8.498.101"
 REF = ref_for(UID)
 KEY = f"incoming/st-mary/{REF}.dcm"
+OBJECT_REF = object_ref_for("input", KEY)
 REPORTS = {"report.png": "reports/st-mary/0123456789abcdef/report.png",
            "report_sc.dcm": "reports/st-mary/0123456789abcdef/report_sc.dcm",
            "report_sr.dcm": "reports/st-mary/0123456789abcdef/report_sr.dcm"}
 
 
-def body(status="completed", *, upload_id="u1", key=KEY, reason=None, report_keys=REPORTS) -> dict:
+def body(status="completed", *, upload_id="u1", object_ref=OBJECT_REF, reason=None, report_keys=REPORTS) -> dict:
     return {"schema": "boneage.assessment.v1", "upload_id": upload_id, "status": status, "reason": reason,
-            "object_key": key, "report_keys": report_keys}
+            "object_ref": object_ref, "report_keys": report_keys}
 
 
 def sns(b: dict) -> str:
@@ -61,17 +63,18 @@ def test_a_rejection_is_kept_for_the_operator_and_never_delivered(consumer, sqs)
     assert sqs.messages == {}
 
 
-def test_a_result_found_by_upload_id_when_it_names_no_key(consumer, sqs):
-    sqs.send(json.dumps(body(key=None)))
+def test_a_result_found_by_upload_id_when_it_names_no_object_ref(consumer, sqs):
+    sqs.send(json.dumps(body(object_ref=None)))
     consumer.poll_once()
     assert [d.ref for d in consumer.spool.pending_deliveries()] == [REF]
 
 
 def test_a_result_for_an_upload_not_ours_is_dropped_and_one_still_in_the_inbox_is_kept(consumer, sqs):
-    sqs.send(json.dumps(body(upload_id="u9", key="incoming/st-mary/somebody-elses.png")))
+    sqs.send(json.dumps(body(upload_id="u9", object_ref=object_ref_for("input", "incoming/st-mary/other.png"))))
     other = "1.2.826.0.1.3680043.8.498.202"
     consumer.spool.receive(other, instance(other))      # received, upload not recorded yet (restart)
-    kept = sqs.send(json.dumps(body(upload_id="u2", key=f"incoming/st-mary/{ref_for(other)}.dcm")))
+    kept = sqs.send(json.dumps(body(upload_id="u2",
+                                    object_ref=object_ref_for("input", f"incoming/st-mary/{ref_for(other)}.dcm"))))
     consumer.poll_once()
     assert list(sqs.messages) == [kept] and sqs.released == [kept]
     assert consumer.spool.pending_deliveries() == []
