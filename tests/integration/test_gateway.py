@@ -315,3 +315,23 @@ def test_stow_rs_posts_both_reports_in_one_multipart_request(tmp_path):
     assert content_type.startswith('multipart/related; type="application/dicom"; boundary=')
     boundary = content_type.rsplit("=", 1)[1]
     assert body.count(f"--{boundary}".encode()) == 3 and b"report_sc.dcm" * 10 in body
+
+
+def test_a_pacs_that_refuses_the_reports_syntax_is_a_named_failure_not_a_crash(aws, tmp_path):
+    """Nothing is transcoded: a PACS without the SC/SR's transfer syntax gets a delivery error code."""
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import Verification
+
+    ae = AE(ae_title="PACS")
+    ae.add_supported_context(Verification)                  # accepts associations, stores nothing
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, lambda e: 0)])
+    gateway, _ = _gateway(aws, tmp_path, pacs={"host": "127.0.0.1", "port": port, "ae_title": "PACS"})
+    try:
+        with gateway:
+            entry = _upload_one(aws, gateway, tmp_path, 44)
+            publish_result(aws, upload_id=entry["upload_id"], object_key=entry["key"], study_uid=STUDY)
+            wait_for(lambda: gateway.spool.status()["dead_letters"] == 1, timeout_s=60, what="the dead letter")
+    finally:
+        server.shutdown()
+    assert gateway.spool.status()["dead"][0]["last_error"] == "presentation_context_not_accepted"

@@ -71,10 +71,21 @@ class CStoreSender:
             ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
         assoc = ae.associate(self.pacs.host, self.pacs.port, ae_title=self.pacs.ae_title)
         if not assoc.is_established:
-            raise DeliveryError("association_rejected" if assoc.is_rejected else "pacs_unreachable")
+            if assoc.is_rejected:
+                raise DeliveryError("association_rejected")
+            # pynetdicom aborts an association in which the PACS accepted none of the contexts.
+            raise DeliveryError("presentation_context_not_accepted" if assoc.rejected_contexts
+                                else "pacs_unreachable")
+        accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
         stored: list[Path] = []
         try:
             for path in paths:
+                ds = headers[path]
+                if (ds.SOPClassUID, ds.file_meta.TransferSyntaxUID) not in accepted:
+                    # Nothing is transcoded: a PACS that refuses the SC's JPEG-LS, say, needs its settings changed.
+                    if not stored:
+                        raise DeliveryError("presentation_context_not_accepted")
+                    break
                 status = assoc.send_c_store(path)
                 code = int(status.Status) if "Status" in status else None
                 if code not in STORED:
