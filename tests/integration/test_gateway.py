@@ -178,6 +178,10 @@ def test_sigkill_after_c_store_success_and_before_upload_then_restart_uploads_ex
             wait_for(lambda: spool.status()["uploaded"] == 3, timeout_s=60, what="the uploads after the restart")
             assert second.terminate() == 0              # SIGTERM: a clean exit
         assert any(line["message"] == "gateway stopped" for line in second.logs())
+        text = first.log_path.read_text()
+        assert text.count("instance received") == 3
+        for phi in ("PHANTOM", "PH0000", "A0000", STUDY):          # names, IDs, accession numbers, UIDs
+            assert phi not in text
     finally:
         proxy.close()
     for i in range(3):

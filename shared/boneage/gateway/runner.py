@@ -48,7 +48,12 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)   # its INFO lines print dataset summaries
+    # pynetdicom's own warnings (aborts, refused contexts) as JSON lines too; its INFO lines print
+    # dataset summaries, so they stay off.
+    netdicom = logging.getLogger("pynetdicom")
+    netdicom.handlers[:] = [handler]
+    netdicom.setLevel(logging.WARNING)
+    netdicom.propagate = False
 
 
 def aws_clients(config: GatewayConfig) -> tuple[Any, Any]:
