@@ -23,19 +23,30 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300
 HOSPITAL = "it-gateway"
 
 
+def _hospital(stack) -> tuple[GatewayAws, dict]:
+    """The hospital as onboarding makes it (its role's credentials: the function checks who put an
+    upload), or, on a stack without onboarding, a results queue subscribed with the hospital's filter."""
+    try:
+        from boneage.devstack.hospitals import onboard
+    except ImportError:
+        queue = stack.subscribe_queue(f"gateway-results-{HOSPITAL}", filter_policy={"hospital_id": [HOSPITAL]})
+        return GatewayAws.on(stack, queue), {}
+    access = onboard(stack, HOSPITAL)
+    return GatewayAws.for_hospital(access), {"s3": access.client("s3"), "sqs": access.client("sqs")}
+
+
 def test_a_dicom_instance_comes_back_to_the_pacs_as_sc_and_sr_in_its_own_study(stack, handler, real_service, tmp_path):
     from pynetdicom import AE
 
     handler.init(build_processor(Settings.from_env(), real_service))
-    queue = stack.subscribe_queue(f"gateway-results-{HOSPITAL}", filter_policy={"hospital_id": [HOSPITAL]})
-    aws = GatewayAws.on(stack, queue)
+    aws, clients = _hospital(stack)
     (girl,) = [u for u in sample_uploads(hospitals=(HOSPITAL, "it-gateway-other")) if u.filename.endswith(".dcm")]
     source = dcmread(io.BytesIO(girl.body))
     pacs = StorageSCP().start()
     config = GatewayConfig.from_dict(aws.config(tmp_path / "spool", listen_port=free_port(), hospital_id=HOSPITAL,
                                                 pacs=pacs.as_pacs()))
     try:
-        with Gateway(config) as gateway:
+        with Gateway(config, **clients) as gateway:
             ae = AE(ae_title="MODALITY")
             ae.add_requested_context(source.SOPClassUID, source.file_meta.TransferSyntaxUID)
             assoc = ae.associate("127.0.0.1", gateway.port, ae_title="BONEAGE")

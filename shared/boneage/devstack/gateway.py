@@ -154,6 +154,13 @@ class GatewayAws:
         return cls(endpoint=stack.endpoint, upload_bucket=stack.input_bucket,
                    results_bucket=stack.outputs["ResultsBucketName"], queue_url=queue_url)
 
+    @classmethod
+    def for_hospital(cls, access: Any) -> GatewayAws:
+        """What onboarding gave a hospital (``boneage.devstack.hospitals.HospitalAccess``: its queue, the
+        buckets); run the gateway with ``access.credentials`` so the uploads are the hospital role's."""
+        return cls(endpoint=access.endpoint, upload_bucket=access.input_bucket,
+                   results_bucket=access.results_bucket, queue_url=access.results_queue_url)
+
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
