@@ -256,6 +256,10 @@ def test_pacs_down_dead_letters_after_the_last_attempt_and_resend_delivers_once_
         wait_for(lambda: gateway.spool.status()["dead_letters"] == 1, timeout_s=60, what="the dead letter")
         status = _cli("status", path)
         assert status["running"] is True and status["dead_letters"] == 1 and status["pending_deliveries"] == 0
+        second = subprocess.run([sys.executable, "-m", "boneage.cli", "gateway", "run", "--config", str(path)],
+                                capture_output=True, text=True, timeout=60, cwd=ROOT,
+                                env={"PYTHONPATH": str(ROOT / "shared"), "PATH": "/usr/bin:/bin", **EMULATOR_ENV})
+        assert second.returncode == 1 and "another gateway is running" in second.stderr     # one per spool
         assert status["dead"][0]["attempts"] == 4 and status["dead"][0]["last_error"] == "pacs_unreachable"
         pacs.start()
         try:
