@@ -292,13 +292,16 @@ def test_results_are_stored_by_dcmtk_storescp(aws, tmp_path):
     assert len(stored) == 2 and {ds.StudyInstanceUID for ds in stored} == {STUDY}
 
 
-def test_stow_rs_posts_both_reports_in_one_multipart_request(tmp_path):
+def test_stow_rs_posts_both_reports_in_one_multipart_request_and_reads_failures_from_a_200(tmp_path):
     import http.server
     import threading
 
     from boneage.gateway.delivery import StowSender
 
+    from boneage.gateway.delivery import DeliveryError
+
     received: list[tuple[str, bytes]] = []
+    replies = [b"{}", b'{"00081198": {"vr": "SQ", "Value": [{"00081155": {"vr": "UI", "Value": ["1.2.3"]}}]}}']
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):      # noqa: N802
@@ -306,7 +309,7 @@ def test_stow_rs_posts_both_reports_in_one_multipart_request(tmp_path):
             self.send_response(200)
             self.send_header("Content-Type", "application/dicom+json")
             self.end_headers()
-            self.wfile.write(b"{}")
+            self.wfile.write(replies[len(received) - 1])
 
         def log_message(self, *a):
             pass
@@ -314,12 +317,15 @@ def test_stow_rs_posts_both_reports_in_one_multipart_request(tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     files = [_write(tmp_path, n, n.encode() * 10) for n in ("report_sc.dcm", "report_sr.dcm")]
+    sender = StowSender(f"http://127.0.0.1:{server.server_address[1]}/dicom-web/studies")
     try:
-        sent = StowSender(f"http://127.0.0.1:{server.server_address[1]}/dicom-web/studies").send(files)
+        sent = sender.send(files)
+        with pytest.raises(DeliveryError, match="stow_failed_sop"):      # a 200 that lists a failed instance
+            sender.send(files)
     finally:
         server.shutdown()
     assert sent == files
-    ((content_type, body),) = received
+    content_type, body = received[0]
     assert content_type.startswith('multipart/related; type="application/dicom"; boundary=')
     boundary = content_type.rsplit("=", 1)[1]
     assert body.count(f"--{boundary}".encode()) == 3 and b"report_sc.dcm" * 10 in body

@@ -12,6 +12,7 @@ command that re-sends it.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -118,10 +119,18 @@ class StowSender:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 if response.status not in (200, 202):
                     raise DeliveryError(f"stow_http_{response.status}")
+                reply = response.read()
         except urllib.error.HTTPError as exc:
             raise DeliveryError(f"stow_http_{exc.code}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise DeliveryError("pacs_unreachable") from exc
+        # PS3.18 10.5.3: a 200/202 may still list instances it did not store (Failed SOP Sequence).
+        try:
+            failed = json.loads(reply or b"{}").get("00081198", {}).get("Value") or []
+        except (ValueError, AttributeError):
+            failed = []
+        if failed:
+            raise DeliveryError("stow_failed_sop")
         return list(paths)
 
 
