@@ -42,7 +42,7 @@ ROOT = Path(boneage.__file__).parent
 # module is simply not checked.
 LAYERS: tuple[str, ...] = (
     "cli : commands : bench : devstack",     # entry points and tools
-    "adapters",                              # AWS: S3, DynamoDB, SNS, and the Lambda runtime wiring
+    "adapters | onboarding",                 # AWS: S3, DynamoDB, SNS, the Lambda runtime wiring; hospital stacks
     "service : processor : fakes",           # use cases (and the fakes their tests run on)
     "ports",                                 # what the upload use case needs from the adapters
     "engine | report | notification | upload",
@@ -64,6 +64,7 @@ NEVER_IMPORT: dict[str, tuple[str, ...]] = {
     "ports": AWS + TORCH, "upload": AWS + TORCH, "fakes": AWS + TORCH, "errors": AWS, "result": AWS,
     "safetext": AWS + TORCH + ("numpy", "PIL", "pydicom"),
     "adapters": TORCH + ("numpy", "PIL", "pydicom", "highdicom"),
+    "onboarding": TORCH + ("numpy", "PIL", "pydicom", "highdicom"),
 }
 
 DOMAIN: tuple[str, ...] = ("imaging", "phantom", "model", "engine", "clinical", "report", "notification",
