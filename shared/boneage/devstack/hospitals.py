@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,16 +107,26 @@ def onboard(stack: LocalStack, hospital_id: str, *, emails: Sequence[str] = ()) 
 
 def _deploy(stack: LocalStack, names: HospitalNames, template: dict[str, Any]) -> dict[str, str]:
     cfn = stack.client("cloudformation")
+    # Moto warns once per resource type its CloudFormation skips; the two it skips are applied below.
+    warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
     cfn.create_stack(StackName=names.stack_name, TemplateBody=json.dumps(template), Capabilities=CAPABILITIES)
     cfn.get_waiter("stack_create_complete").wait(StackName=names.stack_name, WaiterConfig={"Delay": 1})
     physical = {s["LogicalResourceId"]: s.get("PhysicalResourceId", "")
                 for s in cfn.list_stack_resources(StackName=names.stack_name)["StackResourceSummaries"]}
-    sqs, sns, ssm = stack.client("sqs"), stack.client("sns"), stack.client("ssm")
+    sqs, sns, ssm, iam = (stack.client(n) for n in ("sqs", "sns", "ssm", "iam"))
     outputs = stack_outputs(cfn, names.stack_name)
     # What moto's CloudFormation skips, applied from the template itself (only the Refs resolved).
     for logical, resource in template["Resources"].items():
         props = resource["Properties"]
-        if resource["Type"] == "AWS::SQS::QueuePolicy":
+        if resource["Type"] == "AWS::IAM::Role":
+            # Moto's CloudFormation keeps an inline policy as a Python dict, which its own IAM evaluator
+            # cannot read (it expects JSON): the same documents, put again through the IAM API.
+            for policy in props["Policies"]:
+                iam.put_role_policy(RoleName=props["RoleName"], PolicyName=policy["PolicyName"],
+                                    PolicyDocument=json.dumps(policy["PolicyDocument"]))
+            iam.update_assume_role_policy(RoleName=props["RoleName"],
+                                          PolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]))
+        elif resource["Type"] == "AWS::SQS::QueuePolicy":
             for queue in props["Queues"]:
                 sqs.set_queue_attributes(QueueUrl=physical[queue["Ref"]],
                                          Attributes={"Policy": json.dumps(props["PolicyDocument"])})
