@@ -111,7 +111,8 @@ def test_an_upload_put_into_another_hospitals_folder_is_refused_and_that_hospita
     handler.init(build_processor(Settings.from_env(), real_service))
     clinicians_b = stack.subscribe_queue("inbox-iso-b", filter_policy={"hospital_id": [B]})
     everyone = stack.subscribe_queue("inbox-iso-all")           # the emulator's operator view, unfiltered
-    boy = next(u for u in sample_uploads(3, hospitals=(A, B)) if u.filename.endswith(".png") and u.expect == "completed")
+    girl = next(u for u in sample_uploads(3, hospitals=(A, B))
+                if u.filename.endswith(".dcm") and u.expect == "completed")     # a DICOM source: SC and SR come back
     puts = {
         # A's role writing into B's folder, as a policy scoped too widely (here: IAM not enforced) would let it.
         "a-role-in-b": (a.client("s3"), f"incoming/{B}/from-a.png"),
@@ -122,7 +123,7 @@ def test_an_upload_put_into_another_hospitals_folder_is_refused_and_that_hospita
     }
     ids = {}
     for name, (s3, key) in puts.items():
-        put = s3.put_object(Bucket=a.input_bucket, Key=key, Body=boy.body, Metadata=boy.metadata)
+        put = s3.put_object(Bucket=a.input_bucket, Key=key, Body=girl.body, Metadata=girl.metadata)
         ids[name] = upload_id_for(a.input_bucket, key, put["VersionId"])
 
     stack.drain(handler.handler)
