@@ -51,6 +51,12 @@ class HospitalAccess:
     upload_prefix: str                  # incoming/<H>/ in input_bucket
     reports_prefix: str                 # reports/<H>/ in results_bucket (PNG, DICOM SC and SR)
     credentials: dict[str, str] = field(repr=False)     # AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
+    session_name: str = "gateway"
+
+    @property
+    def principal_id(self) -> str:
+        """What an S3 event's ``userIdentity.principalId`` says for an object this session put."""
+        return f"AWS:{self.role_id}:{self.session_name}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -92,9 +98,9 @@ def onboard(stack: LocalStack, hospital_id: str, *, emails: Sequence[str] = ()) 
             outputs = stack_outputs(cfn, names.stack_name)
         except ClientError:
             outputs = _deploy(stack, names, render(hospital_id, main, emails=emails))
+    session_name = f"{hospital_id}-gateway"[:64]
     credentials = stack.client("sts").assume_role(
-        RoleArn=outputs["RoleArn"], RoleSessionName=f"{hospital_id}-gateway"[:64],
-        DurationSeconds=SESSION_SECONDS)["Credentials"]
+        RoleArn=outputs["RoleArn"], RoleSessionName=session_name, DurationSeconds=SESSION_SECONDS)["Credentials"]
     return HospitalAccess(
         hospital_id=hospital_id, endpoint=stack.endpoint, region=REGION, stack_name=names.stack_name,
         role_arn=outputs["RoleArn"], role_id=outputs["RoleId"], results_queue_url=outputs["ResultsQueueUrl"],
@@ -102,7 +108,8 @@ def onboard(stack: LocalStack, hospital_id: str, *, emails: Sequence[str] = ()) 
         results_bucket=main.results_bucket, upload_prefix=names.upload_prefix, reports_prefix=names.reports_prefix,
         credentials={"AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
                      "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
-                     "AWS_SESSION_TOKEN": credentials["SessionToken"]})
+                     "AWS_SESSION_TOKEN": credentials["SessionToken"]},
+        session_name=session_name)
 
 
 def _deploy(stack: LocalStack, names: HospitalNames, template: dict[str, Any]) -> dict[str, str]:
