@@ -56,7 +56,8 @@ def run(seed: int, *, verbose: bool) -> int:
             s3 = {h: onboard(stack, h).client("s3") for h in hospitals}
             ids: dict[str, str] = {}
             for u in uploads:
-                put = s3[u.hospital_id].put_object(Bucket=stack.input_bucket, Key=u.key, Body=u.body, Metadata=u.metadata)
+                put = s3[u.hospital_id].put_object(Bucket=stack.input_bucket, Key=u.key, Body=u.body,
+                                                   Metadata=u.metadata)
                 ids[u.name] = upload_id_for(stack.input_bucket, u.key, put.get("VersionId"))
                 print(f"uploaded {u.name:<22} -> s3://{stack.input_bucket}/{u.key}", flush=True)
 

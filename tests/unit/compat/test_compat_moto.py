@@ -48,7 +48,8 @@ def test_an_s3_event_names_the_role_session_the_user_or_the_account_that_put_the
         s3.put_bucket_notification_configuration(Bucket="uploads-bucket", NotificationConfiguration={
             "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]})
         role = iam.create_role(RoleName="gateway", AssumeRolePolicyDocument="{}")["Role"]
-        c = boto3.client("sts", region_name=region).assume_role(RoleArn=role["Arn"], RoleSessionName="gw-1")["Credentials"]
+        sts = boto3.client("sts", region_name=region)
+        c = sts.assume_role(RoleArn=role["Arn"], RoleSessionName="gw-1")["Credentials"]
         as_role = boto3.client("s3", region_name=region, aws_access_key_id=c["AccessKeyId"],
                                aws_secret_access_key=c["SecretAccessKey"], aws_session_token=c["SessionToken"])
         user = iam.create_user(UserName="uploader")["User"]

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[3]
 MAIN = MainStack(stack_name="boneage", account="111122223333", region="eu-west-1",
                  input_bucket="boneage-incoming-111122223333-eu-west-1",
                  results_bucket="boneage-results-111122223333-eu-west-1",
-                 data_key_arn="arn:aws:kms:eu-west-1:111122223333:key/abcd", topic_arn="arn:aws:sns:eu-west-1:111122223333:t",
+                 data_key_arn="arn:aws:kms:eu-west-1:111122223333:key/abcd",
+                 topic_arn="arn:aws:sns:eu-west-1:111122223333:t",
                  registry_prefix="/boneage/hospitals/")
 CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
@@ -124,7 +125,8 @@ def test_every_policy_is_literal_no_policy_variables_no_intrinsics():
 
 def test_every_subscription_filters_on_the_hospital_id_and_the_queue_gets_raw_messages():
     template = render("st-mary", MAIN, emails=["a@st-mary.example", "b@st-mary.example"])
-    subscriptions = {n: r["Properties"] for n, r in template["Resources"].items() if r["Type"] == "AWS::SNS::Subscription"}
+    subscriptions = {n: r["Properties"] for n, r in template["Resources"].items()
+                     if r["Type"] == "AWS::SNS::Subscription"}
     assert len(subscriptions) == 3
     for props in subscriptions.values():
         assert props["TopicArn"] == MAIN.topic_arn
