@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -158,3 +159,37 @@ def test_an_upload_put_into_another_hospitals_folder_is_refused_and_that_hospita
     with iam_enforced(stack.endpoint):
         sr = a.client("s3").get_object(Bucket=a.results_bucket, Key=own.report_keys["report_sr.dcm"])["Body"].read()
     assert sr[128:132] == b"DICM"
+
+
+def test_boneage_onboard_on_the_emulator_gives_working_credentials_and_the_audit_finds_unfiltered_queues(
+        stack, capsys):
+    from boneage.cli import main
+
+    assert main(["onboard", "iso-cli", "--stack", stack.stack_name, "--endpoint-url", stack.endpoint, "--json"]) == 0
+    [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert (line["event"], line["hospital_id"]) == ("onboarded", "iso-cli")
+    assert line["results_queue_url"].endswith(f"{stack.stack_name}-iso-cli-results")
+    parameter = stack.client("ssm").get_parameter(Name=f"{stack.outputs['UploaderRegistryPrefix']}iso-cli")
+    assert parameter["Parameter"]["Value"] == line["role_id"]
+    env = line["credentials"]
+    session = boto3.session.Session(aws_access_key_id=env["AWS_ACCESS_KEY_ID"], region_name="us-east-1",
+                                    aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+                                    aws_session_token=env["AWS_SESSION_TOKEN"])
+    s3 = session.client("s3", endpoint_url=stack.endpoint)
+    with iam_enforced(stack.endpoint):
+        s3.put_object(Bucket=line["input_bucket"], Key="incoming/iso-cli/cli.png", Body=b"from the CLI's session")
+        _denied(lambda: s3.put_object(Bucket=line["input_bucket"], Key=f"incoming/{A}/cli.png", Body=b"x"))
+    _discard_events(stack, {"incoming/iso-cli/cli.png"})
+
+    # The rendering is what was deployed; the audit names the one unfiltered queue this test adds.
+    assert main(["onboard", "iso-cli", "--stack", stack.stack_name, "--endpoint-url", stack.endpoint,
+                 "--render", "--json"]) == 0
+    rendered = json.loads(capsys.readouterr().out)["template"]
+    assert rendered["Resources"]["ResultsSubscription"]["Properties"]["FilterPolicy"] == {"hospital_id": ["iso-cli"]}
+    unfiltered = stack.subscribe_queue("inbox-iso-unfiltered")
+    assert main(["onboard", "iso-cli", "--stack", stack.stack_name, "--endpoint-url", stack.endpoint,
+                 "--audit", "--json"]) == 1
+    audit = json.loads(capsys.readouterr().out)
+    endpoints = {f["endpoint"] for f in audit["unfiltered"]}
+    assert stack.queue_arn(unfiltered) in endpoints
+    assert not endpoints & {stack.queue_arn(line["results_queue_url"])}
