@@ -98,13 +98,17 @@ def onboard(stack: LocalStack, hospital_id: str, *, emails: Sequence[str] = ()) 
             outputs = stack_outputs(cfn, names.stack_name)
         except ClientError:
             outputs = _deploy(stack, names, render(hospital_id, main, emails=emails))
+    # The queues' URLs as the emulator's endpoint serves them (what the AWS CLI and a gateway can use).
+    sqs = stack.client("sqs")
+    queue_url = sqs.get_queue_url(QueueName=names.queue_name)["QueueUrl"]
+    dead_letter_url = sqs.get_queue_url(QueueName=names.dead_letter_queue_name)["QueueUrl"]
     session_name = f"{hospital_id}-gateway"[:64]
     credentials = stack.client("sts").assume_role(
         RoleArn=outputs["RoleArn"], RoleSessionName=session_name, DurationSeconds=SESSION_SECONDS)["Credentials"]
     return HospitalAccess(
         hospital_id=hospital_id, endpoint=stack.endpoint, region=REGION, stack_name=names.stack_name,
-        role_arn=outputs["RoleArn"], role_id=outputs["RoleId"], results_queue_url=outputs["ResultsQueueUrl"],
-        results_dead_letter_queue_url=outputs["ResultsDeadLetterQueueUrl"], input_bucket=main.input_bucket,
+        role_arn=outputs["RoleArn"], role_id=outputs["RoleId"], results_queue_url=queue_url,
+        results_dead_letter_queue_url=dead_letter_url, input_bucket=main.input_bucket,
         results_bucket=main.results_bucket, upload_prefix=names.upload_prefix, reports_prefix=names.reports_prefix,
         credentials={"AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
                      "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
