@@ -43,7 +43,7 @@ ROOT = Path(boneage.__file__).parent
 LAYERS: tuple[str, ...] = (
     "cli : commands : bench : devstack",     # entry points and tools
     "gateway",                               # the on-premises DICOM gateway (boto3, pynetdicom; no Lambda code)
-    "adapters",                              # AWS: S3, DynamoDB, SNS, and the Lambda runtime wiring
+    "adapters | onboarding",                 # AWS: S3, DynamoDB, SNS, the Lambda runtime wiring; hospital stacks
     "service : processor : fakes",           # use cases (and the fakes their tests run on)
     "ports",                                 # what the upload use case needs from the adapters
     "engine | report | notification | upload",
@@ -67,6 +67,7 @@ NEVER_IMPORT: dict[str, tuple[str, ...]] = {
     "adapters": TORCH + ("numpy", "PIL", "pydicom", "highdicom"),
     # The gateway's container installs neither torch nor numpy: it moves DICOM files, it does not read pixels.
     "gateway": TORCH + ("numpy", "PIL", "highdicom", "aws_lambda_powertools"),
+    "onboarding": TORCH + ("numpy", "PIL", "pydicom", "highdicom"),
 }
 
 DOMAIN: tuple[str, ...] = ("imaging", "phantom", "model", "engine", "clinical", "report", "notification",
