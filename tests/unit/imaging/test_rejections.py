@@ -188,7 +188,7 @@ def test_reason_codes_are_a_str_enum_with_the_stable_strings():
         "UNSUPPORTED_PHOTOMETRIC": "unsupported_photometric", "EMPTY_IMAGE": "empty_image",
         "INVALID_METADATA": "invalid_metadata", "NO_HAND_FOUND": "no_hand_found", "MULTIPLE_HANDS": "multiple_hands",
         "SKELETALLY_MATURE": "skeletally_mature", "UNKNOWN_HOSPITAL": "unknown_hospital",
-        "OBJECT_NOT_FOUND": "object_not_found"}
+        "OBJECT_NOT_FOUND": "object_not_found", "UPLOADER_MISMATCH": "uploader_mismatch"}
     rejection = Rejection(Reason.TOO_LARGE, "big")
     # What leaves the service (JSON records, notifications, DynamoDB via JSON) is the plain code.
     assert json.dumps(rejection.as_dict()) == '{"reason": "too_large", "message": "big"}'
