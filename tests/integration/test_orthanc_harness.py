@@ -9,6 +9,7 @@ picking and binding is retried, and that the phantom studies are valid CR/DX obj
 
 from __future__ import annotations
 
+import io
 import shutil
 import socket
 import subprocess
@@ -80,8 +81,17 @@ def test_echoscu_and_storescu_reach_orthanc_and_its_rest_api_lists_the_study(pac
     found = pacs.study_instances(study.study_instance_uid)
     assert sorted(i["SOPInstanceUID"] for i in found) == sorted(study.sop_instance_uids)
     assert {i["SOPClassUID"] for i in found} == {study.instances[0].sop_class_uid}
-    stored = pydicom.dcmread(__import__("io").BytesIO(pacs.instance_file(found[0]["ID"])))
+    stored = pydicom.dcmread(io.BytesIO(pacs.instance_file(found[0]["ID"])))
     assert stored.StudyInstanceUID == study.study_instance_uid
+
+    # Orthanc keeps one copy of an instance sent twice; its receipts count both, so a test can tell a
+    # result delivered twice from one delivered once.
+    again = storescu(files[:1], "127.0.0.1", pacs.dicom_port, called_aet=pacs.aet, calling_aet="RESENDER")
+    assert again.acknowledged == files[:1]
+    assert len(pacs.study_instances(study.study_instance_uid)) == 3
+    receipts = [r for r in pacs.receipts() if r["SOPInstanceUID"] in study.sop_instance_uids]
+    assert [(r["SOPInstanceUID"], r["remote_aet"]) for r in receipts] == \
+        [(u, "MODALITY") for u in study.sop_instance_uids] + [(study.sop_instance_uids[0], "RESENDER")]
 
 
 def test_a_study_orthanc_sends_to_a_declared_modality_arrives_there(pacs, tmp_path):
@@ -148,3 +158,28 @@ def test_a_start_on_fixed_ports_that_are_taken_fails_with_orthancs_log(tmp_path)
         assert not server.running
     finally:
         squatter.close()
+
+
+def test_the_proxy_relays_refuses_while_cut_and_comes_back_on_the_same_port(pacs):
+    import urllib.error
+    import urllib.request
+
+    from boneage.devstack.proxy import TcpProxy
+
+    relay = TcpProxy(pacs.http_port).start()
+    try:
+        def system() -> dict:
+            with urllib.request.urlopen(f"{relay.url}/system", timeout=5) as resp:
+                return __import__("json").loads(resp.read())
+
+        assert system()["DicomAet"] == pacs.aet
+        port = relay.port
+        relay.cut()
+        with pytest.raises(urllib.error.URLError) as refused:
+            system()
+        assert isinstance(refused.value.reason, ConnectionRefusedError)
+        relay.restore()
+        assert relay.port == port and system()["DicomAet"] == pacs.aet
+        assert relay.connections == 2
+    finally:
+        relay.stop()

@@ -38,6 +38,15 @@ BINARY = "/usr/sbin/Orthanc"
 PLUGIN_DIR = Path("/usr/share/orthanc/plugins")
 DICOMWEB_PLUGIN = PLUGIN_DIR / "libOrthancDicomWeb.so"
 DEFAULT_AET = "PACS"
+# One line per stored instance (Orthanc's Lua API: OnStoredInstance runs after each store, a re-store included).
+RECEIPTS_LUA = """
+function OnStoredInstance(instanceId, tags, metadata, origin)
+   local f = io.open(RECEIPTS_PATH, 'a')
+   f:write(instanceId .. '\\t' .. (tags['SOPInstanceUID'] or '') .. '\\t' .. (origin['RequestOrigin'] or '') ..
+           '\\t' .. (origin['RemoteAet'] or '') .. '\\n')
+   f:close()
+end
+"""
 START_ATTEMPTS = 4               # fresh ports each time Orthanc cannot bind the ones picked
 
 
@@ -108,6 +117,14 @@ class Orthanc:
         return self.workdir / "orthanc.json"
 
     @property
+    def lua_path(self) -> Path:
+        return self.workdir / "receipts.lua"
+
+    @property
+    def receipts_path(self) -> Path:
+        return self.workdir / "receipts.tsv"
+
+    @property
     def url(self) -> str:
         return f"http://{self.host}:{self.http_port}"
 
@@ -135,6 +152,11 @@ class Orthanc:
             "DicomModalities": {name: m.as_json() for name, m in self.modalities.items()},
             "Plugins": [str(DICOMWEB_PLUGIN)] if self.has_dicomweb else [],
             "SaveJobs": False,
+            # A second C-STORE of an instance it has is stored again (with False it is answered "AlreadyStored"
+            # without running the hook below), so ``receipts`` sees a result delivered twice, not only one
+            # assessed twice (whose results would have new SOP Instance UIDs).
+            "OverwriteInstances": True,
+            "LuaScripts": [str(self.lua_path)],
         }
         if self.has_dicomweb:
             cfg["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/", "EnableWado": False}
@@ -165,6 +187,7 @@ class Orthanc:
                            f"its log ({self.log_path}):\n{self.log_tail()}")
 
     def _launch(self, timeout_s: float) -> bool:
+        self.lua_path.write_text(RECEIPTS_LUA.replace("RECEIPTS_PATH", json.dumps(str(self.receipts_path))))
         self.config_path.write_text(json.dumps(self.config(), indent=2))
         with self.log_path.open("ab") as log:
             self._log_offset = log.tell()
@@ -324,6 +347,21 @@ class Orthanc:
 
     def instance_tags(self, instance_id: str) -> dict[str, Any]:
         return self.get(f"/instances/{instance_id}/simplified-tags")
+
+    def receipts(self) -> list[dict[str, str]]:
+        """Every instance Orthanc stored, in order, re-stores of one it had included (its Lua hook
+        ``OnStoredInstance`` runs for each): ``{"ID", "SOPInstanceUID", "origin", "remote_aet"}``.
+        A result delivered twice shows twice here, though Orthanc keeps one copy."""
+        try:
+            text = self.receipts_path.read_text()
+        except FileNotFoundError:
+            return []
+        found = []
+        for line in text.splitlines():
+            parts = line.split("\t")
+            if len(parts) == 4:
+                found.append(dict(zip(("ID", "SOPInstanceUID", "origin", "remote_aet"), parts)))
+        return found
 
     def instance_count(self) -> int:
         return int(self.get("/statistics")["CountInstances"])

@@ -1,0 +1,335 @@
+"""The hospital's side of the application on this machine: Orthanc as its PACS, ``boneage gateway run`` as
+its DICOM node, both wired to a live local deployment (``boneage.devstack.local``) that assesses.
+
+``PacsLoop.start(deployment, workdir)`` onboards a hospital in the deployment (its credentials and its
+results queue, as ``boneage.onboarding`` would create them), starts a ``TcpProxy`` in front of the
+emulator (the gateway's only way to AWS, so a test can cut it), Orthanc with the gateway declared as a
+modality, and the gateway as a subprocess (``python -m boneage.cli gateway run --config ...``, the
+hospital's credentials in its environment, nothing else of ours) pointed at Orthanc for results. Then:
+
+- ``send_from_pacs(study)``: the study stored in Orthanc and sent by Orthanc's C-STORE SCU to the gateway;
+- ``push(files)``: ``storescu`` as a modality sending straight to the gateway;
+- ``results(study_uid)``: the Secondary Captures and Structured Reports in Orthanc for each source
+  instance (read back through Orthanc's REST API), ``records()``: the deployment's table rows of the
+  hospital, ``object_keys()``: every key written for it;
+- ``gateway.kill()`` / ``gateway.start()``, ``orthanc.stop()`` / ``orthanc.start()``, ``proxy.cut()`` /
+  ``proxy.restore()``: the faults.
+
+Used by the integration tests, ``make demo`` (``pacs_demo``) and ``make bench`` (``boneage.bench.pacs``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .dcmtk import StoreResult, storescu
+from .orthanc import Modality, Orthanc, free_port, port_open
+from .proxy import TcpProxy
+from .stack import EMULATOR_ENV, REGION
+
+if TYPE_CHECKING:
+    from .local import LocalDeployment
+    from .studies import PhantomStudy
+
+GATEWAY_AET = "BONEAGE"
+PACS_AET = "PACS"
+MODALITY_AET = "XR-ROOM-3"
+GATEWAY_MODALITY = "boneage"          # the gateway's name among Orthanc's modalities
+SC_CLASS = "1.2.840.10008.5.1.4.1.1.7"
+SR_CLASSES = {"1.2.840.10008.5.1.4.1.1.88.11", "1.2.840.10008.5.1.4.1.1.88.22", "1.2.840.10008.5.1.4.1.1.88.33",
+              "1.2.840.10008.5.1.4.1.1.88.34"}
+# Short back-off so a fault ends within seconds of its cause going away (the defaults are minutes).
+FAST_RETRY = {"initial_backoff_s": 0.25, "max_backoff_s": 2.0, "max_delivery_attempts": 200}
+
+
+@dataclass(frozen=True)
+class HospitalAccess:
+    """What onboarding hands a hospital's gateway: its credentials and its results queue."""
+
+    hospital_id: str
+    credentials: dict[str, str]           # AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN)
+    results_queue_url: str
+    upload_bucket: str
+    results_bucket: str
+
+
+def onboard(deployment: LocalDeployment, hospital_id: str) -> HospitalAccess:
+    """The hospital onboarded in the deployment: ``LocalDeployment.onboard`` (its own role and filtered queue)
+    where the deployment has it, else a queue subscribed with the filter policy and the emulator's keys."""
+    stack = deployment.stack
+    upload_bucket, results_bucket = stack.input_bucket, stack.outputs["ResultsBucketName"]
+    method = getattr(deployment, "onboard", None)
+    if method is not None:
+        got = method(hospital_id)
+        got = got if isinstance(got, Mapping) else vars(got)
+        creds = got.get("credentials") or {}
+        creds = {k: v for k, v in {"AWS_ACCESS_KEY_ID": creds.get("AWS_ACCESS_KEY_ID") or creds.get("AccessKeyId"),
+                                   "AWS_SECRET_ACCESS_KEY": creds.get("AWS_SECRET_ACCESS_KEY")
+                                   or creds.get("SecretAccessKey"),
+                                   "AWS_SESSION_TOKEN": creds.get("AWS_SESSION_TOKEN") or creds.get("SessionToken")
+                                   }.items() if v}
+        queue = got.get("queue_url") or got.get("results_queue_url")
+        return HospitalAccess(hospital_id, creds, str(queue), str(got.get("upload_bucket") or upload_bucket),
+                              str(got.get("results_bucket") or results_bucket))
+    queue = stack.subscribe_queue(f"gateway-{hospital_id}", filter_policy={"hospital_id": [hospital_id]})
+    creds = {k: EMULATOR_ENV[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")}
+    return HospitalAccess(hospital_id, creds, queue, upload_bucket, results_bucket)
+
+
+@dataclass
+class GatewayProcess:
+    """``boneage gateway run`` as the hospital runs it: its own process, its config file, its credentials."""
+
+    config_path: Path
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return json.loads(self.config_path.read_text())
+
+    @property
+    def port(self) -> int:
+        return int(self.config["listen_port"])
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, *, timeout_s: float = 60) -> GatewayProcess:
+        if self.running:
+            return self
+        self.starts += 1
+        with self.log_path.open("ab") as log:
+            log.write(f"--- start {self.starts} at {time.strftime('%H:%M:%S')} ---\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "boneage.cli", "gateway", "run", "--config", str(self.config_path)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while not port_open("127.0.0.1", self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"the gateway did not listen on {self.port}; its log:\n{self.log_tail()}")
+            time.sleep(0.1)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up runs, as when the host loses power or the OOM killer strikes."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+        self.process = None
+
+    def stop(self, timeout_s: float = 20) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.process = None
+
+    def cli(self, action: str) -> dict[str, Any]:
+        """``boneage gateway <action> --config ... --json`` (status, resend): its JSON answer."""
+        out = subprocess.run([sys.executable, "-m", "boneage.cli", "gateway", action, "--config",
+                              str(self.config_path), "--json"], capture_output=True, text=True, env=self.env,
+                             timeout=120)
+        lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+        if out.returncode != 0 or not lines:
+            raise RuntimeError(f"boneage gateway {action} exited {out.returncode}: {out.stderr[-2000:]}")
+        return json.loads(lines[-1])
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+@dataclass
+class PacsLoop:
+    deployment: LocalDeployment
+    workdir: Path
+    access: HospitalAccess
+    proxy: TcpProxy
+    orthanc: Orthanc
+    gateway: GatewayProcess
+    _stopped: bool = field(default=False, repr=False)
+
+    @classmethod
+    def start(cls, deployment: LocalDeployment, workdir: Path, *, hospital_id: str = "pacs-hospital",
+              retry: Mapping[str, float] | None = None, proxy: bool = True, stow: bool = False,
+              visibility_timeout_s: int = 10) -> PacsLoop:
+        """Onboard ``hospital_id``, start the proxy, Orthanc and the gateway (in that order)."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        access = onboard(deployment, hospital_id)
+        endpoint_port = int(deployment.stack.endpoint.rsplit(":", 1)[1].split("/")[0])
+        relay = TcpProxy(endpoint_port).start()
+        gateway_port = free_port()
+        pacs = Orthanc(workdir / "orthanc", aet=PACS_AET,
+                       modalities={GATEWAY_MODALITY: Modality(GATEWAY_AET, "127.0.0.1", gateway_port)})
+        loop: PacsLoop | None = None
+        try:
+            pacs.start()
+            config = {
+                "hospital_id": hospital_id, "ae_title": GATEWAY_AET, "listen_host": "127.0.0.1",
+                "listen_port": gateway_port, "allowed_calling_aets": [PACS_AET, MODALITY_AET],
+                "spool_dir": str(workdir / "spool"),
+                "aws": {"endpoint_url": relay.url if proxy else deployment.stack.endpoint, "region": REGION,
+                        "upload_bucket": access.upload_bucket, "results_bucket": access.results_bucket,
+                        "results_queue_url": access.results_queue_url, "wait_time_s": 1,
+                        "visibility_timeout_s": visibility_timeout_s},
+                "retry": dict(retry or FAST_RETRY),
+            }
+            if stow:
+                config["stow_url"] = f"{pacs.url}/dicom-web/studies"
+            else:
+                config["pacs"] = {"host": "127.0.0.1", "port": pacs.dicom_port, "ae_title": pacs.aet}
+            config_path = workdir / "gateway.json"
+            config_path.write_text(json.dumps(config, indent=2))
+            env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+            env.update(access.credentials, AWS_DEFAULT_REGION=REGION, PYTHONUNBUFFERED="1")
+            gateway = GatewayProcess(config_path, env, workdir / "gateway.log")
+            loop = cls(deployment, workdir, access, relay, pacs, gateway)
+            gateway.start()
+        except BaseException:
+            if loop is not None:
+                loop.stop()
+            else:
+                pacs.stop()
+                relay.stop()
+            raise
+        return loop
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        for step in (self.gateway.stop, self.orthanc.stop, self.proxy.stop):
+            with contextlib.suppress(Exception):
+                step()
+
+    def __enter__(self) -> PacsLoop:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def hospital_id(self) -> str:
+        return self.access.hospital_id
+
+    # -- sending -------------------------------------------------------------------------------
+    def send_from_pacs(self, study: PhantomStudy, *, timeout_s: float = 120) -> dict[str, Any]:
+        """Store the study in Orthanc, then have Orthanc C-STORE it to the gateway (a radiologist's "send to")."""
+        study_id = None
+        for instance in study:
+            study_id = self.orthanc.upload(instance.data)["ParentStudy"]
+        assert study_id is not None
+        return self.orthanc.send(GATEWAY_MODALITY, [study_id], timeout_s=timeout_s)
+
+    def push(self, files: Sequence[Path], *, calling_aet: str = MODALITY_AET,
+             on_ack: Callable[[Path, int], None] | None = None, timeout_s: float = 300) -> StoreResult:
+        """``storescu`` as a modality: the files over one association straight to the gateway."""
+        return storescu(files, "127.0.0.1", self.gateway.port, called_aet=GATEWAY_AET, calling_aet=calling_aet,
+                        on_ack=on_ack, timeout_s=timeout_s)
+
+    # -- what came back ------------------------------------------------------------------------
+    def results(self, study_uid: str, sources: Iterable[str] | None = None) -> dict[str, dict[str, list[str]]]:
+        """The study's results in Orthanc per source SOP Instance UID: ``{"SC": [orthanc ids], "SR": [...]}``.
+        A result is attributed to the source instance it references (SC: Source Image Sequence; SR: its
+        evidence and image references)."""
+        instances = self.orthanc.study_instances(study_uid)
+        known = set(sources) if sources is not None else {i["SOPInstanceUID"] for i in instances}
+        found: dict[str, dict[str, list[str]]] = {}
+        for inst in instances:
+            kind = "SC" if inst["SOPClassUID"] == SC_CLASS else "SR" if inst["SOPClassUID"] in SR_CLASSES else None
+            if kind is None:
+                continue
+            refs = _referenced_uids(self.orthanc.get(f"/instances/{inst['ID']}/tags?simplify")) & known
+            for source in refs or {"(unreferenced)"}:
+                found.setdefault(source, {"SC": [], "SR": []})[kind].append(inst["ID"])
+        return found
+
+    def wait_for_results(self, study_uid: str, sources: Iterable[str], *, timeout_s: float = 180,
+                         settle_s: float = 0.0) -> dict[str, dict[str, list[str]]]:
+        """Poll Orthanc until every source has an SC and an SR (then ``settle_s`` more, for late duplicates)."""
+        wanted = set(sources)
+        deadline = time.monotonic() + timeout_s
+        found: dict[str, dict[str, list[str]]] = {}
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):        # Orthanc down on purpose: keep polling
+                found = self.results(study_uid, wanted)
+            if all(found.get(s, {}).get("SC") and found.get(s, {}).get("SR") for s in wanted):
+                break
+            time.sleep(0.5)
+        if settle_s:
+            time.sleep(settle_s)
+            found = self.results(study_uid, wanted)
+        return found
+
+    def records(self) -> list[dict[str, Any]]:
+        """The deployment's table rows of this hospital (one scan, paginated; plain values)."""
+        from boto3.dynamodb.types import TypeDeserializer
+
+        de = TypeDeserializer()
+        stack = self.deployment.stack
+        rows = []
+        for page in stack.client("dynamodb").get_paginator("scan").paginate(TableName=stack.outputs["ResultsTableName"]):
+            for item in page["Items"]:
+                row = {k: de.deserialize(v) for k, v in item.items()}
+                if row.get("hospital_id") == self.hospital_id:
+                    rows.append(row)
+        return rows
+
+    def records_by_instance(self) -> dict[str, list[dict[str, Any]]]:
+        by: dict[str, list[dict[str, Any]]] = {}
+        for row in self.records():
+            by.setdefault(str(row.get("sop_instance_uid")), []).append(row)
+        return by
+
+    def object_keys(self) -> list[str]:
+        """Every key under the hospital's folders in both buckets (versions included)."""
+        s3 = self.deployment.stack.client("s3")
+        keys = []
+        for bucket in (self.access.upload_bucket, self.access.results_bucket):
+            for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+                keys += [v["Key"] for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+                         if f"/{self.hospital_id}/" in f"/{v['Key']}"]
+        return keys
+
+    def spool_names(self) -> list[str]:
+        """Every file and folder name in the gateway's spool (what an operator's ``ls`` shows)."""
+        root = Path(self.gateway.config["spool_dir"])
+        return [str(p.relative_to(root)) for p in root.rglob("*")] if root.exists() else []
+
+
+def _referenced_uids(tags: Any) -> set[str]:
+    """Every ReferencedSOPInstanceUID anywhere in Orthanc's simplified tags of one instance."""
+    found: set[str] = set()
+    if isinstance(tags, Mapping):
+        for key, value in tags.items():
+            if key == "ReferencedSOPInstanceUID" and isinstance(value, str):
+                found.add(value)
+            else:
+                found |= _referenced_uids(value)
+    elif isinstance(tags, list):
+        for value in tags:
+            found |= _referenced_uids(value)
+    return found
