@@ -237,12 +237,10 @@ class PacsLoop:
 
     # -- sending -------------------------------------------------------------------------------
     def send_from_pacs(self, study: PhantomStudy, *, timeout_s: float = 120) -> dict[str, Any]:
-        """Store the study in Orthanc, then have Orthanc C-STORE it to the gateway (a radiologist's "send to")."""
-        study_id = None
-        for instance in study:
-            study_id = self.orthanc.upload(instance.data)["ParentStudy"]
-        assert study_id is not None
-        return self.orthanc.send(GATEWAY_MODALITY, [study_id], timeout_s=timeout_s)
+        """Store the study in Orthanc, then have Orthanc C-STORE its images to the gateway (a radiologist's
+        "send to"). The images only: once the results are back the study holds them too."""
+        ids = [self.orthanc.upload(instance.data)["ID"] for instance in study]
+        return self.orthanc.send(GATEWAY_MODALITY, ids, timeout_s=timeout_s)
 
     def push(self, files: Sequence[Path], *, calling_aet: str = MODALITY_AET,
              on_ack: Callable[[Path, int], None] | None = None, timeout_s: float = 300) -> StoreResult:
@@ -283,6 +281,39 @@ class PacsLoop:
             time.sleep(settle_s)
             found = self.results(study_uid, wanted)
         return found
+
+    def receipts_from_gateway(self) -> dict[str, int]:
+        """How many times Orthanc received each SOP Instance UID from the gateway (re-deliveries included)."""
+        counts: dict[str, int] = {}
+        for r in self.orthanc.receipts():
+            if r["remote_aet"] == GATEWAY_AET:
+                counts[r["SOPInstanceUID"]] = counts.get(r["SOPInstanceUID"], 0) + 1
+        return counts
+
+    def check_exactly_once(self, study_uid: str, sources: Iterable[str]) -> list[str]:
+        """What breaks "assessed exactly once, its results in the PACS exactly once" for these source instances:
+        one completed record each, and one SC and one SR each in the study, each received once (empty: holds)."""
+        wanted = set(sources)
+        problems = []
+        by_instance = self.records_by_instance()
+        for source in sorted(wanted):
+            rows = by_instance.get(source, [])
+            if len(rows) != 1 or rows[0].get("status") != "completed":
+                problems.append(f"{source}: {len(rows)} record(s) {[r.get('status') for r in rows]}")
+        found = self.results(study_uid, wanted)
+        counts = self.receipts_from_gateway()
+        uids = {i["ID"]: i["SOPInstanceUID"] for i in self.orthanc.study_instances(study_uid)}
+        for source in sorted(wanted):
+            got = found.get(source, {"SC": [], "SR": []})
+            for kind in ("SC", "SR"):
+                if len(got[kind]) != 1:
+                    problems.append(f"{source}: {len(got[kind])} {kind} in the PACS")
+                for oid in got[kind]:
+                    if counts.get(uids.get(oid, ""), 0) != 1:
+                        problems.append(f"{source}: its {kind} received {counts.get(uids.get(oid, ''), 0)} times")
+        if "(unreferenced)" in found:
+            problems.append(f"results referencing no source instance: {found['(unreferenced)']}")
+        return problems
 
     def records(self) -> list[dict[str, Any]]:
         """The deployment's table rows of this hospital (one scan, paginated; plain values)."""
