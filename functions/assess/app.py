@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from boneage.adapters.events import uploads_from_s3_event, uploads_from_sqs_body
 from boneage.adapters.runtime import build_processor
 from boneage.config import Settings
+from boneage.errors import Reason
 from boneage.processor import Outcome, UploadProcessor
 from boneage.upload import Upload
 
@@ -60,6 +61,9 @@ def _process(uploads: list[Upload], attempts: list[int], context: Any = None) ->
     for outcome in outcomes:
         name = "fault" if isinstance(outcome, Exception) else outcome.outcome
         metrics.add_metric(name=f"Uploads_{name}", unit=MetricUnit.Count, value=1)
+        if not isinstance(outcome, Exception) and outcome.reason == Reason.UPLOADER_MISMATCH:
+            # The operator's signal (UploaderMismatchAlarm): the folder's hospital is never told.
+            metrics.add_metric(name="UploaderMismatch", unit=MetricUnit.Count, value=1)
     return outcomes
 
 

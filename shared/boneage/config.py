@@ -110,6 +110,10 @@ class Settings:
     redrive_queue_url: str = ""             # where the finalizer parks dead-lettered events for the redrive
     report_url_expiry_s: int = 3600         # presigned report URL lifetime in notifications
     allowed_hospitals: frozenset[str] = field(default_factory=frozenset)  # empty: any well-formed id
+    # SSM path prefix of the uploader registry (``/<stack>/hospitals/``; boneage.adapters.registry): an
+    # upload is assessed only if the principal that put it is registered for its folder's hospital.
+    # template.yaml always sets it (pinned by tests/unit/infra); empty leaves the check out (a bare run).
+    uploader_registry: str = ""
     sign_in_url: str = ""                   # where the worklist page sends a clinician to sign in (results API)
     region: str = "us-east-1"
     ingest: IngestSettings = field(default_factory=IngestSettings)
@@ -135,6 +139,7 @@ class Settings:
             redrive_queue_url=env.get("REDRIVE_QUEUE_URL", d.redrive_queue_url),
             report_url_expiry_s=parse_int(env, "REPORT_URL_EXPIRY_S", d.report_url_expiry_s),
             allowed_hospitals=_csv(env, "ALLOWED_HOSPITALS"),
+            uploader_registry=env.get("UPLOADER_REGISTRY", d.uploader_registry).strip(),
             sign_in_url=env.get("WORKLIST_SIGN_IN_URL", d.sign_in_url),
             region=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", d.region)),
             ingest=IngestSettings(
@@ -166,6 +171,7 @@ class Settings:
             "REDRIVE_QUEUE_URL": self.redrive_queue_url,
             "REPORT_URL_EXPIRY_S": str(self.report_url_expiry_s),
             "ALLOWED_HOSPITALS": ",".join(sorted(self.allowed_hospitals)),
+            "UPLOADER_REGISTRY": self.uploader_registry,
             "WORKLIST_SIGN_IN_URL": self.sign_in_url,
             "AWS_REGION": self.region,
             "BONEAGE_MAX_FILE_BYTES": str(self.ingest.max_file_bytes),

@@ -55,3 +55,6 @@ class Reason(StrEnum):
     # service
     UNKNOWN_HOSPITAL = "unknown_hospital"
     OBJECT_NOT_FOUND = "object_not_found"      # the upload was deleted (or its version expired) before we read it
+    # the principal that put the object (the S3 event's userIdentity) is not one registered for the
+    # hospital whose folder it is in, or the event names none; never read, never told to that hospital
+    UPLOADER_MISMATCH = "uploader_mismatch"

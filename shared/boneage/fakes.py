@@ -311,3 +311,19 @@ class FakeAssessmentService:
             model_version=self.model_version, report_files=["report.png", "report_sc.dcm", "report_sr.dcm"])
         files = {n: f"{n}:{name}".encode() for n in result.report_files} if want_reports else {}
         return result, files
+
+
+class InMemoryUploaderRegistry(_Breakable):
+    """``UploaderRegistry``: hospital id -> the principal unique ids its onboarding registered."""
+
+    dependency = "ssm"
+
+    def __init__(self, entries: Mapping[str, set[str] | frozenset[str]] | None = None) -> None:
+        super().__init__()
+        self.entries = {h: frozenset(p) for h, p in (entries or {}).items()}
+        self.lookups: list[tuple[str, bool]] = []
+
+    def principals(self, hospital_id: str, *, fresh: bool = False) -> frozenset[str] | None:
+        self._check("principals")
+        self.lookups.append((hospital_id, fresh))
+        return self.entries.get(hospital_id)

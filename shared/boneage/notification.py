@@ -14,7 +14,11 @@ no ``study-ref`` (the hospital chooses it and it may carry a name), no age, sex 
 link: a presigned link to the report is a bearer token to a picture of the radiograph.
 
 **The full result goes to machine subscribers** (``sqs``, ``lambda``, ``https``: encrypted transports;
-the topic policy refuses the others) as JSON ``boneage.assessment.v1``, with the presigned report link.
+the topic policy refuses the others) as JSON ``boneage.assessment.v1``, with the presigned report link, the
+upload's ``object_ref`` (``sha256(bucket/key)[:32]``: the same for every version of one key, and no
+key, which a hospital may have named after a patient) and the results bucket's ``report_keys`` (file
+name -> key): the DICOM gateway finds the instance it put by the first and fetches the SC and SR by
+the second.
 
 **Every message is publishable.** Strings are cleaned of control and format characters
 (``boneage.safetext``) and the JSON body is cut down, field by field and then to its bounded core,
@@ -51,7 +55,8 @@ _FLOAT_FIELDS = ("bone_age_months", "chronological_age_months", "sds", "predicte
 _FLOAT_LIST_FIELDS = ("bone_age_interval_months", "sds_interval")
 _CORE_FIELDS = ("schema", "upload_id", "status", "reason", "bone_age_months", "bone_age_interval_months",
                 "chronological_age_months", "sex", "sds", "sds_interval", "interpretation",
-                "predicted_adult_height_cm", "model_version", "demo_model", "disclaimer", "study_instance_uid")
+                "predicted_adult_height_cm", "model_version", "demo_model", "disclaimer", "study_instance_uid",
+                "object_ref", "report_keys")
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,8 @@ def _cleaned(value: Any) -> Any:
 
 
 def _json_body(result: AssessmentResult, upload_id: str | None, report_url: str | None,
-               expires_in_s: int | None) -> dict[str, Any]:
+               expires_in_s: int | None, object_ref: str | None,
+               report_keys: Mapping[str, str] | None) -> dict[str, Any]:
     body = {
         "schema": SCHEMA,
         "upload_id": upload_id,
@@ -146,6 +152,11 @@ def _json_body(result: AssessmentResult, upload_id: str | None, report_url: str 
         "report_url": report_url,
         "report_url_expires_in_s": expires_in_s if report_url else None,
         "report_files": list(result.report_files),
+        # Which upload and where its reports are: the DICOM gateway (``boneage.gateway``) finds the
+        # instance it put by ``object_ref`` (a hash of the key, never the key) and fetches the SC and SR
+        # by ``report_keys``, keys we chose: ``reports/<hospital>/<upload_id[:16]>/<file>``.
+        "object_ref": object_ref,
+        "report_keys": dict(sorted((report_keys or {}).items())),
         "model_version": result.model_version,
         "demo_model": result.demo_model,
         "disclaimer": DEMO_DISCLAIMER if result.demo_model else None,
@@ -197,11 +208,13 @@ def compose(
     hospital_id: str | None = None,
     report_url_expires_in_s: int | None = None,
     budget_bytes: int = DEFAULT_BUDGET_BYTES,
+    object_ref: str | None = None,
+    report_keys: Mapping[str, str] | None = None,
 ) -> Notification:
     """The notification for one result; ``report_url`` (a presigned link made by the caller) goes to
     machine subscribers only. ``budget_bytes`` bounds the encoded ``sns_message``."""
     text = _text(result, upload_id)
-    body = _json_body(result, upload_id, report_url, report_url_expires_in_s)
+    body = _json_body(result, upload_id, report_url, report_url_expires_in_s, object_ref, report_keys)
     message = _structured(text, body)
     for shrink in (_shrunk, _core):
         if len(message.encode()) <= budget_bytes:
@@ -249,7 +262,8 @@ def publish_size(message: OutgoingMessage) -> int:
 
 
 def build_message(result: AssessmentResult, *, hospital_id: str, upload_id: str,
-                  report_url: str | None, report_url_expires_in_s: int | None = None) -> OutgoingMessage:
+                  report_url: str | None, report_url_expires_in_s: int | None = None,
+                  object_ref: str | None = None, report_keys: Mapping[str, str] | None = None) -> OutgoingMessage:
     """The SNS message for one result: compose()'s wording plus the routing attributes we own, sized
     so that SNS accepts it whatever the result's fields hold (a refused publish would never succeed)."""
     # Routing attributes are ours; they override whatever the composer suggested.
@@ -259,7 +273,8 @@ def build_message(result: AssessmentResult, *, hospital_id: str, upload_id: str,
     overhead = SUBJECT_MAX + sum(len(k.encode()) + len(v.encode()) + len("String") for k, v in ours.items())
     note = compose(result, report_url, upload_id=upload_id, hospital_id=hospital_id,
                    report_url_expires_in_s=report_url_expires_in_s,
-                   budget_bytes=SNS_MAX_PUBLISH_BYTES - overhead - SAFETY_MARGIN_BYTES)
+                   budget_bytes=SNS_MAX_PUBLISH_BYTES - overhead - SAFETY_MARGIN_BYTES,
+                   object_ref=object_ref, report_keys=report_keys)
     attributes = _string_attributes(note.attributes)
     attributes.update(ours)
     return OutgoingMessage(subject=note.subject, message=note.sns_message, attributes=attributes, structured=True)

@@ -1,7 +1,7 @@
 """The ports of the upload use case (``boneage.processor``): what it needs from the world, as Protocols.
 
 Each port is named as the adapter that implements it on AWS (``boneage.adapters``: ``s3.ObjectReader``,
-``store.ResultStore``, ``reports.ReportWriter``, ``sns.Publisher``) or in the domain
+``store.ResultStore``, ``reports.ReportWriter``, ``sns.Publisher``, ``registry.UploaderRegistry``) or in the domain
 (``service.AssessmentService``); ``boneage.fakes`` implements every one in memory for the use-case
 tests. The contract a store must keep (conditional claim with a lease, finish only by the claim's
 owner, one notification per status) is written down here and pinned for both implementations by
@@ -94,6 +94,16 @@ class Publisher(Protocol):
 
     def publish(self, message: OutgoingMessage) -> str:
         """Send one message; returns its id."""
+        ...
+
+
+class UploaderRegistry(Protocol):
+    """Which principals may put uploads in a hospital's folder (written by the hospital's onboarding stack)."""
+
+    def principals(self, hospital_id: str, *, fresh: bool = False) -> frozenset[str] | None:
+        """The IAM unique ids (RoleId ``AROA...``, user id ``AIDA...``) registered for ``hospital_id``; None
+        when the hospital is not onboarded. ``fresh`` bypasses any cache (asked before a rejection, so a
+        re-created role is not refused on a stale entry). ``TransientFault`` when the registry is down."""
         ...
 
 

@@ -18,6 +18,16 @@ each upload is assessed alone, so one bad upload cannot fail the others. Guarant
   finalizer function on the dead-letter queue) and ``sweep`` (its schedule) write the ``failed`` record
   and its one notification instead; the deadline check keeps most uploads from being killed at all.
 
+**Who put the upload.** With an ``UploaderRegistry`` (the function always has one: the onboarding stacks'
+SSM parameters), an upload under ``incoming/<H>/`` is assessed only when the principal the S3 event names
+(``userIdentity.principalId``, ``AWS:<RoleId>:<session>`` for an assumed role) is registered for ``H``.
+Otherwise it is never read: the record is ``rejected`` with ``uploader_mismatch`` under the hospital
+``_unknown`` (no hospital id can match that filter, so ``H``'s queue and e-mail never hear of it), and a
+warning with the upload id, the folder's hospital and the principal's unique id (no key, no PHI) tells the
+operator. A hospital with no registry entry is ``unknown_hospital``. The IAM policies of the onboarding
+stack already keep a hospital's role out of other folders; this check is the second line, for a
+mis-scoped policy, a bucket policy that grants too much, or an operator's put.
+
 Logs go to the standard logger ``boneage.processor``; in the function, Powertools' ``boneage`` logger
 (``functions/assess/app.py``) formats them as JSON with their ``upload_id``, ``hospital_id``,
 ``attempt`` and ``fault`` fields. Object keys never reach a log: they may carry PHI.
@@ -35,9 +45,19 @@ from typing import Any
 from boneage.config import Settings
 from boneage.errors import Reason, Rejection, TransientFault
 from boneage.notification import build_message
-from boneage.ports import AssessmentService, ObjectReader, Publisher, ReportWriter, ResultStore
+from boneage.ports import AssessmentService, ObjectReader, Publisher, ReportWriter, ResultStore, UploaderRegistry
 from boneage.result import FAILED, REJECTED, AssessmentResult
-from boneage.upload import PROCESSING, TERMINAL, UNKNOWN_HOSPITAL_ID, Claim, FetchedObject, StoredRecord, Upload
+from boneage.upload import (
+    PROCESSING,
+    TERMINAL,
+    UNKNOWN_HOSPITAL_ID,
+    Claim,
+    FetchedObject,
+    StoredRecord,
+    Upload,
+    object_ref_for,
+    principal_unique_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +91,7 @@ class Outcome:
     hospital_id: str
     outcome: str                    # completed | rejected | failed | duplicate
     notified: bool = False
+    reason: str | None = None       # a rejection's reason code, when this delivery finished the upload
 
 
 @dataclass
@@ -83,6 +104,7 @@ class _Job:
     claim: Claim | None = None
     fetched: FetchedObject | None = None
     result: AssessmentResult | None = None      # set early for a rejection before the model (no image)
+    refusal: Rejection | None = None            # the uploader check's verdict, applied instead of fetching
     files: dict[str, bytes] = field(default_factory=dict)
 
     @property
@@ -115,13 +137,14 @@ def fault_label(exc: BaseException) -> str:
 class UploadProcessor:
     def __init__(self, *, settings: Settings, objects: ObjectReader, service: AssessmentService,
                  store: ResultStore, reports: ReportWriter, publisher: Publisher,
-                 clock: Callable[[], float] = time.time) -> None:
+                 uploaders: UploaderRegistry | None = None, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.objects = objects
         self.service = service
         self.store = store
         self.reports = reports
         self.publisher = publisher
+        self.uploaders = uploaders          # None: nobody checks who put an upload (use-case tests only)
         self.clock = clock
 
     # -- the flow --------------------------------------------------------------------------------
@@ -162,6 +185,7 @@ class UploadProcessor:
             first[upload.upload_id] = i
             job = _Job(upload, attempt, hospital_id=upload.hospital_id(self.settings.input_prefix))
             try:
+                self._check_uploader(job)
                 outcomes[i] = self._claim(job)
                 if outcomes[i] is None:
                     jobs[i] = job
@@ -216,9 +240,10 @@ class UploadProcessor:
             finally:
                 job.fetched, job.files = None, {}
 
-    def give_up(self, upload: Upload, exc: BaseException) -> StoredRecord | None:
-        """Record ``failed`` and notify it (best effort: if this fails too, the redrive script does it)."""
-        hospital_id = upload.hospital_id(self.settings.input_prefix)
+    def give_up(self, upload: Upload, exc: BaseException, *, quarantined: bool = False) -> StoredRecord | None:
+        """Record ``failed`` and notify it (best effort: if this fails too, the redrive script does it).
+        ``quarantined``: the uploader check refused it, so the record stays off the folder's hospital."""
+        hospital_id = None if quarantined else upload.hospital_id(self.settings.input_prefix)
         try:
             record = self.store.record_failure(upload, hospital_id, fault=fault_label(exc), now=self.clock(),
                                                model_version=self.service.model_version)
@@ -303,6 +328,32 @@ class UploadProcessor:
         # not. Pin the version now so the idempotency key and the bytes we read agree.
         return dataclasses.replace(upload, version_id=self.objects.current_version(upload.bucket, upload.key))
 
+    def _check_uploader(self, job: _Job) -> None:
+        """Refuse an upload whose putter is not registered for the folder's hospital (see the module doc).
+
+        Only an onboarded hospital's folder is checked here; a key outside ``incoming/<hospital_id>/`` or a
+        hospital not allowed is ``unknown_hospital`` in ``_fetch`` as before. A cached entry that does not
+        admit the principal is read again before refusing: the verdict is final (``rejected``)."""
+        hospital = job.hospital_id
+        if self.uploaders is None or hospital is None or (self.settings.allowed_hospitals
+                                                          and hospital not in self.settings.allowed_hospitals):
+            return
+        principal = principal_unique_id(job.upload.principal_id)
+        allowed = self.uploaders.principals(hospital)
+        if allowed is not None and principal in allowed:
+            return
+        allowed = self.uploaders.principals(hospital, fresh=True)
+        if allowed is None:
+            job.refusal = Rejection(Reason.UNKNOWN_HOSPITAL, f"hospital {hospital} is not onboarded: no uploader "
+                                                            "is registered for its folder")
+        elif principal not in allowed:
+            logger.warning("upload refused: its uploader is not registered for the folder's hospital",
+                           extra={**job.log, "principal": principal or "none", "reason": Reason.UPLOADER_MISMATCH})
+            job.refusal = Rejection(Reason.UPLOADER_MISMATCH, "the object was put by a principal that is not "
+                                    "registered for the hospital whose folder it is in, or the "
+                                    "upload event named no principal; it was not read")
+            job.hospital_id = None      # recorded and notified under _unknown: never to the folder's hospital
+
     def _claim(self, job: _Job) -> Outcome | None:
         """None when this delivery now owns the upload; otherwise what the earlier delivery left."""
         job.claim = self.store.claim(job.upload, job.hospital_id, now=self.clock(),
@@ -315,6 +366,8 @@ class UploadProcessor:
     def _fetch(self, job: _Job) -> None:
         """The object's bytes, or a ``rejected`` result when there is nothing to assess."""
         try:
+            if job.refusal is not None:
+                raise job.refusal
             if job.hospital_id is None or (self.settings.allowed_hospitals
                                            and job.hospital_id not in self.settings.allowed_hospitals):
                 raise Rejection(Reason.UNKNOWN_HOSPITAL,
@@ -349,14 +402,15 @@ class UploadProcessor:
             raise InProgress("the claim expired and another delivery took the upload over")
         self._notify(record, lease_held=True)
         logger.info("upload finished", extra={**job.log, "status": job.result.status, "reason": job.result.reason})
-        return Outcome(job.upload.upload_id, job.hospital, job.result.status, notified=True)
+        return Outcome(job.upload.upload_id, job.hospital, job.result.status, notified=True, reason=job.result.reason)
 
     def _fault(self, job: _Job, exc: Exception) -> Exception:
         logger.warning("upload fault", extra={**job.log, "fault": fault_label(exc)})
         if job.claim is not None and job.claim.owned:
             self.store.release(job.claim)       # so the retry need not wait for the lease to expire
         if job.attempt >= self.settings.max_receive_count:
-            self.give_up(job.upload, exc)
+            self.give_up(job.upload, exc, quarantined=job.refusal is not None
+                         and job.refusal.reason == Reason.UPLOADER_MISMATCH)
         return exc
 
     def _already_handled(self, upload: Upload, hospital: str, claim: Claim, log: dict[str, Any]) -> Outcome:
@@ -384,7 +438,9 @@ class UploadProcessor:
         report_key = record.report_keys.get("report.png")
         url = self.reports.url(report_key) if report_key else None
         message = build_message(result, hospital_id=record.hospital_id, upload_id=record.upload_id, report_url=url,
-                                report_url_expires_in_s=self.reports.url_expiry_s if url else None)
+                                report_url_expires_in_s=self.reports.url_expiry_s if url else None,
+                                object_ref=object_ref_for(record.bucket, record.key) if record.key else None,
+                                report_keys=record.report_keys)
         try:
             self.publisher.publish(message)
         except Exception:

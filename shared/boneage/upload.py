@@ -35,6 +35,12 @@ def upload_id_for(bucket: str, key: str, version_id: str | None) -> str:
     return hashlib.sha256(f"{bucket}/{key}/{version_id or 'null'}".encode()).hexdigest()[:32]
 
 
+def object_ref_for(bucket: str, key: str) -> str:
+    """A PHI-free name of an object key, the same for all its versions: the machine notification carries
+    it so that an uploader that chose the key (the DICOM gateway) can find its upload without the key."""
+    return hashlib.sha256(f"{bucket}/{key}".encode()).hexdigest()[:32]
+
+
 @dataclass(frozen=True)
 class Upload:
     """One object a hospital uploaded; ``upload_id`` is the idempotency key of everything we write."""
@@ -44,6 +50,7 @@ class Upload:
     version_id: str | None      # None only for buckets without versioning
     size: int | None = None
     event_time: str | None = None
+    principal_id: str | None = None     # who put it: the S3 event's userIdentity.principalId (None: not named)
 
     @property
     def upload_id(self) -> str:
@@ -66,6 +73,17 @@ class Upload:
             return ""
         ext = name.rsplit(".", 1)[-1].lower()
         return f".{ext}" if ext.isalnum() and len(ext) <= 5 else ""
+
+
+def principal_unique_id(principal_id: str | None) -> str | None:
+    """The IAM unique id in an S3 event's ``userIdentity.principalId``, which is what a hospital's
+    registry entry lists: ``AWS:AROA...:session`` (an assumed role: its RoleId) -> ``AROA...``,
+    ``AWS:AIDA...`` (an IAM user) -> ``AIDA...``. None when the event names no principal."""
+    text = (principal_id or "").strip()
+    if text.startswith("AWS:"):
+        text = text[len("AWS:"):]
+    unique = text.split(":", 1)[0]
+    return unique or None
 
 
 @dataclass(frozen=True)

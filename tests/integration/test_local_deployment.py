@@ -84,10 +84,16 @@ def test_an_upload_with_the_aws_cli_yields_a_record_and_a_notification_and_ctrl_
         assert any(" s3 cp " in c for c in ready["commands"])
 
         cli_env = {**env, **ready["credentials"], "AWS_DEFAULT_REGION": ready["region"]}
+        # The upload is signed as the hospital's gateway role, as the printed s3 cp line does; the
+        # operator's (the emulator's default) credentials would be refused by the function's uploader check.
+        hospital_env = {**cli_env, **ready["hospitals"][HOSPITAL]["credentials"]}
+        assert any(ready["hospitals"][HOSPITAL]["credentials"]["AWS_ACCESS_KEY_ID"] in c and " s3 cp " in c
+                   for c in ready["commands"])
 
-        def aws(*argv: str) -> Any:
+        def aws(*argv: str, as_hospital: bool = False) -> Any:
             out = subprocess.run([_aws_cli(), "--endpoint-url", ready["endpoint"], "--output", "json", *argv],
-                                 capture_output=True, text=True, env=cli_env, timeout=60)
+                                 capture_output=True, text=True, env=hospital_env if as_hospital else cli_env,
+                                 timeout=60)
             assert out.returncode == 0, out.stderr
             return json.loads(out.stdout) if out.stdout.startswith("{") else out.stdout     # s3 cp prints text
 
@@ -95,7 +101,7 @@ def test_an_upload_with_the_aws_cli_yields_a_record_and_a_notification_and_ctrl_
         image = tmp_path / "hand.png"
         image.write_bytes(boy.body)
         aws("s3", "cp", str(image), f"s3://{ready['bucket']}/incoming/{HOSPITAL}/hand.png",
-            "--metadata", "sex=M,age-months=126,study-ref=REF-CLI")
+            "--metadata", "sex=M,age-months=126,study-ref=REF-CLI", as_hospital=True)
 
         deadline = time.monotonic() + 240
         records: list[dict[str, Any]] = []

@@ -10,7 +10,7 @@ import pytest
 from boneage.adapters.runtime import build_processor
 from boneage.adapters.store import ResultStore
 from boneage.config import Settings
-from boneage.devstack import sample_uploads
+from boneage.devstack import onboard, sample_uploads
 from boneage.upload import upload_id_for
 
 pytestmark = pytest.mark.integration
@@ -27,12 +27,12 @@ def test_each_upload_ends_in_one_record_and_each_hospital_hears_only_its_own(sta
     inboxes = {h: stack.subscribe_queue(f"inbox-{h}", filter_policy={"hospital_id": [h]}) for h in HOSPITALS}
     everyone = stack.subscribe_queue("inbox-all-it")
     uploads = sample_uploads(11, hospitals=HOSPITALS)
-    s3 = stack.client("s3")
+    s3 = {h: onboard(stack, h).client("s3") for h in HOSPITALS}      # each hospital uploads as its own role
     ids = {}
     for u in uploads:
-        put = s3.put_object(Bucket=stack.input_bucket, Key=u.key, Body=u.body, Metadata=u.metadata)
+        put = s3[u.hospital_id].put_object(Bucket=stack.input_bucket, Key=u.key, Body=u.body, Metadata=u.metadata)
         ids[u.name] = upload_id_for(stack.input_bucket, u.key, put["VersionId"])
-    loose = s3.put_object(Bucket=stack.input_bucket, Key="incoming/loose.png", Body=uploads[1].body)
+    loose = stack.client("s3").put_object(Bucket=stack.input_bucket, Key="incoming/loose.png", Body=uploads[1].body)
 
     assert stack.drain(handler.handler) >= len(uploads) + 1
 
@@ -83,8 +83,8 @@ def test_the_same_event_delivered_three_times_concurrently_gives_one_record_and_
     handler.init(build_processor(Settings.from_env(), real_service))
     inbox = stack.subscribe_queue("inbox-it-dup", filter_policy={"hospital_id": ["it-dup"]})
     sample = sample_uploads(5, hospitals=("it-dup", "it-dup"))[1]
-    put = stack.client("s3").put_object(Bucket=stack.input_bucket, Key=sample.key, Body=sample.body,
-                                        Metadata=sample.metadata)
+    put = onboard(stack, "it-dup").client("s3").put_object(Bucket=stack.input_bucket, Key=sample.key,
+                                                           Body=sample.body, Metadata=sample.metadata)
     sqs = stack.client("sqs")
     # S3 sent one event; at-least-once delivery may hand us the same one again: copy it twice.
     event, [message] = stack.receive_event()

@@ -85,11 +85,11 @@ def uploaded(deployment: LocalDeployment) -> dict[str, list[str]]:
     samples = sample_uploads(11, hospitals=(A, B))
     boy = next(s for s in samples if s.name == "PNG boy with metadata")
     extra = (f"incoming/{A}/study-0005.png", boy.body, {"sex": "M", "age-months": "150", "study-ref": "REF-A-0005"})
-    s3 = stack.client("s3")
+    s3 = {h: deployment.hospitals[h].client("s3") for h in (A, B)}     # each hospital's own role uploads
     ids: dict[str, list[str]] = {A: [], B: []}
     for key, body, metadata, hospital in [(s.key, s.body, s.metadata, s.hospital_id) for s in samples] + \
             [(*extra, A)]:
-        put = s3.put_object(Bucket=stack.input_bucket, Key=key, Body=body, Metadata=metadata)
+        put = s3[hospital].put_object(Bucket=stack.input_bucket, Key=key, Body=body, Metadata=metadata)
         ids[hospital].append(upload_id_for(stack.input_bucket, key, put["VersionId"]))
     store = ResultStore(stack.client("dynamodb"), stack.outputs["ResultsTableName"])
     deadline = time.monotonic() + 300

@@ -42,7 +42,8 @@ ROOT = Path(boneage.__file__).parent
 # module is simply not checked.
 LAYERS: tuple[str, ...] = (
     "cli : commands : bench : devstack",     # entry points and tools
-    "adapters",                              # AWS: S3, DynamoDB, SNS, and the Lambda runtime wiring
+    "gateway",                               # the on-premises DICOM gateway (boto3, pynetdicom; no Lambda code)
+    "adapters | onboarding",                 # AWS: S3, DynamoDB, SNS, the Lambda runtime wiring; hospital stacks
     "service : processor : fakes",           # use cases (and the fakes their tests run on)
     "ports",                                 # what the upload use case needs from the adapters
     "engine | report | notification | upload",
@@ -64,6 +65,9 @@ NEVER_IMPORT: dict[str, tuple[str, ...]] = {
     "ports": AWS + TORCH, "upload": AWS + TORCH, "fakes": AWS + TORCH, "errors": AWS, "result": AWS,
     "safetext": AWS + TORCH + ("numpy", "PIL", "pydicom"),
     "adapters": TORCH + ("numpy", "PIL", "pydicom", "highdicom"),
+    # The gateway's container installs neither torch nor numpy: it moves DICOM files, it does not read pixels.
+    "gateway": TORCH + ("numpy", "PIL", "highdicom", "aws_lambda_powertools"),
+    "onboarding": TORCH + ("numpy", "PIL", "pydicom", "highdicom"),
 }
 
 DOMAIN: tuple[str, ...] = ("imaging", "phantom", "model", "engine", "clinical", "report", "notification",

@@ -3,7 +3,8 @@
 Parsing is strict about shape and lenient about content: an ``s3:TestEvent`` (what S3 sends when a
 notification is configured) or a non-creation event yields no uploads instead of an error, so the
 queue never fills with poison messages. Keys arrive URL-encoded with ``+`` for spaces
-(``unquote_plus``), which is why nothing downstream may use the raw key.
+(``unquote_plus``), which is why nothing downstream may use the raw key. ``userIdentity.principalId`` (who put the object)
+is kept for the uploader check (``boneage.processor``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,15 @@ def uploads_from_s3_event(event: Mapping[str, Any]) -> Iterator[Upload]:
             version_id=obj.get("versionId") or None,
             size=obj.get("size"),
             event_time=record.get("eventTime"),
+            principal_id=_principal(record),
         )
+
+
+def _principal(record: Mapping[str, Any]) -> str | None:
+    """``userIdentity.principalId``: who put the object (``AWS:<RoleId>:<session>`` for an assumed role)."""
+    identity = record.get("userIdentity")
+    value = identity.get("principalId") if isinstance(identity, Mapping) else None
+    return value if isinstance(value, str) and value else None
 
 
 def uploads_from_sqs_body(body: str) -> list[Upload]:

@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from boneage.adapters.registry import UploaderRegistry
 from boneage.adapters.reports import ReportWriter
 from boneage.adapters.s3 import ObjectReader
 from boneage.adapters.sns import Publisher
@@ -36,6 +37,7 @@ class Clients:
     dynamodb: Any
     sns: Any
     sqs: Any
+    ssm: Any = None         # the uploader registry's; None: created from the settings when one is needed
 
     @classmethod
     def create(cls, settings: Settings, *, session: boto3.session.Session | None = None,
@@ -47,12 +49,17 @@ class Clients:
             dynamodb=session.client("dynamodb", config=config),
             sns=session.client("sns", config=config),
             sqs=session.client("sqs", config=config),
+            ssm=session.client("ssm", config=config),
         )
 
 
 def build_processor(settings: Settings, service: AssessmentService, *, clients: Clients | None = None,
                     clock: Callable[[], float] = time.time) -> UploadProcessor:
     clients = clients or Clients.create(settings)
+    uploaders = None
+    if settings.uploader_registry:
+        ssm = clients.ssm or boto3.session.Session(region_name=settings.region).client("ssm", config=CLIENT_CONFIG)
+        uploaders = UploaderRegistry(ssm, settings.uploader_registry)
     return UploadProcessor(
         settings=settings,
         objects=ObjectReader(clients.s3, max_bytes=settings.ingest.max_file_bytes),
@@ -61,5 +68,6 @@ def build_processor(settings: Settings, service: AssessmentService, *, clients: 
         reports=ReportWriter(clients.s3, settings.results_bucket, prefix=settings.reports_prefix,
                              url_expiry_s=settings.report_url_expiry_s),
         publisher=Publisher(clients.sns, settings.topic_arn),
+        uploaders=uploaders,
         clock=clock,
     )

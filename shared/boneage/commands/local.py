@@ -2,9 +2,11 @@
 
 Starts the AWS emulator on a fixed loopback port (``--port``, default 4566) with ``template.yaml``
 deployed, the assessment function consuming its queue with ``--workers`` containers as the event source
-mapping would (``boneage.devstack.poller``), and one clinicians' queue per ``--hospital`` subscribed to
-the results topic with a filter on ``hospital_id``. It prints the endpoint, credentials, resource
-names and ready-to-paste AWS CLI lines, then one line per notification the topic sends. SIGINT or
+mapping would (``boneage.devstack.poller``), each ``--hospital`` onboarded (``boneage onboard``'s stack: its
+gateway role and results queue) with a clinicians' queue subscribed to the results topic with a filter on
+``hospital_id``. It prints the endpoint, the operator's and each hospital's credentials (uploads must be
+signed as the hospital's role: the function checks who put them), resource names and ready-to-paste AWS
+CLI lines, then one line per notification the topic sends. SIGINT or
 SIGTERM stops it cleanly (workers finish their batch first); the exit status is 0.
 
 With ``--json`` stdout carries one JSON object per line: ``{"event": "ready", ...}`` first, then
@@ -98,11 +100,13 @@ def run(args: argparse.Namespace) -> int:
             d = deployment.describe()
             lines = [f"ready in {ready['startup_s']} s (Ctrl-C stops)", "",
                      f"  endpoint     {d['endpoint']}  (region {d['region']})",
-                     f"  credentials  {' '.join(f'{k}={v}' for k, v in d['credentials'].items())}",
+                     f"  credentials  {' '.join(f'{k}={v}' for k, v in d['credentials'].items())}  (operator)",
                      f"  bucket       {d['bucket']}   (upload under incoming/<hospital>/)",
                      f"  table        {d['table']}", f"  topic        {d['topic']}",
                      f"  queue        {d['queue']}", f"  dead letters {d['dlq']}"]
             lines += [f"  clinicians   {h}: {url}" for h, url in d["inboxes"].items()]
+            lines += [f"  hospital     {h}: role {a['role_arn']}, gateway queue {a['results_queue_url']} "
+                      f"(its credentials: --json, or the s3 cp line below)" for h, a in d["hospitals"].items()]
             worklist = d["services"]["worklist"]
             lines += [f"  worklist     {worklist['url']}  (results API and page, tokens minted locally)"]
             lines += [f"  sign in as   {h}: {url}" for h, url in worklist["sign_in"].items()]

@@ -12,7 +12,9 @@ those libraries are loaded when a stack starts.
 from __future__ import annotations
 
 from .handler import load_env_vars, load_finalizer, load_handler
+from .hospitals import HospitalAccess, onboard
 from .samples import SampleUpload, sample_uploads
 from .stack import ROOT, LambdaContext, LocalStack
 
-__all__ = ["ROOT", "LambdaContext", "LocalStack", "SampleUpload", "load_env_vars", "load_finalizer", "load_handler", "sample_uploads"]
+__all__ = ["ROOT", "HospitalAccess", "LambdaContext", "LocalStack", "SampleUpload", "load_env_vars", "load_finalizer",
+           "load_handler", "onboard", "sample_uploads"]

@@ -1,7 +1,10 @@
 """The live local deployment behind ``boneage local`` / ``make local``: the emulator with ``template.yaml``
-deployed on a fixed port, the function consuming its queue (``poller.EventSourcePoller``), one
-clinicians' queue per hospital subscribed to the results topic, and a monitor that reports every
-notification the topic sends, until ``stop()``.
+deployed on a fixed port, the function consuming its queue (``poller.EventSourcePoller``), each hospital
+onboarded (``hospitals.onboard``: its gateway role, whose session credentials are the ones to upload with,
+and its results queue), one clinicians' queue per hospital subscribed to the results topic, and a monitor
+that reports every notification the topic sends, until ``stop()``. The function checks who put each
+upload, as on AWS: an upload signed with the emulator's default (operator) credentials is refused
+(``uploader_mismatch``); ``onboard(H)`` adds a hospital while it runs.
 
 What runs is a list of services (``LocalService``: ``start(deployment) -> dict`` of what to print,
 ``stop()``), started in order and stopped in reverse, so another part of the application (a results
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from .hospitals import HospitalAccess, onboard
 from .poller import EventSink, EventSourcePoller
 from .stack import EMULATOR_ENV, REGION, ROOT, LocalStack
 
@@ -116,6 +120,7 @@ class LocalDeployment:
     inboxes: dict[str, str]
     services: list[LocalService] = field(default_factory=list)
     details: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hospitals: dict[str, HospitalAccess] = field(default_factory=dict)
 
     @classmethod
     def start(cls, *, port: int = DEFAULT_PORT, stack_name: str = "boneage-local", workers: int = 1,
@@ -123,10 +128,13 @@ class LocalDeployment:
               parameters: dict[str, str] | None = None, quiet: bool = True,
               on_event: EventSink | None = None, on_notification: Callable[[dict[str, Any]], None] | None = None,
               extra_services: Sequence[LocalService] = ()) -> LocalDeployment:
-        """Deploy, subscribe the hospitals' queues, start the services; ``port=0`` picks a free one."""
+        """Deploy, onboard the hospitals and subscribe their clinicians' queues, start the services;
+        ``port=0`` picks a free one."""
         stack = LocalStack.start(stack_name=stack_name, port=port, parameters=parameters)
         deployment = cls(stack=stack, inboxes={})
         try:
+            for h in hospitals:
+                deployment.onboard(h)
             deployment.inboxes = {h: stack.subscribe_queue(f"clinicians-{h}", filter_policy={"hospital_id": [h]})
                                   for h in hospitals}
             # The function's JSON logs and EMF metrics go to stderr; quiet keeps warnings and errors only.
@@ -142,6 +150,13 @@ class LocalDeployment:
             deployment.stop()
             raise
         return deployment
+
+    def onboard(self, hospital_id: str, *, emails: Sequence[str] = ()) -> HospitalAccess:
+        """Onboard a hospital (its stack once; fresh role session credentials on every call): what its
+        gateway or uploader needs, credentials included. Uploads must be signed with these to be assessed."""
+        access = onboard(self.stack, hospital_id, emails=emails)
+        self.hospitals[hospital_id] = access
+        return access
 
     def stop(self) -> None:
         for service in reversed(self.services):
@@ -175,6 +190,7 @@ class LocalDeployment:
             "bucket": self.stack.input_bucket, "results_bucket": o["ResultsBucketName"],
             "table": o["ResultsTableName"], "topic": o["ResultsTopicArn"], "queue": self.stack.queue_url,
             "dlq": self.stack.dlq_url, "inboxes": dict(self.inboxes), "services": dict(self.details),
+            "hospitals": {h: access.describe() for h, access in self.hospitals.items()},
         }
 
     def commands(self, sample: Path | None = None) -> list[str]:
@@ -182,13 +198,16 @@ class LocalDeployment:
         d = self.describe()
         aws = f"aws --endpoint-url {d['endpoint']}"
         hospital, inbox = next(iter(self.inboxes.items()), ("st-mary", "<clinicians queue url>"))
+        access = self.hospitals.get(hospital)
+        # The upload is signed as the hospital's gateway role: the function refuses anyone else's.
+        as_hospital = " ".join(f"{k}={v}" for k, v in access.credentials.items()) + " " if access else ""
         name = sample.name if sample else "hand.png"
         source = str(sample.relative_to(ROOT)) if sample and sample.is_relative_to(ROOT) else (str(sample) if sample
                                                                                               else "hand.png")
         return [
             f"export AWS_ACCESS_KEY_ID={d['credentials']['AWS_ACCESS_KEY_ID']} "
             f"AWS_SECRET_ACCESS_KEY={d['credentials']['AWS_SECRET_ACCESS_KEY']} AWS_DEFAULT_REGION={REGION}",
-            f"{aws} s3 cp {source} s3://{d['bucket']}/incoming/{hospital}/{name} "
+            f"{as_hospital}{aws} s3 cp {source} s3://{d['bucket']}/incoming/{hospital}/{name} "
             "--metadata sex=M,age-months=126,study-ref=REF-2002",
             f"{aws} dynamodb scan --table-name {d['table']}",
             f"{aws} sqs receive-message --queue-url {inbox} --wait-time-seconds 10 --message-attribute-names All",

@@ -242,6 +242,10 @@ class LocalStack:
               parameters: Mapping[str, str] | None = None) -> LocalStack:
         from moto.server import ThreadedMotoServer
 
+        from boneage.compat.moto import stamp_uploader_identity
+
+        # Moto's S3 events do not say who put the object; AWS's do, and the function checks it.
+        stamp_uploader_identity(ACCOUNT)
         logging.getLogger("moto").setLevel(logging.ERROR)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)     # one line per request otherwise
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -325,6 +329,7 @@ class LocalStack:
             "QUEUE_URL": o["AssessQueueUrl"],
             "DLQ_URL": o["DeadLetterQueueUrl"],
             "REDRIVE_QUEUE_URL": o["RedriveQueueUrl"],
+            "UPLOADER_REGISTRY": o["UploaderRegistryPrefix"],       # the check is on, as in the template
             "INPUT_PREFIX": "incoming/",
             "REPORTS_PREFIX": "reports/",
             "MAX_RECEIVE_COUNT": str(self.max_receive_count),

@@ -194,3 +194,23 @@ def test_near_mature_hand_is_flagged_for_machines_and_kept_out_of_the_email(comp
     assert note.json_body["near_skeletal_maturity"] is True
     assert "maturity" not in note.text.lower() and "maturity" not in note.subject.lower()   # a finding
     assert compose(make_case(rng)[2], URL, upload_id=UPLOAD_ID).json_body["near_skeletal_maturity"] is False
+
+
+def test_machine_body_names_the_upload_by_a_hash_of_its_key_and_the_report_keys_and_the_email_does_not(completed):
+    """The DICOM gateway files a result under the instance it put (``object_ref``: a hash of the key, never
+    the key, which a hospital may name after a patient) and fetches the SC and SR by ``report_keys``;
+    both stay out of the e-mail, and survive the body's last-resort core."""
+    keys = {"report.png": "reports/hospital-a/0123456789abcdef/report.png",
+            "report_sc.dcm": "reports/hospital-a/0123456789abcdef/report_sc.dcm",
+            "report_sr.dcm": "reports/hospital-a/0123456789abcdef/report_sr.dcm"}
+    ref = "ab" * 16
+    message = build_message(completed, hospital_id="hospital-a", upload_id=UPLOAD_ID, report_url=URL,
+                            object_ref=ref, report_keys=keys)
+    structured = json.loads(message.message)
+    body = json.loads(structured["sqs"])
+    assert body["object_ref"] == ref and body["report_keys"] == keys
+    assert ref not in structured["email"] and "reports/" not in structured["email"]
+    huge = dataclasses.replace(completed, message="A" * 3_000_000, warnings=["w" * 300_000] * 3)
+    core = json.loads(json.loads(build_message(huge, hospital_id="hospital-a", upload_id=UPLOAD_ID, report_url=URL,
+                                               object_ref=ref, report_keys=keys).message)["sqs"])
+    assert core["truncated"] is True and core["object_ref"] == ref and core["report_keys"] == keys

@@ -16,7 +16,7 @@ import pytest
 from boneage.errors import TransientFault
 from boneage.fakes import FakeAssessmentService
 from boneage.processor import DUPLICATE, InProgress
-from boneage.upload import UNKNOWN_HOSPITAL_ID, Upload
+from boneage.upload import UNKNOWN_HOSPITAL_ID, Upload, object_ref_for
 
 from .conftest import BUCKET, World
 
@@ -44,6 +44,9 @@ def test_completed_upload_writes_one_record_its_reports_and_one_notification(wor
     assert body["bone_age_months"] == record.result.bone_age_months
     assert body["report_url"].endswith(prefix + "report.png?expires-in=3600")
     assert body["report_url_expires_in_s"] == 3600
+    # What the DICOM gateway files the result under and fetches the SC/SR from: a hash of the key, not the key.
+    assert body["report_keys"] == record.report_keys
+    assert body["object_ref"] == object_ref_for(upload.bucket, upload.key) and upload.key not in json.dumps(body)
 
 
 def test_a_file_that_is_not_an_image_is_rejected_recorded_and_notified_with_its_reason(world: World) -> None:

@@ -1,0 +1,353 @@
+"""What the DICOM gateway's tests, demo and benchmark share: its AWS side on the emulator, a switch
+to cut that side off, DICOM instances, a PACS to deliver to, and the gateway as a real process.
+
+- ``GatewayAws``: moto server on loopback with the gateway's upload bucket (versioned, like the
+  template's), results bucket and results queue - or, with ``GatewayAws.on(stack, queue_url)``, the
+  buckets of a deployed ``LocalStack`` and a hospital's results queue there.
+- ``Blackout``: a TCP proxy in front of an endpoint that can be switched off (connections refused)
+  and on again: "S3 unreachable for a while", "the PACS is down".
+- ``dx_instance``: a small DX radiograph as Part 10 bytes in any transfer syntax ingest reads.
+- ``StorageSCP``: a pynetdicom C-STORE SCP standing in for the PACS; it keeps what it was sent.
+- ``publish_result``: what the service would publish for an upload, with an SC and an SR of the
+  source study in the results bucket (for tests that leave the service out).
+- ``GatewayProcess``: ``boneage gateway run`` as a subprocess (SIGKILL-able), its logs kept.
+
+Development only, like the rest of ``boneage.devstack``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from boneage.devstack.stack import EMULATOR_ENV, REGION, ROOT, emulator_client
+from boneage.upload import object_ref_for
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout_s: float = 30.0, interval_s: float = 0.1, what: str = "") -> Any:
+    """Poll until ``predicate()`` is truthy; returns its value, or raises ``TimeoutError``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s} s waiting for {what or predicate}")
+        time.sleep(interval_s)
+
+
+class Blackout:
+    """A loopback TCP proxy to ``target`` (host, port) that can be cut (``down()``) and restored (``up()``).
+    While down, new connections are closed at once and open ones are dropped."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._up = threading.Event()
+        self._up.set()
+        self._closed = False
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True, name="blackout").start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def down(self) -> None:
+        self._up.clear()
+        with self._lock:
+            for c in self._conns:
+                with contextlib.suppress(OSError):
+                    c.close()
+            self._conns.clear()
+
+    def up(self) -> None:
+        self._up.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self.down()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if not self._up.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+
+@dataclass
+class GatewayAws:
+    """The gateway's side of AWS on the emulator."""
+
+    endpoint: str
+    upload_bucket: str
+    results_bucket: str
+    queue_url: str
+    server: Any = None
+
+    @classmethod
+    def start(cls, *, hospital_id: str = "st-mary") -> GatewayAws:
+        from moto.server import ThreadedMotoServer
+
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        s3, sqs = emulator_client(endpoint, "s3"), emulator_client(endpoint, "sqs")
+        suffix = uuid.uuid4().hex[:8]
+        upload, results = f"gw-input-{suffix}", f"gw-results-{suffix}"
+        for bucket in (upload, results):
+            s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket=upload, VersioningConfiguration={"Status": "Enabled"})
+        queue_url = sqs.create_queue(QueueName=f"results-{hospital_id}-{suffix}")["QueueUrl"]
+        return cls(endpoint=endpoint, upload_bucket=upload, results_bucket=results, queue_url=queue_url, server=server)
+
+    @classmethod
+    def on(cls, stack: Any, queue_url: str) -> GatewayAws:
+        """A deployed ``LocalStack``'s input and results buckets, and a hospital's results queue there."""
+        return cls(endpoint=stack.endpoint, upload_bucket=stack.input_bucket,
+                   results_bucket=stack.outputs["ResultsBucketName"], queue_url=queue_url)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def client(self, service: str) -> Any:
+        return emulator_client(self.endpoint, service)
+
+    def versions(self, prefix: str = "incoming/") -> dict[str, int]:
+        """Object key -> number of versions under ``prefix`` in the upload bucket."""
+        out: dict[str, int] = {}
+        pages = self.client("s3").get_paginator("list_object_versions").paginate(Bucket=self.upload_bucket,
+                                                                                 Prefix=prefix)
+        for page in pages:
+            for v in page.get("Versions", []):
+                out[v["Key"]] = out.get(v["Key"], 0) + 1
+        return out
+
+    def config(self, spool_dir: Path, *, listen_port: int, hospital_id: str = "st-mary",
+               endpoint_url: str | None = None, pacs: Mapping[str, Any] | None = None,
+               **overrides: Any) -> dict[str, Any]:
+        raw: dict[str, Any] = {
+            "hospital_id": hospital_id, "ae_title": "BONEAGE", "listen_host": "127.0.0.1",
+            "listen_port": listen_port, "allowed_calling_aets": ["MODALITY", "PACS", "STORESCU", "ECHOSCU"],
+            "spool_dir": str(spool_dir),
+            "aws": {"region": REGION, "endpoint_url": endpoint_url or self.endpoint,
+                    "upload_bucket": self.upload_bucket, "results_bucket": self.results_bucket,
+                    "results_queue_url": self.queue_url, "wait_time_s": 1, "visibility_timeout_s": 10},
+            "retry": {"initial_backoff_s": 0.1, "max_backoff_s": 0.5, "max_delivery_attempts": 4},
+        }
+        if pacs is not None:
+            raw["pacs"] = dict(pacs)
+        raw.update(overrides)
+        return raw
+
+
+def write_config(path: Path, raw: Mapping[str, Any]) -> Path:
+    path.write_text(json.dumps(raw, indent=2))
+    return path
+
+
+def dx_instance(seed: int, *, sop_uid: str, study_uid: str, ts: str | None = None, rows: int = 96,
+                columns: int = 80, modality: str = "DX") -> bytes:
+    """A small radiograph-like DX instance (with a patient module) as Part 10 bytes in ``ts``."""
+    import numpy as np
+    from pydicom import uid as dcm_uid
+
+    from boneage.imaging.testing import base_dataset, encode_pixels, radiograph_like, to_bytes
+
+    ts = ts or dcm_uid.ExplicitVRLittleEndian
+    arr = radiograph_like(np.random.default_rng(seed), rows=rows, columns=columns)
+    ds = base_dataset(rows, columns, bits_stored=12, modality=modality, tags={
+        "SOPInstanceUID": sop_uid, "StudyInstanceUID": study_uid, "SeriesInstanceUID": f"{study_uid}.1",
+        "PatientName": "PHANTOM^HAND", "PatientID": f"PH{seed:06d}", "PatientSex": "F", "PatientAge": "010Y",
+        "AccessionNumber": f"A{seed:06d}", "BodyPartExamined": "HAND"})
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    encode_pixels(ds, arr, ts)
+    return to_bytes(ds)
+
+
+@dataclass
+class StorageSCP:
+    """A C-STORE SCP for any storage SOP class in any transfer syntax (pynetdicom): the test's PACS.
+    ``received`` keeps (SOP Instance UID, StudyInstanceUID, SOP Class UID, transfer syntax) per store."""
+
+    ae_title: str = "PACS"
+    port: int = 0
+    received: list[tuple[str, str, str, str]] = field(default_factory=list)
+    server: Any = None
+
+    def start(self) -> StorageSCP:
+        from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+
+        ae = AE(ae_title=self.ae_title)
+        for cx in AllStoragePresentationContexts:
+            ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+
+        def handle(event: Any) -> int:
+            ds = event.dataset
+            self.received.append((str(ds.SOPInstanceUID), str(ds.StudyInstanceUID), str(ds.SOPClassUID),
+                                  str(event.context.transfer_syntax)))
+            return 0x0000
+
+        self.port = self.port or free_port()
+        self.server = ae.start_server(("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, handle)])
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server = None
+
+    def as_pacs(self) -> dict[str, Any]:
+        return {"host": "127.0.0.1", "port": self.port, "ae_title": self.ae_title}
+
+
+def _report_dataset(sop_class: str, *, study_uid: str, source_sop: str) -> bytes:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "SR" if sop_class.endswith(".88.33") else "OT"
+    ds.PatientName = "PHANTOM^HAND"
+    ds.ContentDescription = f"stand-in report for {source_sop[:8]}"
+    buf = DicomBytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def publish_result(aws: GatewayAws, *, upload_id: str, object_key: str, study_uid: str, source_sop: str = "",
+                   hospital_id: str = "st-mary", status: str = "completed", reason: str | None = None,
+                   envelope: bool = True) -> dict[str, Any]:
+    """Put a stand-in SC and SR of ``study_uid`` in the results bucket and the service's message for
+    them on the results queue (in SNS's envelope unless ``envelope=False``); returns the body."""
+    from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage
+
+    report_keys: dict[str, str] = {}
+    if status == "completed":
+        for name, sop_class in (("report_sc.dcm", SecondaryCaptureImageStorage),
+                                ("report_sr.dcm", ComprehensiveSRStorage)):
+            key = f"reports/{hospital_id}/{upload_id[:16]}/{name}"
+            aws.client("s3").put_object(Bucket=aws.results_bucket, Key=key,
+                                        Body=_report_dataset(sop_class, study_uid=study_uid, source_sop=source_sop))
+            report_keys[name] = key
+    body = {"schema": "boneage.assessment.v1", "upload_id": upload_id, "status": status, "reason": reason,
+            "object_ref": object_ref_for(aws.upload_bucket, object_key), "report_keys": report_keys,
+            "study_instance_uid": study_uid}
+    message = json.dumps(body)
+    if envelope:
+        message = json.dumps({"Type": "Notification", "MessageId": str(uuid.uuid4()), "Message": message,
+                              "TopicArn": f"arn:aws:sns:{REGION}:123456789012:results"})
+    aws.client("sqs").send_message(QueueUrl=aws.queue_url, MessageBody=message)
+    return body
+
+
+class GatewayProcess:
+    """``boneage gateway run --config PATH`` as a child process, its stderr (JSON log lines) in a file."""
+
+    def __init__(self, config_path: Path, *, log_path: Path | None = None) -> None:
+        self.config_path = Path(config_path)
+        self.log_path = log_path or self.config_path.with_suffix(".log")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, ready_port: int | None = None, timeout_s: float = 60.0) -> GatewayProcess:
+        env = {**os.environ, **EMULATOR_ENV, "PYTHONPATH": str(ROOT / "shared")}
+        log = open(self.log_path, "ab")     # noqa: SIM115 - the child owns it
+        self.proc = subprocess.Popen([sys.executable, "-m", "boneage.cli", "gateway", "run", "--config",
+                                      str(self.config_path)], stdout=log, stderr=log, env=env, cwd=str(ROOT))
+        log.close()
+        if ready_port is not None:
+            def listening() -> bool:
+                if self.proc is not None and self.proc.poll() is not None:
+                    raise RuntimeError(f"the gateway exited ({self.proc.returncode}): {self.logs()[-5:]}")
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", ready_port), timeout=0.5):
+                    return True
+                return False
+            wait_for(listening, timeout_s=timeout_s, what="the gateway to listen")
+        return self
+
+    def logs(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines() if self.log_path.exists() else []:
+            with contextlib.suppress(json.JSONDecodeError):
+                out.append(json.loads(line))
+        return out
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def terminate(self, timeout_s: float = 20.0) -> int:
+        assert self.proc is not None
+        self.proc.terminate()
+        return self.proc.wait(timeout_s)
+
+    def __enter__(self) -> GatewayProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+@contextlib.contextmanager
+def gateway_aws() -> Iterator[GatewayAws]:
+    aws = GatewayAws.start()
+    try:
+        yield aws
+    finally:
+        aws.stop()
