@@ -103,6 +103,9 @@ class Orthanc:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _log_offset: int = field(default=0, repr=False)
 
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir).resolve()     # Orthanc runs in it and reads its config from it
+
     # -- life cycle ----------------------------------------------------------------------------
     @property
     def storage(self) -> Path:

@@ -1,8 +1,8 @@
 """The hospital's side of the application on this machine: Orthanc as its PACS, ``boneage gateway run`` as
 its DICOM node, both wired to a live local deployment (``boneage.devstack.local``) that assesses.
 
-``PacsLoop.start(deployment, workdir)`` onboards a hospital in the deployment (its credentials and its
-results queue, as ``boneage.onboarding`` would create them), starts a ``TcpProxy`` in front of the
+``PacsLoop.start(deployment, workdir)`` onboards a hospital in the deployment (``LocalDeployment.onboard``:
+its role's session credentials and its filtered results queue, from ``boneage.onboarding``'s template), starts a ``TcpProxy`` in front of the
 emulator (the gateway's only way to AWS, so a test can cut it), Orthanc with the gateway declared as a
 modality, and the gateway as a subprocess (``python -m boneage.cli gateway run --config ...``, the
 hospital's credentials in its environment, nothing else of ours) pointed at Orthanc for results. Then:
@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 from .dcmtk import StoreResult, storescu
 from .orthanc import Modality, Orthanc, free_port, port_open
 from .proxy import TcpProxy
-from .stack import EMULATOR_ENV, REGION
+from .hospitals import HospitalAccess
+from .stack import REGION
 
 if TYPE_CHECKING:
     from .local import LocalDeployment
@@ -50,40 +51,6 @@ SR_CLASSES = {"1.2.840.10008.5.1.4.1.1.88.11", "1.2.840.10008.5.1.4.1.1.88.22", 
               "1.2.840.10008.5.1.4.1.1.88.34"}
 # Short back-off so a fault ends within seconds of its cause going away (the defaults are minutes).
 FAST_RETRY = {"initial_backoff_s": 0.25, "max_backoff_s": 2.0, "max_delivery_attempts": 200}
-
-
-@dataclass(frozen=True)
-class HospitalAccess:
-    """What onboarding hands a hospital's gateway: its credentials and its results queue."""
-
-    hospital_id: str
-    credentials: dict[str, str]           # AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN)
-    results_queue_url: str
-    upload_bucket: str
-    results_bucket: str
-
-
-def onboard(deployment: LocalDeployment, hospital_id: str) -> HospitalAccess:
-    """The hospital onboarded in the deployment: ``LocalDeployment.onboard`` (its own role and filtered queue)
-    where the deployment has it, else a queue subscribed with the filter policy and the emulator's keys."""
-    stack = deployment.stack
-    upload_bucket, results_bucket = stack.input_bucket, stack.outputs["ResultsBucketName"]
-    method = getattr(deployment, "onboard", None)
-    if method is not None:
-        got = method(hospital_id)
-        got = got if isinstance(got, Mapping) else vars(got)
-        creds = got.get("credentials") or {}
-        creds = {k: v for k, v in {"AWS_ACCESS_KEY_ID": creds.get("AWS_ACCESS_KEY_ID") or creds.get("AccessKeyId"),
-                                   "AWS_SECRET_ACCESS_KEY": creds.get("AWS_SECRET_ACCESS_KEY")
-                                   or creds.get("SecretAccessKey"),
-                                   "AWS_SESSION_TOKEN": creds.get("AWS_SESSION_TOKEN") or creds.get("SessionToken")
-                                   }.items() if v}
-        queue = got.get("queue_url") or got.get("results_queue_url")
-        return HospitalAccess(hospital_id, creds, str(queue), str(got.get("upload_bucket") or upload_bucket),
-                              str(got.get("results_bucket") or results_bucket))
-    queue = stack.subscribe_queue(f"gateway-{hospital_id}", filter_policy={"hospital_id": [hospital_id]})
-    creds = {k: EMULATOR_ENV[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")}
-    return HospitalAccess(hospital_id, creds, queue, upload_bucket, results_bucket)
 
 
 @dataclass
@@ -177,8 +144,9 @@ class PacsLoop:
               retry: Mapping[str, float] | None = None, proxy: bool = True, stow: bool = False,
               visibility_timeout_s: int = 10) -> PacsLoop:
         """Onboard ``hospital_id``, start the proxy, Orthanc and the gateway (in that order)."""
+        workdir = workdir.resolve()
         workdir.mkdir(parents=True, exist_ok=True)
-        access = onboard(deployment, hospital_id)
+        access = deployment.onboard(hospital_id)
         endpoint_port = int(deployment.stack.endpoint.rsplit(":", 1)[1].split("/")[0])
         relay = TcpProxy(endpoint_port).start()
         gateway_port = free_port()
@@ -192,7 +160,7 @@ class PacsLoop:
                 "listen_port": gateway_port, "allowed_calling_aets": [PACS_AET, MODALITY_AET],
                 "spool_dir": str(workdir / "spool"),
                 "aws": {"endpoint_url": relay.url if proxy else deployment.stack.endpoint, "region": REGION,
-                        "upload_bucket": access.upload_bucket, "results_bucket": access.results_bucket,
+                        "upload_bucket": access.input_bucket, "results_bucket": access.results_bucket,
                         "results_queue_url": access.results_queue_url, "wait_time_s": 1,
                         "visibility_timeout_s": visibility_timeout_s},
                 "retry": dict(retry or FAST_RETRY),
@@ -339,7 +307,7 @@ class PacsLoop:
         """Every key under the hospital's folders in both buckets (versions included)."""
         s3 = self.deployment.stack.client("s3")
         keys = []
-        for bucket in (self.access.upload_bucket, self.access.results_bucket):
+        for bucket in (self.access.input_bucket, self.access.results_bucket):
             for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
                 keys += [v["Key"] for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
                          if f"/{self.hospital_id}/" in f"/{v['Key']}"]
