@@ -222,13 +222,16 @@ class PacsLoop:
         A result is attributed to the source instance it references (SC: Source Image Sequence; SR: its
         evidence and image references)."""
         instances = self.orthanc.study_instances(study_uid)
-        known = set(sources) if sources is not None else {i["SOPInstanceUID"] for i in instances}
+        # Without ``sources``: any instance referenced (the source may never have been in this PACS: a
+        # modality sent it straight to the gateway).
+        known = set(sources) if sources is not None else None
         found: dict[str, dict[str, list[str]]] = {}
         for inst in instances:
             kind = "SC" if inst["SOPClassUID"] == SC_CLASS else "SR" if inst["SOPClassUID"] in SR_CLASSES else None
             if kind is None:
                 continue
-            refs = _referenced_uids(self.orthanc.get(f"/instances/{inst['ID']}/tags?simplify")) & known
+            refs = _referenced_uids(self.orthanc.get(f"/instances/{inst['ID']}/tags?simplify"))
+            refs = refs & known if known is not None else refs
             for source in refs or {"(unreferenced)"}:
                 found.setdefault(source, {"SC": [], "SR": []})[kind].append(inst["ID"])
         return found
@@ -258,12 +261,14 @@ class PacsLoop:
                 counts[r["SOPInstanceUID"]] = counts.get(r["SOPInstanceUID"], 0) + 1
         return counts
 
-    def check_exactly_once(self, study_uid: str, sources: Iterable[str]) -> list[str]:
+    def check_exactly_once(self, study_uid: str, sources: Iterable[str],
+                           records: Mapping[str, list[dict[str, Any]]] | None = None) -> list[str]:
         """What breaks "assessed exactly once, its results in the PACS exactly once" for these source instances:
-        one completed record each, and one SC and one SR each in the study, each received once (empty: holds)."""
+        one completed record each, and one SC and one SR each in the study, each received once (empty: holds).
+        ``records``: ``records_by_instance()`` when the caller already has it."""
         wanted = set(sources)
         problems = []
-        by_instance = self.records_by_instance()
+        by_instance = records if records is not None else self.records_by_instance()
         for source in sorted(wanted):
             rows = by_instance.get(source, [])
             if len(rows) != 1 or rows[0].get("status") != "completed":

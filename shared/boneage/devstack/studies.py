@@ -76,7 +76,8 @@ class PhantomStudy:
 def phantom_study(seed: int, *, instances: int = 1, modality: str = "DX", size: int = 256,
                   bone_age_months: float | None = None) -> PhantomStudy:
     """One study of ``instances`` left-hand phantoms from ``seed`` (``size`` pixels square; the model's
-    input is smaller, so 256 keeps tests fast without changing what is assessed)."""
+    input is smaller, so 256 keeps tests fast without changing what is assessed). ``bone_age_months``
+    defaults to a school-age child's, which the service assesses rather than rejects."""
     import numpy as np
     from pydicom.dataset import Dataset
 
@@ -91,7 +92,11 @@ def phantom_study(seed: int, *, instances: int = 1, modality: str = "DX", size: 
     rng = np.random.default_rng([int(seed), 11])
     male = bool(rng.random() < 0.5)
     study_date = dt.date(2025, 1, 6) + dt.timedelta(days=int(rng.integers(300)))
-    age_days = int(rng.integers(5 * 365, 14 * 365))
+    # A child well inside the standards' range (6-12.5 years, bone age within a few months of age), so the
+    # service assesses it: a random phantom may be skeletally mature, which is rejected and sends nothing back.
+    if bone_age_months is None:
+        bone_age_months = float(rng.uniform(72.0, 150.0))
+    age_days = int(round((bone_age_months + float(rng.normal(0.0, 4.0))) * 365.25 / 12))
     birth = study_date - dt.timedelta(days=age_days)
     name = f"{_FAMILY[int(rng.integers(len(_FAMILY)))]}^{_GIVEN[int(rng.integers(len(_GIVEN)))]}"
     patient_id = f"MRN{int(rng.integers(10**7, 10**8))}"
