@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from boneage.devstack import ROOT, LocalStack, load_handler, sample_uploads
+from boneage.devstack import ROOT, LocalStack, load_handler, onboard, sample_uploads
 
 TERMINAL = {"completed", "rejected", "failed"}
 
@@ -54,10 +54,12 @@ def run(seed: int, *, verbose: bool) -> int:
             app.init()
             print(f"initialised in {time.monotonic() - t0:.1f} s", flush=True)
 
-            s3 = stack.client("s3")
+            # Each hospital uploads as its own gateway role (onboarded); the function refuses anyone else.
+            s3 = {h: onboard(stack, h).client("s3") for h in hospitals}
             ids: dict[str, str] = {}
             for u in uploads:
-                put = s3.put_object(Bucket=stack.input_bucket, Key=u.key, Body=u.body, Metadata=u.metadata)
+                put = s3[u.hospital_id].put_object(Bucket=stack.input_bucket, Key=u.key, Body=u.body,
+                                                   Metadata=u.metadata)
                 ids[u.name] = upload_id_for(stack.input_bucket, u.key, put.get("VersionId"))
                 print(f"uploaded {u.name:<22} -> s3://{stack.input_bucket}/{u.key}", flush=True)
 

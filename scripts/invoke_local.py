@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-from boneage.devstack import LambdaContext, LocalStack, load_env_vars, load_handler, sample_uploads
+from boneage.devstack import LambdaContext, LocalStack, load_env_vars, load_handler, onboard, sample_uploads
 
 
 def s3_records(event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -97,12 +97,17 @@ def main(argv: list[str] | None = None) -> int:
     sample = sample_uploads(args.seed)[0]
     with LocalStack.start(stack_name="boneage-invoke") as stack, stack.environment():
         event = point_event_at(event, stack.input_bucket)
-        s3 = stack.client("s3")
 
         def upload(record: dict[str, Any]) -> dict[str, Any]:
-            # Put a radiograph where the event says one is, and name the version S3 gave it.
+            # Put a radiograph where the event says one is, as the folder's hospital (onboarded here), and
+            # name the version S3 gave it and the principal that put it, as S3's event would.
             key = unquote_plus(record["s3"]["object"]["key"])
+            hospital = key.split("/")[1] if key.count("/") >= 2 else None
+            access = onboard(stack, hospital) if hospital else None
+            s3 = access.client("s3") if access else stack.client("s3")
             put = s3.put_object(Bucket=stack.input_bucket, Key=key, Body=sample.body, Metadata=sample.metadata)
+            if access:
+                record["userIdentity"] = {"principalId": access.principal_id}
             record["s3"]["object"]["versionId"] = put.get("VersionId")
             record["s3"]["object"]["size"] = len(sample.body)
             return record

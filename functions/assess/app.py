@@ -48,6 +48,9 @@ def init(processor: UploadProcessor | None = None) -> UploadProcessor:
         service = AssessmentService(engine.assessor, limits=Limits.from_settings(settings.ingest))
         processor = build_processor(settings, service)
         logger.info("initialised", extra={"backend": engine.backend, "model_version": engine.model_version})
+        if not settings.uploader_registry:
+            # template.yaml always sets it: without it anyone who may write a folder is taken for its hospital.
+            logger.warning("UPLOADER_REGISTRY is not set: the uploader check is off")
     _processor = processor
     return processor
 

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("inspect", "assess", "phantom", "train", "evaluate", "bench", "local", "gateway")
+COMMANDS = ("inspect", "assess", "phantom", "train", "evaluate", "bench", "local", "gateway", "onboard")
 
 
 def _load(name: str):

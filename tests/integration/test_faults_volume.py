@@ -22,6 +22,7 @@ from boneage.adapters.redrive import redrive
 from boneage.adapters.runtime import Clients, build_processor
 from boneage.adapters.store import _unmarshal
 from boneage.config import Settings
+from boneage.devstack import onboard
 from boneage.imaging.testing import png_bytes
 from boneage.service import AssessmentService
 from boneage.upload import PROCESSING, TERMINAL, upload_id_for
@@ -59,14 +60,15 @@ def test_every_upload_ends_in_exactly_one_terminal_record_despite_faults(stack, 
     handler.init(build_processor(settings, service, clients=clients))
     inbox = stack.subscribe_queue("inbox-vol-all", filter_policy={"hospital_id": list(HOSPITALS)})
 
-    s3 = stack.client("s3")
+    s3 = {h: onboard(stack, h).client("s3") for h in HOSPITALS}     # each hospital uploads as its own role
     expected: dict[str, str] = {}
     for n in range(UPLOADS):
         hospital = HOSPITALS[n % len(HOSPITALS)]
         bad = n % 10 == 9
         body = b"GIF89a not a radiograph" if bad else png_bytes(rng.integers(0, 255, (48, 40), dtype=np.uint8))
         key = f"incoming/{hospital}/vol-{n:04d}.png"
-        put = s3.put_object(Bucket=stack.input_bucket, Key=key, Body=body, Metadata={"sex": "F", "age-months": "100"})
+        put = s3[hospital].put_object(Bucket=stack.input_bucket, Key=key, Body=body,
+                                      Metadata={"sex": "F", "age-months": "100"})
         expected[upload_id_for(stack.input_bucket, key, put["VersionId"])] = "rejected" if bad else "completed"
 
     t0 = time.monotonic()

@@ -11,8 +11,8 @@ Two gaps of the emulator are filled, and said so:
 - Moto enforces identity policies but not S3's rule for missing keys; ``_aws_missing_key_rule`` adds
   it to the in-process emulator (moto's S3 responses are private API: the 403 case below fails if the
   patch stops taking effect).
-- Moto checks DynamoDB and SNS actions against resource ``*``, which no resource-scoped statement
-  matches, so the handler's table and topic clients sign as an operator allowed everything; its S3
+- Moto checks DynamoDB, SNS and SSM actions against resource ``*``, which no resource-scoped statement
+  matches, so the handler's table, topic and registry clients sign as an operator allowed everything; its S3
   client, the permission under test, signs as the function.
 """
 
@@ -35,6 +35,7 @@ from boneage.adapters.runtime import CLIENT_CONFIG, Clients, build_processor
 from boneage.adapters.s3 import ObjectReader
 from boneage.adapters.store import ResultStore
 from boneage.config import Settings
+from boneage.devstack import onboard
 from boneage.errors import Rejection, TransientFault
 from boneage.upload import upload_id_for
 
@@ -139,11 +140,12 @@ def _client(session: boto3.session.Session, service: str, stack: Any) -> Any:
 
 
 def _deleted_upload(stack: Any, name: str) -> tuple[str, str]:
-    """An upload whose version was then deleted for good (as the lifecycle's expiry or the hospital does)."""
-    s3 = stack.client("s3")
+    """An upload whose version was then deleted for good (as the lifecycle's expiry or the hospital does).
+    Put by the hospital's own role: the function assesses only what the folder's hospital put."""
+    s3 = onboard(stack, HOSPITAL).client("s3")
     key = f"incoming/{HOSPITAL}/{name}"
     version = s3.put_object(Bucket=stack.input_bucket, Key=key, Body=b"withdrawn before it was read")["VersionId"]
-    s3.delete_object(Bucket=stack.input_bucket, Key=key, VersionId=version)
+    stack.client("s3").delete_object(Bucket=stack.input_bucket, Key=key, VersionId=version)
     return key, version
 
 
@@ -200,7 +202,7 @@ def test_the_handler_rejects_a_deleted_upload_once_under_the_function_roles_poli
     operator = identities["it-iam-operator"]
     clients = Clients(s3=_client(identities["it-iam-function"], "s3", stack),
                       dynamodb=_client(operator, "dynamodb", stack), sns=_client(operator, "sns", stack),
-                      sqs=_client(identities["it-iam-function"], "sqs", stack))
+                      sqs=_client(identities["it-iam-function"], "sqs", stack), ssm=_client(operator, "ssm", stack))
     handler.init(build_processor(Settings.from_env(), real_service, clients=clients))
 
     def enforced(event: dict[str, Any], context: Any) -> Any:

@@ -25,7 +25,7 @@ from boneage.adapters.redrive import redrive
 from boneage.adapters.runtime import build_processor
 from boneage.adapters.store import ResultStore
 from boneage.config import Settings
-from boneage.devstack import ROOT, LambdaContext, LocalStack, load_finalizer
+from boneage.devstack import ROOT, LambdaContext, LocalStack, load_finalizer, onboard
 from boneage.imaging.testing import png_bytes
 from boneage.service import AssessmentService
 from boneage.upload import Upload, upload_id_for
@@ -81,7 +81,8 @@ def test_a_worker_killed_on_the_last_delivery_still_ends_failed_notified_once_an
     inbox = stack.subscribe_queue("inbox-it-killed", filter_policy={"hospital_id": [HOSPITAL]})
     key = f"incoming/{HOSPITAL}/hand.png"
     body = png_bytes(np.random.default_rng(5).integers(0, 255, (48, 40), dtype=np.uint8))
-    put = stack.client("s3").put_object(Bucket=stack.input_bucket, Key=key, Body=body, Metadata={"sex": "F"})
+    s3 = onboard(stack, HOSPITAL).client("s3")         # the hospital's own role: the function checks the putter
+    put = s3.put_object(Bucket=stack.input_bucket, Key=key, Body=body, Metadata={"sex": "F"})
     upload_id = upload_id_for(stack.input_bucket, key, put["VersionId"])
     store = ResultStore(stack.client("dynamodb"), stack.outputs["ResultsTableName"])
     sqs, last = stack.client("sqs"), stack.max_receive_count

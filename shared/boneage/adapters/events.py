@@ -3,8 +3,8 @@
 Parsing is strict about shape and lenient about content: an ``s3:TestEvent`` (what S3 sends when a
 notification is configured) or a non-creation event yields no uploads instead of an error, so the
 queue never fills with poison messages. Keys arrive URL-encoded with ``+`` for spaces
-(``unquote_plus``), which is why nothing downstream may use the raw key. ``userIdentity.principalId`` (who put the object)
-is kept for the uploader check (``boneage.processor``).
+(``unquote_plus``), which is why nothing downstream may use the raw key. ``userIdentity.principalId``
+(who put the object) is kept for the uploader check (``boneage.processor``).
 """
 
 from __future__ import annotations

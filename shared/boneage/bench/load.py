@@ -77,11 +77,13 @@ def payloads(plan: LoadPlan) -> tuple[list[tuple[bytes, dict[str, str]]], list[t
     return good, hostile
 
 
-def s3_event(bucket: str, key: str, version_id: str, size: int) -> str:
-    """The body S3 puts on the queue for one created object (what a duplicate delivery repeats)."""
+def s3_event(bucket: str, key: str, version_id: str, size: int, principal_id: str | None = None) -> str:
+    """The body S3 puts on the queue for one created object (what a duplicate delivery repeats), naming
+    the principal that put it as S3 does (``userIdentity``), when given."""
+    identity = {"userIdentity": {"principalId": principal_id}} if principal_id else {}
     return json.dumps({"Records": [{
         "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1", "eventName": "ObjectCreated:Put",
-        "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+        "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()), **identity,
         "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
                "object": {"key": quote_plus(key), "size": size, "versionId": version_id}}}]})
 
@@ -122,7 +124,10 @@ def run_load(plan: LoadPlan, *, on_progress: Any = None) -> dict[str, Any]:
                                        retry_after_s=1, on_notification=on_notification, on_event=on_event)
     try:
         stack = deployment.stack
-        s3, sqs = stack.client("s3"), stack.client("sqs")
+        sqs = stack.client("sqs")
+        # Each hospital uploads as its own gateway role: the function checks who put an upload.
+        access = {h: deployment.onboard(h) for h in plan.hospitals}
+        s3 = {h: a.client("s3") for h, a in access.items()}
         done: dict[int, tuple[str, str, str, int, float]] = {}     # put -> key, version, upload_id, size, put time
         ready = [threading.Event() for _ in range(n_put)]
 
@@ -133,12 +138,15 @@ def run_load(plan: LoadPlan, *, on_progress: Any = None) -> dict[str, Any]:
                 if i not in done:       # its put failed (and raises from its own task)
                     return
                 key, version, _, size, _ = done[i]
-                sqs.send_message(QueueUrl=stack.queue_url, MessageBody=s3_event(stack.input_bucket, key, version, size))
+                principal = access[key.split("/")[1]].principal_id
+                sqs.send_message(QueueUrl=stack.queue_url,
+                                 MessageBody=s3_event(stack.input_bucket, key, version, size, principal))
                 return
             body, metadata = puts[i]
-            key = f"incoming/{plan.hospitals[i % len(plan.hospitals)]}/load-{i:05d}.png"
+            hospital = plan.hospitals[i % len(plan.hospitals)]
+            key = f"incoming/{hospital}/load-{i:05d}.png"
             try:
-                version = s3.put_object(Bucket=stack.input_bucket, Key=key, Body=body, Metadata=metadata)["VersionId"]
+                version = s3[hospital].put_object(Bucket=stack.input_bucket, Key=key, Body=body, Metadata=metadata)["VersionId"]
                 done[i] = (key, version, upload_id_for(stack.input_bucket, key, version), len(body), time.time())
             finally:
                 ready[i].set()

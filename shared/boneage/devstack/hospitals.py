@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,12 @@ class HospitalAccess:
     upload_prefix: str                  # incoming/<H>/ in input_bucket
     reports_prefix: str                 # reports/<H>/ in results_bucket (PNG, DICOM SC and SR)
     credentials: dict[str, str] = field(repr=False)     # AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
+    session_name: str = "gateway"
+
+    @property
+    def principal_id(self) -> str:
+        """What an S3 event's ``userIdentity.principalId`` says for an object this session put."""
+        return f"AWS:{self.role_id}:{self.session_name}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -91,31 +98,46 @@ def onboard(stack: LocalStack, hospital_id: str, *, emails: Sequence[str] = ()) 
             outputs = stack_outputs(cfn, names.stack_name)
         except ClientError:
             outputs = _deploy(stack, names, render(hospital_id, main, emails=emails))
+    # The queues' URLs as the emulator's endpoint serves them (what the AWS CLI and a gateway can use).
+    sqs = stack.client("sqs")
+    queue_url = sqs.get_queue_url(QueueName=names.queue_name)["QueueUrl"]
+    dead_letter_url = sqs.get_queue_url(QueueName=names.dead_letter_queue_name)["QueueUrl"]
+    session_name = f"{hospital_id}-gateway"[:64]
     credentials = stack.client("sts").assume_role(
-        RoleArn=outputs["RoleArn"], RoleSessionName=f"{hospital_id}-gateway"[:64],
-        DurationSeconds=SESSION_SECONDS)["Credentials"]
+        RoleArn=outputs["RoleArn"], RoleSessionName=session_name, DurationSeconds=SESSION_SECONDS)["Credentials"]
     return HospitalAccess(
         hospital_id=hospital_id, endpoint=stack.endpoint, region=REGION, stack_name=names.stack_name,
-        role_arn=outputs["RoleArn"], role_id=outputs["RoleId"], results_queue_url=outputs["ResultsQueueUrl"],
-        results_dead_letter_queue_url=outputs["ResultsDeadLetterQueueUrl"], input_bucket=main.input_bucket,
+        role_arn=outputs["RoleArn"], role_id=outputs["RoleId"], results_queue_url=queue_url,
+        results_dead_letter_queue_url=dead_letter_url, input_bucket=main.input_bucket,
         results_bucket=main.results_bucket, upload_prefix=names.upload_prefix, reports_prefix=names.reports_prefix,
         credentials={"AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
                      "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
-                     "AWS_SESSION_TOKEN": credentials["SessionToken"]})
+                     "AWS_SESSION_TOKEN": credentials["SessionToken"]},
+        session_name=session_name)
 
 
 def _deploy(stack: LocalStack, names: HospitalNames, template: dict[str, Any]) -> dict[str, str]:
     cfn = stack.client("cloudformation")
+    # Moto warns once per resource type its CloudFormation skips; the two it skips are applied below.
+    warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
     cfn.create_stack(StackName=names.stack_name, TemplateBody=json.dumps(template), Capabilities=CAPABILITIES)
     cfn.get_waiter("stack_create_complete").wait(StackName=names.stack_name, WaiterConfig={"Delay": 1})
     physical = {s["LogicalResourceId"]: s.get("PhysicalResourceId", "")
                 for s in cfn.list_stack_resources(StackName=names.stack_name)["StackResourceSummaries"]}
-    sqs, sns, ssm = stack.client("sqs"), stack.client("sns"), stack.client("ssm")
+    sqs, sns, ssm, iam = (stack.client(n) for n in ("sqs", "sns", "ssm", "iam"))
     outputs = stack_outputs(cfn, names.stack_name)
     # What moto's CloudFormation skips, applied from the template itself (only the Refs resolved).
     for logical, resource in template["Resources"].items():
         props = resource["Properties"]
-        if resource["Type"] == "AWS::SQS::QueuePolicy":
+        if resource["Type"] == "AWS::IAM::Role":
+            # Moto's CloudFormation keeps an inline policy as a Python dict, which its own IAM evaluator
+            # cannot read (it expects JSON): the same documents, put again through the IAM API.
+            for policy in props["Policies"]:
+                iam.put_role_policy(RoleName=props["RoleName"], PolicyName=policy["PolicyName"],
+                                    PolicyDocument=json.dumps(policy["PolicyDocument"]))
+            iam.update_assume_role_policy(RoleName=props["RoleName"],
+                                          PolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]))
+        elif resource["Type"] == "AWS::SQS::QueuePolicy":
             for queue in props["Queues"]:
                 sqs.set_queue_attributes(QueueUrl=physical[queue["Ref"]],
                                          Attributes={"Policy": json.dumps(props["PolicyDocument"])})

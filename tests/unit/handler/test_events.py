@@ -37,3 +37,14 @@ def test_upload_id_is_stable_per_object_version_and_free_of_the_key():
     assert a == upload_id_for("b", "incoming/h/Doe_Jane.dcm", "v1")
     assert a != upload_id_for("b", "incoming/h/Doe_Jane.dcm", "v2")
     assert len(a) == 32 and "Doe" not in a
+
+
+def test_the_principal_that_put_the_object_is_kept_and_a_missing_one_is_none():
+    event = _s3_event("incoming/st-mary/a.png")
+    event["Records"][0]["userIdentity"] = {"principalId": "AWS:AROAEXAMPLEROLEID:st-mary-gateway"}
+    [upload] = uploads_from_sqs_body(json.dumps(event))
+    assert upload.principal_id == "AWS:AROAEXAMPLEROLEID:st-mary-gateway"
+    for identity in (None, {}, {"principalId": ""}, "AWS:AROA", {"principalId": 7}):
+        event["Records"][0]["userIdentity"] = identity
+        [upload] = uploads_from_s3_event(event)
+        assert upload.principal_id is None, identity

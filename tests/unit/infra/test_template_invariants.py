@@ -111,7 +111,9 @@ def test_results_go_only_to_encrypted_transports_and_email(template):
     assert any(_tls_only(s, "sns") or (s["Effect"] == "Deny" and s["Action"] == "sns:Publish"
                                        and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}})
                for s in statements)
-    denies = [s for s in statements if s["Effect"] == "Deny" and "sns:Subscribe" in _as_list(s["Action"])]
+    # (The other Subscribe deny, through CloudFormation only, is tests/unit/infra/test_onboarding.py's.)
+    denies = [s for s in statements if s["Effect"] == "Deny" and "sns:Subscribe" in _as_list(s["Action"])
+              and "sns:Protocol" in s.get("Condition", {}).get("StringNotEquals", {})]
     assert len(denies) == 1, "the results topic lets any protocol subscribe"
     [subscribe] = denies
     assert subscribe["Principal"] == "*" and subscribe["Resource"] == {"Ref": "ResultsTopic"}
