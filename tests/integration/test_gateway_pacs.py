@@ -25,7 +25,8 @@ import pydicom
 import pytest
 
 from boneage.devstack.dcmtk import echoscu
-from boneage.devstack.orthanc import orthanc_binary
+from boneage.devstack.local import LocalDeployment
+from boneage.devstack.orthanc import DICOMWEB_PLUGIN, orthanc_binary
 from boneage.devstack.pacs import GATEWAY_AET, MODALITY_AET, PacsLoop
 from boneage.devstack.studies import PhantomStudy, phantom_study
 
@@ -36,21 +37,21 @@ RESULTS_TIMEOUT_S = 150
 
 
 @pytest.fixture(scope="module")
-def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PacsLoop]:
+def deployment() -> Iterator[LocalDeployment]:
     if orthanc_binary() is None:
         pytest.fail("Orthanc is not installed: `make system-deps` installs the Debian package orthanc")
     for tool in ("echoscu", "storescu", "dciodvfy"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed: `make system-deps` installs dcmtk and dicom3tools")
-    from boneage.devstack.local import LocalDeployment
+    with LocalDeployment.start(port=0, stack_name="boneage-it-pacs", workers=1, hospitals=(),
+                               retry_after_s=1) as live:
+        yield live
 
-    deployment = LocalDeployment.start(port=0, stack_name="boneage-it-pacs", workers=1, hospitals=(),
-                                       retry_after_s=1)
-    try:
-        with PacsLoop.start(deployment, tmp_path_factory.mktemp("pacs"), hospital_id=HOSPITAL) as pacs_loop:
-            yield pacs_loop
-    finally:
-        deployment.stop()
+
+@pytest.fixture(scope="module")
+def loop(deployment: LocalDeployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PacsLoop]:
+    with PacsLoop.start(deployment, tmp_path_factory.mktemp("pacs"), hospital_id=HOSPITAL) as pacs_loop:
+        yield pacs_loop
 
 
 @pytest.fixture(autouse=True)
@@ -205,3 +206,24 @@ def test_the_same_study_sent_twice_is_assessed_once_and_its_results_are_in_the_p
     time.sleep(6)       # long enough for a second assessment and delivery to show
     assert loop.check_exactly_once(study.study_instance_uid, study.sop_instance_uids) == []
     _assert_no_phi(loop, study)
+
+
+def test_results_go_back_by_dicomweb_stow_rs_when_the_gateway_is_configured_for_it(deployment, tmp_path):
+    """The second destination: STOW-RS to Orthanc's DICOMweb plugin (Debian's orthanc-dicomweb), for another
+    hospital with its own gateway and PACS on the same deployment."""
+    if not DICOMWEB_PLUGIN.exists():
+        pytest.fail("Orthanc's DICOMweb plugin is not installed: `make system-deps` installs orthanc-dicomweb")
+    with PacsLoop.start(deployment, tmp_path / "stow", hospital_id=f"{HOSPITAL}-stow", stow=True) as stow_loop:
+        assert "pacs" not in stow_loop.gateway.config and stow_loop.gateway.config["stow_url"].endswith("/studies")
+        study = phantom_study(206, instances=1, modality="DX")
+        sent = stow_loop.push(study.write(tmp_path / "study"))
+        assert sent.returncode == 0 and sent.unacknowledged == []
+        found = stow_loop.wait_for_results(study.study_instance_uid, study.sop_instance_uids,
+                                           timeout_s=RESULTS_TIMEOUT_S)
+        results = found.get(study.sop_instance_uids[0], {"SC": [], "SR": []})
+        assert len(results["SC"]) == 1 and len(results["SR"]) == 1, (found, stow_loop.gateway.log_tail(30))
+        # Stored by the DICOMweb plugin (Orthanc's RequestOrigin "Plugins"), not by a C-STORE.
+        origins = {r["origin"] for r in stow_loop.orthanc.receipts()}
+        assert origins == {"Plugins"}, origins
+        records = stow_loop.records_by_instance()
+        assert [r["status"] for r in records[study.sop_instance_uids[0]]] == ["completed"]
