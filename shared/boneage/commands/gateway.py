@@ -60,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
     spool = Spool(config.spool_dir)
     if args.action == "status":
         status = spool.status()
-        status["spool_depth"] = status["pending_uploads"] + status["pending_deliveries"] + status["dead_letters"]
         lines = [f"gateway {config.ae_title} for {config.hospital_id}: {'running' if status['running'] else 'not running'}",
                  f"spool: {status['spool_dir']} (depth {status['spool_depth']})",
                  f"pending uploads: {status['pending_uploads']} ({status['pending_upload_bytes']} bytes); "

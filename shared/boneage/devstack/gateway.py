@@ -154,6 +154,13 @@ class GatewayAws:
         return cls(endpoint=stack.endpoint, upload_bucket=stack.input_bucket,
                    results_bucket=stack.outputs["ResultsBucketName"], queue_url=queue_url)
 
+    @classmethod
+    def for_hospital(cls, access: Any) -> GatewayAws:
+        """What onboarding gave a hospital (``boneage.devstack.hospitals.HospitalAccess``: its queue, the
+        buckets); run the gateway with ``access.credentials`` so the uploads are the hospital role's."""
+        return cls(endpoint=access.endpoint, upload_bucket=access.input_bucket,
+                   results_bucket=access.results_bucket, queue_url=access.results_queue_url)
+
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
@@ -304,8 +311,11 @@ class GatewayProcess:
         self.log_path = log_path or self.config_path.with_suffix(".log")
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, ready_port: int | None = None, timeout_s: float = 60.0) -> GatewayProcess:
-        env = {**os.environ, **EMULATOR_ENV, "PYTHONPATH": str(ROOT / "shared")}
+    def start(self, *, ready_port: int | None = None, timeout_s: float = 60.0,
+              credentials: Mapping[str, str] | None = None) -> GatewayProcess:
+        """``credentials``: AWS_* variables to run with (a hospital's, from onboarding); the emulator's
+        dummy ones otherwise."""
+        env = {**os.environ, **EMULATOR_ENV, **(credentials or {}), "PYTHONPATH": str(ROOT / "shared")}
         log = open(self.log_path, "ab")     # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen([sys.executable, "-m", "boneage.cli", "gateway", "run", "--config",
                                       str(self.config_path)], stdout=log, stderr=log, env=env, cwd=str(ROOT))

@@ -10,6 +10,7 @@ Example (every field; those with a default may be left out)::
       "allowed_calling_aets": ["PACS", "CR1"],  # required, non-empty: anyone else is rejected
       "spool_dir": "/var/spool/boneage",        # durable local state (a volume in the container)
       "max_pdu": 0,                             # 0: unlimited
+      "upload_concurrency": 4,                  # puts in flight at once (each is a WAN round trip)
       "aws": {
         "region": "eu-west-1",
         "endpoint_url": null,                   # an emulator's URL; null: AWS (or AWS_ENDPOINT_URL)
@@ -86,6 +87,7 @@ class GatewayConfig:
     stow_url: str | None = None
     retry: RetryConfig = field(default_factory=RetryConfig)
     max_pdu: int = 0
+    upload_concurrency: int = 4
 
     @property
     def upload_prefix(self) -> str:
@@ -152,7 +154,8 @@ class GatewayConfig:
         return cls(hospital_id=hospital_id, ae_title=ae_title, allowed_calling_aets=allowed_aets, spool_dir=spool,
                    aws=aws, listen_host=_str(raw, "listen_host", default="0.0.0.0"),
                    listen_port=_int(raw, "listen_port", 11112, 0, 65535), pacs=pacs, stow_url=stow_url, retry=retry,
-                   max_pdu=_int(raw, "max_pdu", 0, 0, 2**32 - 1))
+                   max_pdu=_int(raw, "max_pdu", 0, 0, 2**32 - 1),
+                   upload_concurrency=_int(raw, "upload_concurrency", 4, 1, 64))
 
 
 _MISSING = object()

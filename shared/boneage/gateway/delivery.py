@@ -12,6 +12,7 @@ command that re-sends it.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -71,10 +72,21 @@ class CStoreSender:
             ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
         assoc = ae.associate(self.pacs.host, self.pacs.port, ae_title=self.pacs.ae_title)
         if not assoc.is_established:
-            raise DeliveryError("association_rejected" if assoc.is_rejected else "pacs_unreachable")
+            if assoc.is_rejected:
+                raise DeliveryError("association_rejected")
+            # pynetdicom aborts an association in which the PACS accepted none of the contexts.
+            raise DeliveryError("presentation_context_not_accepted" if assoc.rejected_contexts
+                                else "pacs_unreachable")
+        accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
         stored: list[Path] = []
         try:
             for path in paths:
+                ds = headers[path]
+                if (ds.SOPClassUID, ds.file_meta.TransferSyntaxUID) not in accepted:
+                    # Nothing is transcoded: a PACS that refuses the SC's JPEG-LS, say, needs its settings changed.
+                    if not stored:
+                        raise DeliveryError("presentation_context_not_accepted")
+                    break
                 status = assoc.send_c_store(path)
                 code = int(status.Status) if "Status" in status else None
                 if code not in STORED:
@@ -107,10 +119,18 @@ class StowSender:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 if response.status not in (200, 202):
                     raise DeliveryError(f"stow_http_{response.status}")
+                reply = response.read()
         except urllib.error.HTTPError as exc:
             raise DeliveryError(f"stow_http_{exc.code}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise DeliveryError("pacs_unreachable") from exc
+        # PS3.18 10.5.3: a 200/202 may still list instances it did not store (Failed SOP Sequence).
+        try:
+            failed = json.loads(reply or b"{}").get("00081198", {}).get("Value") or []
+        except (ValueError, AttributeError):
+            failed = []
+        if failed:
+            raise DeliveryError("stow_failed_sop")
         return list(paths)
 
 

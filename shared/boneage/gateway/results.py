@@ -123,10 +123,19 @@ class ResultsConsumer:
             if self.handle(unwrap(message.get("Body", ""))) == DELETE:
                 self.sqs.delete_message(QueueUrl=self.config.aws.results_queue_url,
                                         ReceiptHandle=message["ReceiptHandle"])
-            else:       # back soon, not after the whole visibility timeout
-                self.sqs.change_message_visibility(QueueUrl=self.config.aws.results_queue_url,
-                                                   ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=KEEP_FOR_S)
+            else:
+                self._back_soon(message["ReceiptHandle"])
         return len(messages)
+
+    def _back_soon(self, receipt_handle: str) -> None:
+        """Make a kept message visible again in a few seconds rather than after the visibility timeout.
+        Optional: a role without sqs:ChangeMessageVisibility just waits for the timeout."""
+        try:
+            self.sqs.change_message_visibility(QueueUrl=self.config.aws.results_queue_url,
+                                               ReceiptHandle=receipt_handle, VisibilityTimeout=KEEP_FOR_S)
+        except Exception as exc:
+            logger.info("could not shorten a kept message's visibility; it returns after the timeout",
+                        extra={"fault": type(exc).__name__})
 
     def run(self) -> None:
         while not self.stop.is_set():

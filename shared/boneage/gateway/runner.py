@@ -48,7 +48,12 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)   # its INFO lines print dataset summaries
+    # pynetdicom's own warnings (aborts, refused contexts) as JSON lines too; its INFO lines print
+    # dataset summaries, so they stay off.
+    netdicom = logging.getLogger("pynetdicom")
+    netdicom.handlers[:] = [handler]
+    netdicom.setLevel(logging.WARNING)
+    netdicom.propagate = False
 
 
 def aws_clients(config: GatewayConfig) -> tuple[Any, Any]:
@@ -101,14 +106,19 @@ class Gateway:
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
         if self.server is not None:
-            self.server.shutdown()          # no new associations; open ones are closed
+            open_now = list(self.server.active_associations)
+            self.server.shutdown()          # no new associations
+            # Open ones may finish what they are sending; one still open at the deadline dies with the
+            # process, and the sender, never having had a success for it, sends it again.
+            for assoc in open_now:
+                assoc.join(max(0.0, deadline - time.monotonic()))
             self.server = None
         for worker in (self.uploader, self.results, self.deliverer):
             worker.stop.set()
         self.uploader.wake.set()
         self.deliverer.wake.set()
-        deadline = time.monotonic() + timeout_s
         for thread in self.threads:
             # The results thread may sit in a long poll: nothing it holds is lost by leaving it (a message
             # is deleted only after it is recorded), so it gets no more than the time left.

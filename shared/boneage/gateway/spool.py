@@ -297,13 +297,16 @@ class Spool:
         for p in sorted(self._entries(self.dead)):
             raw = self._read_json(p) or {}
             dead.append({k: raw.get(k) for k in ("upload_id", "ref", "attempts", "last_error")})
+        pending_deliveries = sum(1 for _ in self._entries(self.pending))
         return {
             "spool_dir": str(self.root),
             "running": self.running(),
+            # What the gateway still owes: instances to upload, results to deliver, dead letters to resend.
+            "spool_depth": len(inbox) + pending_deliveries + len(dead),
             "pending_uploads": len(inbox),
             "pending_upload_bytes": size,
             "uploaded": sum(1 for _ in self._entries(self.uploaded)),
-            "pending_deliveries": sum(1 for _ in self._entries(self.pending)),
+            "pending_deliveries": pending_deliveries,
             "delivered": sum(1 for _ in self._entries(self.done)),
             "dead_letters": len(dead),
             "rejections_and_failures": len(outcomes),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,7 @@ class Uploader:
         self.s3 = s3
         self.wake = threading.Event()
         self.stop = threading.Event()
+        self.stop_batch = threading.Event()
         self._sleep = sleep
         self.clock = clock
         self.failures = 0          # consecutive failed puts (drives the back-off)
@@ -81,14 +83,35 @@ class Uploader:
         return outcome
 
     def run_once(self) -> int:
-        """Upload everything spooled now; returns how many went. Raises on the first fault."""
-        done = 0
-        for ref in self.spool.inbox_refs():
-            if self.stop.is_set():
-                break
-            self.upload(ref)
-            done += 1
+        """Upload everything spooled now, ``upload_concurrency`` at a time (each put is a WAN round trip);
+        returns how many went. Raises the first fault once the puts under way have ended."""
+        refs = self.spool.inbox_refs()
+        workers = max(1, min(self.config.upload_concurrency, len(refs)))
+        if workers == 1:
+            for ref in refs:
+                if self.stop.is_set():
+                    break
+                self.upload(ref)
+            return len(refs)
+        done, fault = 0, None
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gateway-put") as pool:
+            futures = [pool.submit(self._upload_unless_stopped, ref) for ref in refs]
+            for future in futures:
+                try:
+                    done += future.result()
+                except Exception as exc:
+                    fault = fault or exc
+                    self.stop_batch.set()       # S3 is probably down: stop starting puts, back off
+        self.stop_batch.clear()
+        if fault is not None:
+            raise fault
         return done
+
+    def _upload_unless_stopped(self, ref: str) -> int:
+        if self.stop.is_set() or self.stop_batch.is_set():
+            return 0
+        self.upload(ref)
+        return 1
 
     def run(self) -> None:
         while not self.stop.is_set():

@@ -80,3 +80,23 @@ def test_uploads_are_retried_with_growing_backoff_while_s3_is_down(config, s3, c
     assert up.spool.inbox_refs() == [] and s3.puts == 1
     for record in caplog.records:
         assert UID not in record.getMessage() and UID not in str(vars(record))
+
+
+def test_concurrent_uploads_put_each_instance_once_and_a_fault_stops_the_batch(config, s3):
+    import dataclasses
+
+    up = _uploader(dataclasses.replace(config, upload_concurrency=4), s3)
+    uids = [f"{UID}.{i}" for i in range(12)]
+    for uid in uids:
+        up.spool.receive(uid, instance(uid))
+    s3.down = 1
+    try:
+        up.run_once()
+        raise AssertionError("the fault was swallowed")
+    except ConnectionError:
+        pass
+    left = len(up.spool.inbox_refs())
+    assert left >= 1                                    # the failed one at least is still spooled
+    assert up.run_once() == left
+    assert up.spool.inbox_refs() == [] and len(s3.versions) == 12
+    assert all(len(v) == 1 for v in s3.versions.values())

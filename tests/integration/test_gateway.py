@@ -1,0 +1,351 @@
+"""The DICOM gateway on loopback: dcmtk's echoscu/storescu and pynetdicom as the modality, moto server
+as S3 and SQS, pynetdicom's SCP and dcmtk's storescp as the PACS, ``boneage gateway run`` as a real
+process where a crash is the point. Orthanc round trips are in the PACS tests (part 4)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom import uid as dcm_uid
+
+from boneage.devstack.gateway import (
+    Blackout, GatewayAws, GatewayProcess, StorageSCP, dx_instance, free_port, publish_result, wait_for, write_config,
+)
+from boneage.devstack.stack import EMULATOR_ENV, ROOT
+from boneage.gateway.config import GatewayConfig
+from boneage.gateway.runner import Gateway
+from boneage.gateway.spool import Spool, ref_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+DCMTK = shutil.which("storescu") is not None and shutil.which("echoscu") is not None
+needs_dcmtk = pytest.mark.skipif(not DCMTK, reason="dcmtk (storescu, echoscu) is not installed")
+STUDY = "1.2.826.0.1.3680043.8.498.7000"
+
+
+@pytest.fixture(scope="module")
+def aws():
+    aws = GatewayAws.start()
+    yield aws
+    aws.stop()
+
+
+@pytest.fixture(autouse=True)
+def _credentials(monkeypatch):
+    for k, v in EMULATOR_ENV.items():
+        monkeypatch.setenv(k, v)
+
+
+def _uid(n: int) -> str:
+    return f"{STUDY}.{n}"
+
+
+def _write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+# storescu proposes uncompressed syntaxes only unless told which compressed one to offer.
+PROPOSE = {dcm_uid.JPEGLSLossless: "-xt", dcm_uid.RLELossless: "-xr", dcm_uid.JPEG2000Lossless: "-xv",
+           dcm_uid.JPEGLosslessSV1: "-xs", dcm_uid.DeflatedExplicitVRLittleEndian: "-xd"}
+
+
+def _storescu(port: int, *files: Path, calling: str = "MODALITY", called: str = "BONEAGE",
+              ts: str | None = None) -> subprocess.CompletedProcess:
+    flags = [PROPOSE[ts]] if ts in PROPOSE else []
+    return subprocess.run(["storescu", *flags, "-aet", calling, "-aec", called, "127.0.0.1", str(port), *map(str, files)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def _gateway(aws: GatewayAws, tmp_path: Path, **kw) -> tuple[Gateway, Path]:
+    port = free_port()
+    path = write_config(tmp_path / "gateway.json", aws.config(tmp_path / "spool", listen_port=port, **kw))
+    return Gateway(GatewayConfig.load(path), config_path=str(path)), path
+
+
+@needs_dcmtk
+def test_echoscu_is_answered_and_a_calling_ae_not_allowed_is_rejected(aws, tmp_path):
+    gateway, _ = _gateway(aws, tmp_path)
+    with gateway:
+        ok = subprocess.run(["echoscu", "-aet", "MODALITY", "-aec", "BONEAGE", "127.0.0.1", str(gateway.port)],
+                            capture_output=True, text=True, timeout=30)
+        assert ok.returncode == 0, ok.stderr
+        stranger = subprocess.run(["echoscu", "-aet", "INTRUDER", "-aec", "BONEAGE", "127.0.0.1", str(gateway.port)],
+                                  capture_output=True, text=True, timeout=30)
+        assert stranger.returncode != 0 and "Rejected" in stranger.stderr + stranger.stdout
+        wrong_called = subprocess.run(["echoscu", "-aet", "MODALITY", "-aec", "SOMEONE", "127.0.0.1",
+                                       str(gateway.port)], capture_output=True, text=True, timeout=30)
+        assert wrong_called.returncode != 0
+        data = dx_instance(1, sop_uid=_uid(1), study_uid=STUDY)
+        rejected = _storescu(gateway.port, _write(tmp_path, "a.dcm", data), calling="INTRUDER")
+        assert rejected.returncode != 0
+        assert gateway.spool.status()["pending_uploads"] + gateway.spool.status()["uploaded"] == 0
+
+
+def test_a_pynetdicom_caller_not_allowed_gets_an_association_rejection(aws, tmp_path):
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    gateway, _ = _gateway(aws, tmp_path)
+    with gateway:
+        ae = AE(ae_title="INTRUDER")
+        ae.add_requested_context(Verification)
+        assoc = ae.associate("127.0.0.1", gateway.port, ae_title="BONEAGE")
+        assert assoc.is_rejected and not assoc.is_established
+
+
+@needs_dcmtk
+@pytest.mark.parametrize("ts", [dcm_uid.ExplicitVRLittleEndian, dcm_uid.ImplicitVRLittleEndian,
+                                dcm_uid.JPEGLSLossless, dcm_uid.RLELossless, dcm_uid.JPEG2000Lossless,
+                                dcm_uid.JPEGLosslessSV1, dcm_uid.DeflatedExplicitVRLittleEndian])
+def test_storescu_instances_are_uploaded_once_as_received_under_a_phi_free_key(aws, tmp_path, ts):
+    n = 100 + sorted(dcm_uid.AllTransferSyntaxes).index(ts)
+    data = dx_instance(n, sop_uid=_uid(n), study_uid=STUDY, ts=ts)
+    path = _write(tmp_path, "x.dcm", data)
+    gateway, _ = _gateway(aws, tmp_path)
+    with gateway:
+        sent = _storescu(gateway.port, path, ts=ts)
+        assert sent.returncode == 0, sent.stderr
+        again = _storescu(gateway.port, path, ts=ts)           # the same SOP Instance UID a second time
+        assert again.returncode == 0, again.stderr
+        ref = ref_for(_uid(n))
+        entry = wait_for(lambda: gateway.spool.uploaded_entry(ref), timeout_s=30, what="the upload")
+    key = f"incoming/st-mary/{ref}.dcm"
+    assert entry["key"] == key and entry["study_instance_uid"] == STUDY and entry["upload_id"]
+    assert aws.versions(key) == {key: 1}
+    stored = aws.client("s3").get_object(Bucket=aws.upload_bucket, Key=key)["Body"].read()
+    received, original = dcmread(__import__("io").BytesIO(stored)), dcmread(path)
+    assert received.file_meta.TransferSyntaxUID == ts                    # not transcoded
+    assert received.PixelData == original.PixelData and received.PatientName == original.PatientName
+    for phi in ("PHANTOM", "PH0", STUDY, _uid(n)):
+        assert phi not in key
+
+
+def test_uploads_wait_while_s3_is_unreachable_and_go_once_when_it_is_back(aws, tmp_path):
+    from pynetdicom import AE
+
+    host, port = aws.endpoint.rsplit(":", 1)[0].split("//")[1], int(aws.endpoint.rsplit(":", 1)[1])
+    proxy = Blackout((host, port))
+    proxy.down()
+    gateway, _ = _gateway(aws, tmp_path, endpoint_url=proxy.url)
+    try:
+        with gateway:
+            ae = AE(ae_title="MODALITY")
+            ae.add_requested_context(dcm_uid.DigitalXRayImageStorageForPresentation, dcm_uid.ExplicitVRLittleEndian)
+            assoc = ae.associate("127.0.0.1", gateway.port, ae_title="BONEAGE")
+            assert assoc.is_established
+            data = dx_instance(7, sop_uid=_uid(7), study_uid=STUDY)
+            status = assoc.send_c_store(dcmread(__import__("io").BytesIO(data)))
+            assoc.release()
+            assert status.Status == 0x0000
+            wait_for(lambda: gateway.uploader.failures >= 2, timeout_s=30, what="failed upload attempts")
+            assert gateway.spool.status()["pending_uploads"] == 1
+            proxy.up()
+            wait_for(lambda: gateway.spool.status()["pending_uploads"] == 0, timeout_s=30, what="the upload")
+    finally:
+        proxy.close()
+    key = f"incoming/st-mary/{ref_for(_uid(7))}.dcm"
+    assert aws.versions(key) == {key: 1}
+
+
+@needs_dcmtk
+def test_sigkill_after_c_store_success_and_before_upload_then_restart_uploads_exactly_once(aws, tmp_path):
+    host, port = aws.endpoint.split("//")[1].split(":")
+    proxy = Blackout((host, int(port)))
+    proxy.down()                                        # acknowledged, but cannot be uploaded yet
+    listen = free_port()
+    config = write_config(tmp_path / "gateway.json",
+                          aws.config(tmp_path / "spool", listen_port=listen, endpoint_url=proxy.url))
+    files = [_write(tmp_path, f"k{i}.dcm", dx_instance(20 + i, sop_uid=_uid(20 + i), study_uid=STUDY))
+             for i in range(3)]
+    try:
+        with GatewayProcess(config).start(ready_port=listen) as first:
+            sent = _storescu(listen, *files)
+            assert sent.returncode == 0, sent.stderr
+            first.kill()                                # SIGKILL: no shutdown of any kind
+            assert first.proc.returncode == -9
+        spool = Spool(tmp_path / "spool")
+        assert len(spool.inbox_refs()) == 3             # what was acknowledged survived
+        proxy.up()
+        with GatewayProcess(config).start(ready_port=listen) as second:
+            wait_for(lambda: spool.status()["uploaded"] == 3, timeout_s=60, what="the uploads after the restart")
+            assert second.terminate() == 0              # SIGTERM: a clean exit
+        assert any(line["message"] == "gateway stopped" for line in second.logs())
+        text = first.log_path.read_text()
+        assert text.count("instance received") == 3
+        for phi in ("PHANTOM", "PH0000", "A0000", STUDY):          # names, IDs, accession numbers, UIDs
+            assert phi not in text
+    finally:
+        proxy.close()
+    for i in range(3):
+        key = f"incoming/st-mary/{ref_for(_uid(20 + i))}.dcm"
+        assert aws.versions(key) == {key: 1}
+
+
+def _upload_one(aws, gateway, tmp_path, n: int) -> dict:
+    from pynetdicom import AE
+
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(dcm_uid.DigitalXRayImageStorageForPresentation, dcm_uid.ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", gateway.port, ae_title="BONEAGE")
+    status = assoc.send_c_store(dcmread(__import__("io").BytesIO(dx_instance(n, sop_uid=_uid(n), study_uid=STUDY))))
+    assoc.release()
+    assert status.Status == 0x0000
+    return wait_for(lambda: gateway.spool.uploaded_entry(ref_for(_uid(n))), timeout_s=30, what="the upload")
+
+
+def test_a_completed_result_reaches_the_pacs_in_the_source_study_once_despite_redelivery(aws, tmp_path):
+    pacs = StorageSCP().start()
+    gateway, _ = _gateway(aws, tmp_path, pacs=pacs.as_pacs())
+    try:
+        with gateway:
+            entry = _upload_one(aws, gateway, tmp_path, 40)
+            for envelope in (True, False, True):        # SNS envelope, raw delivery, a redelivery
+                publish_result(aws, upload_id=entry["upload_id"], object_key=entry["key"], study_uid=STUDY,
+                               envelope=envelope)
+            wait_for(lambda: gateway.spool.status()["delivered"] == 1, timeout_s=30, what="the delivery")
+            wait_for(lambda: aws.client("sqs").get_queue_attributes(
+                QueueUrl=aws.queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+            )["Attributes"] == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"},
+                timeout_s=30, what="every message deleted")
+    finally:
+        pacs.stop()
+    assert len(pacs.received) == 2
+    assert {r[1] for r in pacs.received} == {STUDY}
+    assert {r[2] for r in pacs.received} == {dcm_uid.SecondaryCaptureImageStorage, dcm_uid.ComprehensiveSRStorage}
+
+
+def test_a_rejection_is_kept_for_the_operator_and_nothing_goes_to_the_pacs(aws, tmp_path):
+    pacs = StorageSCP().start()
+    gateway, path = _gateway(aws, tmp_path, pacs=pacs.as_pacs())
+    try:
+        with gateway:
+            entry = _upload_one(aws, gateway, tmp_path, 41)
+            publish_result(aws, upload_id=entry["upload_id"], object_key=entry["key"], study_uid=STUDY,
+                           status="rejected", reason="unsupported_modality")
+            wait_for(lambda: gateway.spool.status()["rejections_and_failures"] == 1, timeout_s=30, what="the outcome")
+    finally:
+        pacs.stop()
+    assert pacs.received == []
+    status = _cli("status", path)
+    assert status["outcomes"] == [{"upload_id": entry["upload_id"], "ref": ref_for(_uid(41)), "status": "rejected",
+                                   "reason": "unsupported_modality"}]
+
+
+def _cli(action: str, config: Path) -> dict:
+    out = subprocess.run([sys.executable, "-m", "boneage.cli", "gateway", action, "--config", str(config), "--json"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT,
+                         env={"PYTHONPATH": str(ROOT / "shared"), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_pacs_down_dead_letters_after_the_last_attempt_and_resend_delivers_once_it_is_back(aws, tmp_path):
+    pacs = StorageSCP(port=free_port())                 # not started: the PACS is down
+    gateway, path = _gateway(aws, tmp_path, pacs=pacs.as_pacs())
+    with gateway:
+        entry = _upload_one(aws, gateway, tmp_path, 42)
+        publish_result(aws, upload_id=entry["upload_id"], object_key=entry["key"], study_uid=STUDY)
+        wait_for(lambda: gateway.spool.status()["dead_letters"] == 1, timeout_s=60, what="the dead letter")
+        status = _cli("status", path)
+        assert status["running"] is True and status["dead_letters"] == 1 and status["pending_deliveries"] == 0
+        second = subprocess.run([sys.executable, "-m", "boneage.cli", "gateway", "run", "--config", str(path)],
+                                capture_output=True, text=True, timeout=60, cwd=ROOT,
+                                env={"PYTHONPATH": str(ROOT / "shared"), "PATH": "/usr/bin:/bin", **EMULATOR_ENV})
+        assert second.returncode == 1 and "another gateway is running" in second.stderr     # one per spool
+        assert status["dead"][0]["attempts"] == 4 and status["dead"][0]["last_error"] == "pacs_unreachable"
+        pacs.start()
+        try:
+            assert _cli("resend", path)["moved"] == 1
+            gateway.deliverer.wake.set()
+            wait_for(lambda: gateway.spool.status()["delivered"] == 1, timeout_s=30, what="the resent delivery")
+        finally:
+            pacs.stop()
+    assert len(pacs.received) == 2 and {r[1] for r in pacs.received} == {STUDY}
+    assert _cli("status", path)["running"] is False
+
+
+@pytest.mark.skipif(shutil.which("storescp") is None, reason="dcmtk's storescp is not installed")
+def test_results_are_stored_by_dcmtk_storescp(aws, tmp_path):
+    port = free_port()
+    out = tmp_path / "pacs"
+    out.mkdir()
+    scp = subprocess.Popen(["storescp", "-aet", "PACS", "-od", str(out), "+xa", str(port)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        gateway, _ = _gateway(aws, tmp_path, pacs={"host": "127.0.0.1", "port": port, "ae_title": "PACS"})
+        with gateway:
+            entry = _upload_one(aws, gateway, tmp_path, 43)
+            publish_result(aws, upload_id=entry["upload_id"], object_key=entry["key"], study_uid=STUDY)
+            wait_for(lambda: gateway.spool.status()["delivered"] == 1, timeout_s=30, what="the delivery")
+    finally:
+        scp.terminate()
+        scp.wait(10)
+    stored = [dcmread(p) for p in out.iterdir()]
+    assert len(stored) == 2 and {ds.StudyInstanceUID for ds in stored} == {STUDY}
+
+
+def test_stow_rs_posts_both_reports_in_one_multipart_request_and_reads_failures_from_a_200(tmp_path):
+    import http.server
+    import threading
+
+    from boneage.gateway.delivery import StowSender
+
+    from boneage.gateway.delivery import DeliveryError
+
+    received: list[tuple[str, bytes]] = []
+    replies = [b"{}", b'{"00081198": {"vr": "SQ", "Value": [{"00081155": {"vr": "UI", "Value": ["1.2.3"]}}]}}']
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):      # noqa: N802
+            received.append((self.headers["Content-Type"], self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/dicom+json")
+            self.end_headers()
+            self.wfile.write(replies[len(received) - 1])
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    files = [_write(tmp_path, n, n.encode() * 10) for n in ("report_sc.dcm", "report_sr.dcm")]
+    sender = StowSender(f"http://127.0.0.1:{server.server_address[1]}/dicom-web/studies")
+    try:
+        sent = sender.send(files)
+        with pytest.raises(DeliveryError, match="stow_failed_sop"):      # a 200 that lists a failed instance
+            sender.send(files)
+    finally:
+        server.shutdown()
+    assert sent == files
+    content_type, body = received[0]
+    assert content_type.startswith('multipart/related; type="application/dicom"; boundary=')
+    boundary = content_type.rsplit("=", 1)[1]
+    assert body.count(f"--{boundary}".encode()) == 3 and b"report_sc.dcm" * 10 in body
+
+
+def test_a_pacs_that_refuses_the_reports_syntax_is_a_named_failure_not_a_crash(aws, tmp_path):
+    """Nothing is transcoded: a PACS without the SC/SR's transfer syntax gets a delivery error code."""
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import Verification
+
+    ae = AE(ae_title="PACS")
+    ae.add_supported_context(Verification)                  # accepts associations, stores nothing
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, lambda e: 0)])
+    gateway, _ = _gateway(aws, tmp_path, pacs={"host": "127.0.0.1", "port": port, "ae_title": "PACS"})
+    try:
+        with gateway:
+            entry = _upload_one(aws, gateway, tmp_path, 44)
+            publish_result(aws, upload_id=entry["upload_id"], object_key=entry["key"], study_uid=STUDY)
+            wait_for(lambda: gateway.spool.status()["dead_letters"] == 1, timeout_s=60, what="the dead letter")
+    finally:
+        server.shutdown()
+    assert gateway.spool.status()["dead"][0]["last_error"] == "presentation_context_not_accepted"
