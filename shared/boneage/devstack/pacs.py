@@ -2,17 +2,18 @@
 its DICOM node, both wired to a live local deployment (``boneage.devstack.local``) that assesses.
 
 ``PacsLoop.start(deployment, workdir)`` onboards a hospital in the deployment (``LocalDeployment.onboard``:
-its role's session credentials and its filtered results queue, from ``boneage.onboarding``'s template), starts a ``TcpProxy`` in front of the
-emulator (the gateway's only way to AWS, so a test can cut it), Orthanc with the gateway declared as a
-modality, and the gateway as a subprocess (``python -m boneage.cli gateway run --config ...``, the
-hospital's credentials in its environment, nothing else of ours) pointed at Orthanc for results. Then:
+its role's session credentials and its filtered results queue, from ``boneage.onboarding``'s template),
+starts a ``TcpProxy`` in front of the emulator (the gateway's only way to AWS, so a test can cut it),
+Orthanc with the gateway declared as a modality, and the gateway as a subprocess (``HospitalGateway``:
+``python -m boneage.cli gateway run --config ...`` with the hospital's role session) pointed at Orthanc
+for results. Then:
 
 - ``send_from_pacs(study)``: the study stored in Orthanc and sent by Orthanc's C-STORE SCU to the gateway;
 - ``push(files)``: ``storescu`` as a modality sending straight to the gateway;
 - ``results(study_uid)``: the Secondary Captures and Structured Reports in Orthanc for each source
   instance (read back through Orthanc's REST API), ``records()``: the deployment's table rows of the
   hospital, ``object_keys()``: every key written for it;
-- ``gateway.kill()`` / ``gateway.start()``, ``orthanc.stop()`` / ``orthanc.start()``, ``proxy.cut()`` /
+- ``gateway.kill()`` (SIGKILL) / ``gateway.start()``, ``orthanc.stop()`` / ``orthanc.start()``, ``proxy.cut()`` /
   ``proxy.restore()``: the faults.
 
 Used by the integration tests, ``make demo`` (``pacs_demo``) and ``make bench`` (``boneage.bench.pacs``).
@@ -23,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .dcmtk import StoreResult, storescu
+from .gateway import GatewayProcess
 from .orthanc import Modality, Orthanc, free_port, port_open
 from .proxy import TcpProxy
 from .hospitals import HospitalAccess
@@ -53,15 +54,14 @@ SR_CLASSES = {"1.2.840.10008.5.1.4.1.1.88.11", "1.2.840.10008.5.1.4.1.1.88.22", 
 FAST_RETRY = {"initial_backoff_s": 0.25, "max_backoff_s": 2.0, "max_delivery_attempts": 200}
 
 
-@dataclass
-class GatewayProcess:
-    """``boneage gateway run`` as the hospital runs it: its own process, its config file, its credentials."""
+class HospitalGateway(GatewayProcess):
+    """The hospital's ``boneage gateway run`` (``boneage.devstack.gateway.GatewayProcess``) with what the PACS
+    tests need besides: its credentials kept for restarts, its port, its operator commands and raw log."""
 
-    config_path: Path
-    env: dict[str, str]
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-    starts: int = 0
+    def __init__(self, config_path: Path, *, credentials: Mapping[str, str], log_path: Path) -> None:
+        super().__init__(config_path, log_path=log_path)
+        self.credentials = dict(credentials)
+        self.starts = 0
 
     @property
     def config(self) -> dict[str, Any]:
@@ -73,47 +73,33 @@ class GatewayProcess:
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.proc is not None and self.proc.poll() is None
 
-    def start(self, *, timeout_s: float = 60) -> GatewayProcess:
+    def start(self, *, timeout_s: float = 60.0, **_: Any) -> HospitalGateway:       # type: ignore[override]
+        """Start (or restart after ``kill``) with the hospital's credentials; returns once it listens."""
         if self.running:
             return self
         self.starts += 1
-        with self.log_path.open("ab") as log:
-            log.write(f"--- start {self.starts} at {time.strftime('%H:%M:%S')} ---\n".encode())
-            log.flush()
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "boneage.cli", "gateway", "run", "--config", str(self.config_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
-        deadline = time.monotonic() + timeout_s
-        while not port_open("127.0.0.1", self.port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"the gateway did not listen on {self.port}; its log:\n{self.log_tail()}")
-            time.sleep(0.1)
+        try:
+            super().start(ready_port=self.port, timeout_s=timeout_s, credentials=self.credentials)
+        except BaseException:
+            self.kill()
+            raise RuntimeError(f"the gateway did not listen on {self.port}; its log:\n{self.log_tail()}") from None
         return self
 
-    def kill(self) -> None:
-        """SIGKILL: no clean-up runs, as when the host loses power or the OOM killer strikes."""
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-        self.process = None
-
-    def stop(self, timeout_s: float = 20) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """SIGTERM (the gateway finishes what it is doing), SIGKILL if it hangs."""
+        if self.running:
             try:
-                self.process.wait(timeout_s)
+                self.terminate(timeout_s)
             except subprocess.TimeoutExpired:
                 self.kill()
-        self.process = None
 
     def cli(self, action: str) -> dict[str, Any]:
         """``boneage gateway <action> --config ... --json`` (status, resend): its JSON answer."""
+        env = {**os.environ, **self.credentials}
         out = subprocess.run([sys.executable, "-m", "boneage.cli", "gateway", action, "--config",
-                              str(self.config_path), "--json"], capture_output=True, text=True, env=self.env,
-                             timeout=120)
+                              str(self.config_path), "--json"], capture_output=True, text=True, env=env, timeout=120)
         lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
         if out.returncode != 0 or not lines:
             raise RuntimeError(f"boneage gateway {action} exited {out.returncode}: {out.stderr[-2000:]}")
@@ -136,7 +122,7 @@ class PacsLoop:
     access: HospitalAccess
     proxy: TcpProxy
     orthanc: Orthanc
-    gateway: GatewayProcess
+    gateway: HospitalGateway
     _stopped: bool = field(default=False, repr=False)
 
     @classmethod
@@ -171,9 +157,7 @@ class PacsLoop:
                 config["pacs"] = {"host": "127.0.0.1", "port": pacs.dicom_port, "ae_title": pacs.aet}
             config_path = workdir / "gateway.json"
             config_path.write_text(json.dumps(config, indent=2))
-            env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-            env.update(access.credentials, AWS_DEFAULT_REGION=REGION, PYTHONUNBUFFERED="1")
-            gateway = GatewayProcess(config_path, env, workdir / "gateway.log")
+            gateway = HospitalGateway(config_path, credentials=access.credentials, log_path=workdir / "gateway.log")
             loop = cls(deployment, workdir, access, relay, pacs, gateway)
             gateway.start()
         except BaseException:

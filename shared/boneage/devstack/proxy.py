@@ -4,6 +4,10 @@
 target. ``cut()`` closes the listening socket and every open connection, so a client sees what it sees
 when the network is down: connections refused (a real ``ECONNREFUSED``, no emulation in the client);
 ``restore()`` listens again on the same port. Nothing is buffered or altered while it relays.
+
+Unlike ``boneage.devstack.gateway.Blackout`` (which keeps listening and closes what it accepts while
+down), the port here refuses, and the open connections are shut down (``shutdown`` wakes the relay
+threads; a bare ``close`` would not), so boto3's pooled keep-alive connections die with the cut too.
 """
 
 from __future__ import annotations
