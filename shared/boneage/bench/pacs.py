@@ -140,7 +140,7 @@ def run_pacs_load(plan: PacsPlan, workdir: Path, *, say: Any = print) -> dict[st
         "p50_ms": round(pct(latencies, 0.5), 1) if latencies else None,
         "p90_ms": round(pct(latencies, 0.9), 1) if latencies else None,
         "max_ms": round(max(latencies), 1) if latencies else None,
-        # The first instance met empty queues: its latency is the loop's own time without queueing.
+        # The quickest instance: the nearest to the loop's own time without queueing.
         "min_ms": round(min(latencies), 1) if latencies else None,
         "batch_size": config.batch_size, "worker_peak_rss_mb": peak_rss,
         "every_instance_assessed_once_results_once": not problems and len(found) == plan.instances,
