@@ -19,10 +19,14 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # dicom3tools (dciodvfy) validates the DICOM objects we send to PACS, and dcmtk (dcmcjpeg/dcmdjpeg) encodes and
-# decodes the JPEG lossless / 12-bit reference frames; both installed when missing and possible.
+# decodes the JPEG lossless / 12-bit reference frames (its echoscu/storescu/storescp are the gateway tests' modality);
+# Orthanc (with its DICOMweb plugin) plays the hospital's PACS in the gateway tests, make demo and make bench (started
+# as our own process on free loopback ports, never the package's system service). All installed when missing and possible.
 system-deps:
 	@command -v dciodvfy >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq dicom3tools >/dev/null) || echo "warning: dicom3tools not installed; DICOM validation tests will fail"; }
 	@command -v dcmcjpeg >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq dcmtk >/dev/null) || echo "warning: dcmtk not installed; the JPEG reference-decoder tests against dcmdjpeg will skip"; }
+	@test -x /usr/sbin/Orthanc || { (apt-get update -qq && apt-get install -y -qq orthanc >/dev/null) || echo "warning: orthanc not installed; the PACS round-trip tests will fail and make demo skips its PACS loop"; }
+	@test -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so || { (apt-get update -qq && apt-get install -y -qq orthanc-dicomweb >/dev/null) || echo "warning: orthanc-dicomweb not installed; the STOW-RS delivery test will fail"; }
 
 # The worklist's browser test (tests/integration/test_worklist_browser.py) drives Debian's Chromium through
 # Debian's chromedriver, so the two always match and nothing downloads a browser build.

@@ -6,6 +6,8 @@ a filter policy on ``hospital_id``, uploads radiographs with boto3 as a hospital
 a PNG boy with x-amz-meta metadata, a right hand, a file that is not an image), delivers the S3
 notifications from the queue to the real handler (real model, real reports) as Lambda's event source
 mapping would, then prints each DynamoDB record and each notification each hospital received.
+Then, when Orthanc is installed, the PACS loop (``boneage.devstack.pacs_demo``): Orthanc sends a study to
+``boneage gateway``, the live local deployment assesses it, and the SC and SR come back into Orthanc.
 Exits non-zero if any upload did not end in a record.
 """
 
@@ -17,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from boneage.devstack import LocalStack, load_handler, onboard, sample_uploads
+from boneage.devstack import ROOT, LocalStack, load_handler, onboard, sample_uploads
 
 TERMINAL = {"completed", "rejected", "failed"}
 
@@ -102,8 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=7, help="seed of the generated radiographs")
     parser.add_argument("--verbose", action="store_true", help="show the function's logs and metrics")
+    parser.add_argument("--no-pacs", action="store_true", help="leave out the PACS loop (Orthanc -> gateway -> Orthanc)")
+    parser.add_argument("--keep-pacs", action="store_true", help="keep the PACS loop up after it ran, until Ctrl-C")
     args = parser.parse_args(argv)
-    return run(args.seed, verbose=args.verbose)
+    code = run(args.seed, verbose=args.verbose)
+    if not args.no_pacs:        # skipped with a line saying so when Orthanc is not installed
+        from boneage.devstack.pacs_demo import pacs_demo
+
+        code = max(code, pacs_demo(ROOT / "build" / "demo-pacs", seed=args.seed, keep=args.keep_pacs))
+    return code
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ whose measured bf16 peak is below its fp32 peak). Built artifacts are cached und
 Modules: ``driver`` (the command line and the run), ``planner`` (what to measure on this host),
 ``artifacts`` (cached builds), ``worker`` (one artifact in a fresh process), ``e2e`` and ``oracle``
 (the end-to-end run through the local stack), ``summary`` (per-artifact figures and the accuracy
-gate), ``report`` (report.md) with ``cost`` (Lambda pricing), ``decode`` (decoding per format).
+gate), ``report`` (report.md) with ``cost`` (Lambda pricing), ``decode`` (decoding per format), ``load``
+(uploads through the live local deployment) and ``pacs`` (instances pushed by ``storescu`` through the
+DICOM gateway and back into Orthanc: C-STORE -> results in PACS, p50/p90 and total).
 Workers run as ``python -m boneage.bench``. The benchmark runs from a repository checkout (it builds
 with ``scripts/build_model.py`` and its end-to-end part needs the ``dev`` extra: ``boneage.devstack``).
 """

@@ -46,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--load-uploaders", type=int, default=10)
     p.add_argument("--load-workers", type=int, default=4, help="concurrent function workers in the load test")
     p.add_argument("--skip-load", action="store_true", help="leave the load test and memory probe out")
+    p.add_argument("--pacs-only", action="store_true",
+                   help="run just the PACS load figure (storescu -> gateway -> service -> Orthanc) into report.json")
+    p.add_argument("--skip-pacs", action="store_true", help="leave the PACS load figure out")
+    p.add_argument("--pacs-instances", type=int, default=100, help="instances pushed in the PACS figure (default 100)")
+    p.add_argument("--pacs-associations", type=int, default=4, help="parallel storescu associations (default 4)")
+    p.add_argument("--pacs-workers", type=int, default=4, help="function workers in the PACS figure (default 4)")
     p.add_argument("--memory-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--max-batch-bytes", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -53,6 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         from .memory import memory_worker
 
         return memory_worker(args)
+    if args.pacs_only:
+        path = args.out / "report.json"
+        report = json.loads(path.read_text()) if path.exists() else {}
+        run_pacs_part(args, report)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        if "configs" in report:
+            (args.out / "report.md").write_text(markdown(report))
+        return 0 if report["pacs"].get("every_instance_assessed_once_results_once") else 1
     if args.load_only:
         path = args.out / "report.json"
         report = json.loads(path.read_text()) if path.exists() else {}
@@ -180,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
         report[config].update({k: v for k, v in resummarised.items() if k != "artifacts"})
     if not args.skip_load:
         run_load_part(args, report)
+    if not args.skip_pacs:
+        run_pacs_part(args, report)
     report["bench_seconds"] = round(time.perf_counter() - t_bench, 1)
     report["host"]["load_average_at_end"] = os.getloadavg()
     report["torch"] = torch.__version__
@@ -209,6 +226,25 @@ def run_load_part(args: argparse.Namespace, report: dict[str, Any]) -> None:
         load["memory"] = {"error": f"{type(exc).__name__}: {exc}"}
     print(f"  memory: {json.dumps(load['memory'])[:400]}", flush=True)
     report["load"] = load
+
+
+def run_pacs_part(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    """The PACS load figure (``boneage.bench.pacs``) as ``report["pacs"]``; skipped without Orthanc or dcmtk."""
+    from boneage.devstack.dcmtk import dcmtk_available
+    from boneage.devstack.orthanc import orthanc_binary
+
+    from .pacs import PacsPlan, run_pacs_load
+
+    if orthanc_binary() is None or not dcmtk_available():
+        report["pacs"] = {"skipped": "Orthanc or dcmtk is not installed (make system-deps)"}
+        return
+    plan = PacsPlan(instances=args.pacs_instances, associations=args.pacs_associations, workers=args.pacs_workers)
+    try:
+        pacs = run_pacs_load(plan, args.out / "pacs")
+    except Exception as exc:            # a failed PACS run must not lose the rest of the report
+        pacs = {"error": f"{type(exc).__name__}: {exc}"}
+    print(f"  {json.dumps({k: v for k, v in pacs.items() if not isinstance(v, (dict, list))})[:400]}", flush=True)
+    report["pacs"] = pacs
 
 
 def _function_memory_mb() -> int:

@@ -45,6 +45,7 @@ def markdown(report: dict[str, Any]) -> str:
                           + ", ".join(f"{k} {v}" for k, v in s["stages_p50_ms"].items())]
     lines += lambda_cost(report)
     lines += load_section(report.get("load"))
+    lines += pacs_section(report.get("pacs"))
     if report.get("skipped"):
         lines += ["", "## Skipped", ""] + [f"- {s}" for s in report["skipped"]]
     if report.get("decode"):
@@ -92,3 +93,21 @@ def load_section(load: dict[str, Any] | None) -> list[str]:
                   f"group), {u.get('peak_rss_mb')} MB without it, against MemorySize {memory['function_memory_mb']} MB "
                   f"(after init {b.get('rss_after_init_mb')} MB)."]
     return lines
+
+
+def pacs_section(pacs: dict[str, Any] | None) -> list[str]:
+    """The PACS load figure: storescu -> boneage gateway -> the live local deployment -> Orthanc."""
+    if not pacs:
+        return []
+    if "error" in pacs or "skipped" in pacs:
+        return ["", "## PACS (Orthanc and dcmtk)", "", f"{'failed' if 'error' in pacs else 'skipped'}: "
+                f"{str(pacs.get('error') or pacs.get('skipped'))[-300:]}"]
+    return ["", "## PACS (Orthanc and dcmtk)", "",
+            f"{pacs['instances']} instances ({pacs['size']} px CR/DX phantoms, one per study) pushed by `storescu` over "
+            f"{pacs['associations']} parallel associations to `boneage gateway`, assessed by {pacs['workers']} function "
+            f"workers of the live local deployment, SC and SR sent back to Orthanc: C-STORE acknowledged -> both results "
+            f"stored in Orthanc p50 **{pacs['p50_ms']} ms**, p90 **{pacs['p90_ms']} ms** (max {pacs['max_ms']} ms); "
+            f"all {pacs['measured']} in PACS **{pacs['total_s']} s** after the first C-STORE ({pacs['throughput_per_s']} "
+            f"instances/s; pushing took {pacs['push_s']} s); {pacs['acknowledged']} acknowledged, every instance "
+            f"assessed once and its results in PACS once: **{pacs['every_instance_assessed_once_results_once']}**; "
+            f"load average {pacs['load_average']}."]

@@ -3,6 +3,11 @@ module, the demo's sample uploads, and the live local deployment of ``make local
 stack plus the function's event source mapping played by ``poller``). Used by ``scripts/`` (demo, invoke_local, redrive, local_stack),
 the benchmark's end-to-end run and the tests; never by the service itself.
 
+The hospital's side (``make demo``'s PACS loop, the PACS tests, the PACS bench figure): ``orthanc``
+(Orthanc as the PACS, its own process and config), ``dcmtk`` (echoscu/storescu/storescp), ``studies``
+(phantom CR/DX studies with fake identity), ``proxy`` (a relay to AWS that can be cut) and ``pacs``
+(``PacsLoop``: Orthanc, the gateway process and a live deployment wired together; ``pacs_demo``).
+
 Development only: it needs the ``dev`` extra (``pip install -e '.[dev]'``: moto server, aws-sam-translator,
 cfn-lint) and a repository checkout (it reads ``template.yaml`` and ``functions/assess/app.py``). Nothing
 in the runtime import graph imports this package, and importing it imports none of the dev extra:
