@@ -11,7 +11,8 @@ with its recorded hash) reuses it; anything else is a miss.
 On a miss ``decide`` either builds, with the rest of the budget as a hard timeout, or skips with
 ``"skipped": "budget"`` when nothing is left or when the last build of the same config, precision
 and ISA class (``timings.json``) took longer than what is left. A build killed at the budget is
-recorded the same way, with the seconds it had used. The cached folder is hard-linked into the
+recorded the same way, with the seconds it had used, and those seconds go into ``timings.json`` as
+a lower bound, so the next run with no more budget skips it at once rather than trying again. The cached folder is hard-linked into the
 bench's artifact folder, so the loader and the workers read it like any other artifact.
 """
 
@@ -69,9 +70,9 @@ def decide(cached: bool, budget: Budget, estimate_s: float | None) -> Decision:
     if left <= 0:
         return Decision("skip", f"cache miss and the AOTInductor budget ({budget.total_s:.0f} s) is spent",
                         details={"budget_s": budget.total_s, "budget_left_s": 0.0})
-    if estimate_s is not None and estimate_s > left:
-        return Decision("skip", f"cache miss; the last build here took {estimate_s:.0f} s, more than the "
-                                f"{left:.0f} s left of the {budget.total_s:.0f} s budget",
+    if estimate_s is not None and estimate_s >= left:
+        return Decision("skip", f"cache miss; the last build here took (or was stopped at) {estimate_s:.0f} s, "
+                                f"not less than the {left:.0f} s left of the {budget.total_s:.0f} s budget",
                         details={"budget_s": budget.total_s, "budget_left_s": round(left, 1),
                                  "estimate_s": estimate_s})
     return Decision("build", f"cache miss, building within the {left:.0f} s left", timeout_s=left)
@@ -201,6 +202,9 @@ def ensure(config: str, precision: str, out: Path, budget: Budget, python: Path 
             info.update(skipped="budget", reason=f"the build ran into the budget after {seconds:.0f} s and was "
                                                  f"stopped ({budget.total_s:.0f} s in all)", budget_s=budget.total_s)
             shutil.rmtree(entry, ignore_errors=True)
+            # At least this long: the next run with no more budget skips it at once instead of trying again.
+            timings[tkey] = max(timings.get(tkey, 0.0), round(seconds, 1))
+            (root / "timings.json").write_text(json.dumps(timings, indent=1, sort_keys=True) + "\n")
         elif rc != 0 or not is_complete(folder):
             info.update(error=f"build failed (rc {rc}): {tail}")
         else:

@@ -135,3 +135,14 @@ def test_report_shows_aoti_beside_torchscript_with_cache_and_skips():
     readme = text.split("## README tables", 1)[1]
     assert "ISA class **avx2**" in readme and "best **aoti-int8**, p50 540.0 ms" in readme
     assert "| aoti-fp32 | 690.0 ms | 700.0 ms |" in readme and "cache hit (built in 97.0 s)" in readme
+
+
+def test_a_build_stopped_at_the_budget_is_skipped_at_once_next_time(host, tmp_path, monkeypatch):
+    stopped = []
+    monkeypatch.setattr(aoti_cache, "_run", lambda cmd, timeout: (stopped.append(timeout), (None, timeout, ""))[1])
+    out = tmp_path / "out"
+    first = aoti_cache.ensure("seed_equivalent", "int8", out, Budget(600.0), root=tmp_path, inputs=inputs())
+    assert first["skipped"] == "budget" and first["build_s"] == 600.0 and stopped == [600.0]
+    assert not (tmp_path / first["key"]).exists()           # no partial package left to be taken for a build
+    again = aoti_cache.ensure("seed_equivalent", "int8", out, Budget(600.0), root=tmp_path, inputs=inputs())
+    assert again["skipped"] == "budget" and again["estimate_s"] == 600.0 and stopped == [600.0]
