@@ -35,8 +35,9 @@ from .common import PACKAGE_PARENT, PY, ROOT, child_env
 
 CACHE_ROOT = ROOT / "build" / "cache" / "aoti"
 # Compile seconds a run may spend on cache misses of the big configs, all precisions together.
-# seed_equivalent on this 2-vCPU AVX2 host (nice 10, shared): see README "Benchmark results".
-DEFAULT_BUDGET_S = 900.0
+# seed_equivalent on the 2-vCPU AVX2 development host, nice 10: aoti-fp32 97 s, aoti-int8 1,021 s
+# under a load of 6-7 (most of it PT2E calibration); both fit, once, and later runs hit the cache.
+DEFAULT_BUDGET_S = 1500.0
 # The source whose change changes the exported graph or how it is compiled (relative to shared/boneage).
 CODE_PATHS = ("engine/build.py", "engine/weights.py", "engine/manifest.py", "compat/torch.py", "model")
 

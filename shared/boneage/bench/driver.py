@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __doc__ as DESCRIPTION
+from .aoti_cache import DEFAULT_BUDGET_S
 from .common import AVX2_ENV, CONFIGS, IPEX_PY, PY, ROOT, SLOW_AOTI_CONFIGS, save_phantoms
 from .report import markdown
 from .summary import best_stock, summarise
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="compile the big configs' AOTInductor artifacts on a cache miss with no time limit")
     p.add_argument("--aoti-budget", type=float, default=None, metavar="SECONDS",
                    help="compile seconds for cache misses of the big configs' AOTInductor artifacts (default "
-                        "%d; 0: reuse the cache only); see boneage.bench.aoti_cache" % 900)
+                        "%d; 0: reuse the cache only); see boneage.bench.aoti_cache" % DEFAULT_BUDGET_S)
     p.add_argument("--skip-decode", action="store_true", help="leave the decode table out (e.g. with --configs)")
     p.add_argument("--e2e-only", action="store_true", help="re-run the clinical end-to-end part into report.json")
     p.add_argument("--markdown-only", action="store_true", help="rewrite report.md from report.json")
