@@ -148,6 +148,12 @@ def is_complete(folder: Path) -> bool:
                for f in m.files.values())
 
 
+def _built_from(folder: Path) -> str:
+    from boneage.engine.manifest import Manifest
+
+    return Manifest.read(folder).weights_sha256
+
+
 def _timings(root: Path) -> dict[str, float]:
     try:
         return json.loads((root / "timings.json").read_text())
@@ -208,6 +214,10 @@ def ensure(config: str, precision: str, out: Path, budget: Budget, python: Path 
             (root / "timings.json").write_text(json.dumps(timings, indent=1, sort_keys=True) + "\n")
         elif rc != 0 or not is_complete(folder):
             info.update(error=f"build failed (rc {rc}): {tail}")
+        elif _built_from(folder) != inputs["weights_sha256"]:
+            # The key promised these weights; a package of others must not be cached under it.
+            info.update(error=f"built from weights {_built_from(folder)[:12]}, the key says {inputs['weights_sha256'][:12]}")
+            shutil.rmtree(entry, ignore_errors=True)
         else:
             timings[tkey] = round(seconds, 1)
             (root / "timings.json").write_text(json.dumps(timings, indent=1, sort_keys=True) + "\n")

@@ -146,3 +146,17 @@ def test_a_build_stopped_at_the_budget_is_skipped_at_once_next_time(host, tmp_pa
     assert not (tmp_path / first["key"]).exists()           # no partial package left to be taken for a build
     again = aoti_cache.ensure("seed_equivalent", "int8", out, Budget(600.0), root=tmp_path, inputs=inputs())
     assert again["skipped"] == "budget" and again["estimate_s"] == 600.0 and stopped == [600.0]
+
+
+def test_a_package_built_from_other_weights_is_not_cached_under_the_key(host, tmp_path, monkeypatch):
+    key_in = inputs()
+
+    def build(cmd, timeout):                # the build writes a package, but of other weights
+        cache_entry(tmp_path / "elsewhere", {**key_in, "weights_sha256": "f" * 64})
+        src = tmp_path / "elsewhere" / aoti_cache.cache_key({**key_in, "weights_sha256": "f" * 64}) / "aoti-int8"
+        aoti_cache.link_into(src, tmp_path / aoti_cache.cache_key(key_in) / "aoti-int8")
+        return 0, 12.0, ""
+
+    monkeypatch.setattr(aoti_cache, "_run", build)
+    info = aoti_cache.ensure("seed_equivalent", "int8", tmp_path / "out", Budget(None), root=tmp_path, inputs=key_in)
+    assert "error" in info and not (tmp_path / info["key"]).exists() and not (tmp_path / "out" / "aoti-int8").exists()
