@@ -183,6 +183,7 @@ def ensure(config: str, precision: str, out: Path, budget: Budget, python: Path 
            root: Path = CACHE_ROOT, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
     """The artifact ``out/aoti-<precision>`` from the cache, built into it now, or skipped: what
     happened, for the report (``cache_hit``, ``build_s``, ``key``; ``skipped`` and why)."""
+    started = time.perf_counter()
     inputs = inputs or key_inputs(config, precision, python)
     key = cache_key(inputs)
     entry = root / key
@@ -228,6 +229,7 @@ def ensure(config: str, precision: str, out: Path, budget: Budget, python: Path 
         link_into(folder, out / f"aoti-{precision}")
     elif (out / f"aoti-{precision}").exists():
         shutil.rmtree(out / f"aoti-{precision}")               # never measure an artifact of another key
+    info["ensure_s"] = round(time.perf_counter() - started, 1)    # key, check, build if any, link
     return info
 
 
