@@ -59,7 +59,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 def _not_measured(r: dict[str, Any]) -> str:
     if "skipped" in r:
-        return f"skipped: {r['skipped']} ({str(r.get('reason', ''))[:200]})"
+        return f"skipped, {r['skipped']}: {str(r.get('reason', ''))[:200]}"
     return f"failed: {str(r.get('error', ''))[-120:].replace('|', '/').replace(chr(10), ' ')}"
 
 

@@ -131,7 +131,7 @@ def test_report_shows_aoti_beside_torchscript_with_cache_and_skips():
                      "skipped": [], "bench_seconds": 1, "aoti_budget_s": 900.0})
     assert "aoti-fp32 cache hit (key k1, built in 97.0 s)" in text
     assert "aoti-int8 built in this run in **310.0 s**" in text
-    assert "| aoti-bf16 | skipped: bf16 not native (no AVX512-BF16) |" in text
+    assert "| aoti-bf16 | skipped, bf16 not native: no AVX512-BF16 |" in text
     readme = text.split("## README tables", 1)[1]
     assert "ISA class **avx2**" in readme and "best **aoti-int8**, p50 540.0 ms" in readme
     assert "| aoti-fp32 | 690.0 ms | 700.0 ms |" in readme and "cache hit (built in 97.0 s)" in readme
