@@ -69,7 +69,8 @@ def decide(cached: bool, budget: Budget, estimate_s: float | None) -> Decision:
     if left is None:
         return Decision("build", "cache miss, no budget limit (--build-aoti)")
     if left <= 0:
-        return Decision("skip", f"cache miss and the AOTInductor budget ({budget.total_s:.0f} s) is spent",
+        return Decision("skip", "cache miss, and this run only reuses the cache (--aoti-budget 0)" if not budget.total_s
+                        else f"cache miss and the AOTInductor budget ({budget.total_s:.0f} s) is spent",
                         details={"budget_s": budget.total_s, "budget_left_s": 0.0})
     if estimate_s is not None and estimate_s >= left:
         return Decision("skip", f"cache miss; the last build here took (or was stopped at) {estimate_s:.0f} s, "
