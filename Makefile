@@ -59,8 +59,11 @@ integration: venv dynalite browser-deps
 model: venv
 	$(PY) scripts/build_model.py --config $(MODEL_CONFIG) --out build/model
 
+# E.g. BENCH_ARGS="--configs seed_equivalent --skip-load --skip-decode" (one config), "--aoti-budget 1800".
+# The seed-equivalent AOTInductor packages are compiled within --aoti-budget and cached in build/cache/aoti.
+BENCH_ARGS ?=
 bench: venv model
-	$(PY) scripts/bench.py --out build/bench
+	$(PY) scripts/bench.py --out build/bench $(BENCH_ARGS)
 
 demo: venv model
 	$(PY) scripts/demo.py

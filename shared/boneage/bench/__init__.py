@@ -12,11 +12,13 @@ seed_equivalent) and each backend x precision it measures, each in a fresh proce
 Then, for clinical, an end-to-end stage breakdown through the local emulator (moto server, the
 real handler): natively and in a subprocess capped to AVX2 (ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA).
 Combinations that cannot win are skipped and listed with the reason (e.g. compiled bf16 on a host
-whose measured bf16 peak is below its fp32 peak). Built artifacts are cached under
-``build/bench/model`` and reused when their weights hash and torch version match.
+whose bf16 is not native). Built artifacts are cached under ``build/bench/model`` and reused when
+their weights hash and torch version match; the seed-equivalent AOTInductor packages, which take
+minutes to compile on 2 vCPUs, are compiled within a time budget (``--aoti-budget``) and cached
+under ``build/cache/aoti/<key>`` by everything that changes the compiled code (``aoti_cache``).
 
 Modules: ``driver`` (the command line and the run), ``planner`` (what to measure on this host),
-``artifacts`` (cached builds), ``worker`` (one artifact in a fresh process), ``e2e`` and ``oracle``
+``artifacts`` (cached builds), ``aoti_cache`` (the big configs' compiled packages), ``worker`` (one artifact in a fresh process), ``e2e`` and ``oracle``
 (the end-to-end run through the local stack), ``summary`` (per-artifact figures and the accuracy
 gate), ``report`` (report.md) with ``cost`` (Lambda pricing), ``decode`` (decoding per format), ``load``
 (uploads through the live local deployment) and ``pacs`` (instances pushed by ``storescu`` through the

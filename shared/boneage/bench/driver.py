@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __doc__ as DESCRIPTION
+from .aoti_cache import DEFAULT_BUDGET_S
 from .common import AVX2_ENV, CONFIGS, IPEX_PY, PY, ROOT, SLOW_AOTI_CONFIGS, save_phantoms
 from .report import markdown
 from .summary import best_stock, summarise
@@ -37,7 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--phantom-file", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--cold-only", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--artifact")
-    p.add_argument("--build-aoti", action="store_true", help="compile missing AOTInductor artifacts for big configs")
+    p.add_argument("--build-aoti", action="store_true",
+                   help="compile the big configs' AOTInductor artifacts on a cache miss with no time limit")
+    p.add_argument("--aoti-budget", type=float, default=None, metavar="SECONDS",
+                   help="compile seconds for cache misses of the big configs' AOTInductor artifacts (default "
+                        "%d; 0: reuse the cache only); see boneage.bench.aoti_cache" % DEFAULT_BUDGET_S)
+    p.add_argument("--skip-decode", action="store_true", help="leave the decode table out (e.g. with --configs)")
     p.add_argument("--e2e-only", action="store_true", help="re-run the clinical end-to-end part into report.json")
     p.add_argument("--markdown-only", action="store_true", help="rewrite report.md from report.json")
     p.add_argument("--load-only", action="store_true",
@@ -60,23 +66,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return memory_worker(args)
     if args.pacs_only:
-        path = args.out / "report.json"
-        report = json.loads(path.read_text()) if path.exists() else {}
-        run_pacs_part(args, report)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-        if "configs" in report:
-            (args.out / "report.md").write_text(markdown(report))
-        return 0 if report["pacs"].get("every_instance_assessed_once_results_once") else 1
+        return _one_part(args, run_pacs_part, "pacs", "every_instance_assessed_once_results_once")
     if args.load_only:
-        path = args.out / "report.json"
-        report = json.loads(path.read_text()) if path.exists() else {}
-        run_load_part(args, report)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-        if "configs" in report:
-            (args.out / "report.md").write_text(markdown(report))
-        return 0 if report["load"].get("every_upload_one_record_one_notification") else 1
+        return _one_part(args, run_load_part, "load", "every_upload_one_record_one_notification")
     if args.e2e_only:
         # Re-run just the end-to-end breakdown into an existing report (the rest is kept).
         report = json.loads((args.out / "report.json").read_text())
@@ -103,11 +95,24 @@ def main(argv: list[str] | None = None) -> int:
     return run(args)
 
 
+
+def _one_part(args: argparse.Namespace, part: Any, key: str, verdict: str) -> int:
+    """Run one part (load, PACS) into the existing report.json, keeping the rest; exit 1 if its invariant failed."""
+    path = args.out / "report.json"
+    report = json.loads(path.read_text()) if path.exists() else {}
+    part(args, report)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    if "configs" in report:
+        (args.out / "report.md").write_text(markdown(report))
+    return 0 if report[key].get(verdict) else 1
+
 def run(args: argparse.Namespace) -> int:
     """The whole benchmark into ``args.out``: every config, then decoding, then the peaks again."""
+    from . import aoti_cache
     from .artifacts import ensure_artifacts
     from .e2e import run_e2e
-    from .planner import best_probe, plan, probe_peaks
+    from .planner import best_probe, bf16_skipped_rows, plan, probe_peaks
     from .worker import import_torch_s, run_worker
 
     t_bench = time.perf_counter()
@@ -125,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
                                        "load_average_at_start": os.getloadavg()}, "peaks": peaks,
                               "configs": [], "skipped": [], "build_seconds": {}}
     have_ipex = IPEX_PY.exists()
+    aoti_budget = aoti_cache.Budget(None if args.build_aoti else
+                                    aoti_cache.DEFAULT_BUDGET_S if args.aoti_budget is None else args.aoti_budget)
+    report["aoti_budget_s"] = aoti_budget.total_s
     phantom_files = {"random": save_phantoms(args.phantoms, args.out / "phantoms.npz"),
                      "trained": save_phantoms(args.accuracy_phantoms, args.out / "phantoms_accuracy.npz")}
     for config in [c.strip() for c in args.configs.split(",") if c.strip()]:
@@ -132,16 +140,24 @@ def run(args: argparse.Namespace) -> int:
         todo, skipped = plan(config, peaks, have_ipex)
         report["skipped"] += skipped
         log: list[str] = []
-        if config in SLOW_AOTI_CONFIGS and not args.build_aoti:
-            # AOTInductor compiles the clinical config in about 1.5 min; the seed-equivalent graph
-            # (ResNet-50-FPN + Inception-v4) takes far longer on 2 vCPUs. Pre-build it or pass --build-aoti.
-            missing = [t for t in todo if t[1] == "aoti" and not (out / f"aoti-{t[2]}" / "manifest.json").exists()]
-            todo = [t for t in todo if t not in missing]
-            for _, _, precision in missing:
-                log.append(f"{config}: aoti-{precision} skipped: not pre-built and compiling it exceeds the bench "
-                           f"budget here (scripts/build_model.py --config {config} --random-weights --backends aoti "
-                           f"--precisions {precision} --out {out}, or --build-aoti)")
-        for python, backend, precision in todo:
+        aoti: dict[str, dict[str, Any]] = {}
+        if config in SLOW_AOTI_CONFIGS:
+            # Compiled within the run's budget and cached by everything that changes the compiled code.
+            for python, backend, precision in [t for t in todo if t[1] == "aoti"]:
+                print(f"{config} aoti-{precision}: cache ...", flush=True)
+                aoti[f"aoti-{precision}"] = info = aoti_cache.ensure(config, precision, out, aoti_budget, python)
+                print(f"  {json.dumps(info)[:400]}", flush=True)
+                if "build_s" in info and not info.get("cache_hit"):
+                    report["build_seconds"][f"{config}/aoti-{precision}"] = info["build_s"]
+                if "skipped" in info or "error" in info:
+                    todo.remove((python, backend, precision))
+                    log.append(f"{config}: aoti-{precision} {'skipped' if 'skipped' in info else 'failed'}: "
+                               f"{info.get('reason') or info.get('error')} (key {info['key']}; --build-aoti "
+                               f"compiles without a limit, --aoti-budget SECONDS sets it)")
+            todo_built = [t for t in todo if t[1] != "aoti"]
+        else:
+            todo_built = todo
+        for python, backend, precision in todo_built:
             report["build_seconds"].update({f"{config}/{k}": v for k, v in
                                             ensure_artifacts(config, out, [(backend, precision)], python, log).items()})
         report["skipped"] += log
@@ -156,6 +172,12 @@ def run(args: argparse.Namespace) -> int:
             rows[name] = run_worker(python, out, name, repeats=args.repeats,
                                     phantom_file=phantom_files["trained" if config == "demo" else "random"])
             print(f"  {json.dumps({k: v for k, v in rows[name].items() if not isinstance(v, list)})[:400]}", flush=True)
+        for name, info in aoti.items():
+            # Beside the measured figures: whether the compiled package came from the cache, and its build time.
+            rows.setdefault(name, {}).update(aoti_cache={k: v for k, v in info.items() if k not in ("skipped", "reason")},
+                                             **{k: info[k] for k in ("skipped", "reason", "error") if k in info})
+        for name, row in bf16_skipped_rows(config, todo, skipped).items():
+            rows.setdefault(name, row)
         summary = summarise(config, rows, gflops, peaks)
         if config == "clinical" and summary.get("cold_start_s"):
             summary.update(import_torch_s(PY))        # the floor, measured in this run
@@ -180,7 +202,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         from .decode import run_decode_bench
 
-        report["decode"] = run_decode_bench()
+        if not args.skip_decode:
+            report["decode"] = run_decode_bench()
     except Exception as exc:            # the imaging engineer's bench; its absence must not lose ours
         report["decode"] = {"error": f"{type(exc).__name__}: {exc}"}
     # The peak is the best the machine showed: probed again at the end, and every share recomputed
@@ -197,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
         run_load_part(args, report)
     if not args.skip_pacs:
         run_pacs_part(args, report)
+    report["aoti_budget_spent_s"] = round(aoti_budget.spent_s, 1)
     report["bench_seconds"] = round(time.perf_counter() - t_bench, 1)
     report["host"]["load_average_at_end"] = os.getloadavg()
     report["torch"] = torch.__version__

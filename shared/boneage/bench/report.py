@@ -29,7 +29,7 @@ def markdown(report: dict[str, Any]) -> str:
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for name, r in c["artifacts"].items():
             if "p50_ms" not in r:
-                lines.append(f"| {name} | failed: {str(r.get('error', ''))[-120:].replace('|', '/').replace(chr(10), ' ')} |")
+                lines.append(f"| {name} | {_not_measured(r)} |")
                 continue
             judged = {True: "yes", False: "**no**", None: "not judged (random weights)"}[r.get("accurate_enough")]
             lines.append(f"| {name} | {r['p50_ms']} | {r['p90_ms']} | {r.get('throughput_b4_img_s')} | "
@@ -38,6 +38,9 @@ def markdown(report: dict[str, Any]) -> str:
                          f"{r.get('mean_output_delta_months')}/{r.get('max_output_delta_months')} | "
                          f"{r.get('mean_assessed_delta_months', '-')} | {r.get('phantom_mae_delta_months', '-')} | "
                          f"{r.get('decisions_changed', '-')} | {judged} |")
+        cache = _aoti_cache_line(c["artifacts"], report.get("aoti_budget_s"))
+        if cache:
+            lines += ["", cache]
         for key in ("e2e", "e2e_avx2"):
             if key in c and "stages_p50_ms" in c[key]:
                 s = c[key]
@@ -50,8 +53,96 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", "## Skipped", ""] + [f"- {s}" for s in report["skipped"]]
     if report.get("decode"):
         lines += ["", "## Decode", ""] + _decode_table(report["decode"])
+    lines += readme_tables(report)
     lines += ["", f"Total bench time: {report['bench_seconds']} s", ""]
     return "\n".join(lines)
+
+
+def _not_measured(r: dict[str, Any]) -> str:
+    if "skipped" in r:
+        return f"skipped, {r['skipped']}: {str(r.get('reason', ''))[:200]}"
+    return f"failed: {str(r.get('error', ''))[-120:].replace('|', '/').replace(chr(10), ' ')}"
+
+
+def _aoti_cache_line(rows: dict[str, Any], budget_s: float | None) -> str:
+    """Where each AOTInductor package came from: the cache (and how long it once took to build),
+    a build in this run, or nowhere (the budget)."""
+    parts = []
+    for name, r in rows.items():
+        info = r.get("aoti_cache")
+        if not info:
+            continue
+        if info.get("cache_hit"):
+            parts.append(f"{name} cache hit (key {info['key']}, built in {info.get('build_s')} s)")
+        elif "skipped" in r:
+            parts.append(f"{name} not built: {r['skipped']}, {r.get('reason')}")
+        elif "error" in r and "build_s" in info and "p50_ms" not in r:
+            parts.append(f"{name} build failed after {info['build_s']} s")
+        else:
+            parts.append(f"{name} built in this run in **{info.get('build_s')} s** (key {info['key']})")
+    if not parts:
+        return ""
+    budget = "no limit (--build-aoti)" if budget_s is None else f"{budget_s:.0f} s"
+    return f"AOTInductor packages (cache build/cache/aoti, compile budget {budget}): " + "; ".join(parts) + "."
+
+
+def _ms(v: Any) -> str:
+    return "-" if v is None else f"{v} ms"
+
+
+def readme_tables(report: dict[str, Any]) -> list[str]:
+    """The README's "Benchmark results" tables, from this run only, in the README's form: the lead
+    pastes this section instead of copying figures by hand."""
+    host = report.get("host", {})
+    loads = [round(x, 1) for x in (host.get("load_average_at_start") or [None])[:1] + (host.get("load_average_at_end") or [None])[:1]
+             if x is not None]
+    lines = ["", "## README tables", "",
+             f"From this run only: ISA class **{host.get('isa')}** (bf16 native: {host.get('bf16_native')}), torch "
+             f"{report.get('torch') or host.get('torch')}, {host.get('threads')} threads, load average "
+             f"{' -> '.join(map(str, loads))} (start -> end), {report.get('bench_seconds')} s in all.", "",
+             "| config (GFLOP/image, deployed) | eager fp32 p50 | best p50 (artifact) | speedup | share of peak "
+             "| cold start | peak RSS |", "|---|---|---|---|---|---|---|"]
+    for config in report.get("configs", []):
+        c = report[config]
+        lines.append(f"| {config} ({c.get('gflop_per_image')}) | {_ms(c.get('eager_fp32_p50_ms'))} | "
+                     f"{_ms(c.get('best_p50_ms'))} ({c.get('best_backend')}) | {c.get('speedup_vs_eager')}x | "
+                     f"{c.get('compute_efficiency')} | {c.get('cold_start_s')} s | {c.get('peak_rss_mb')} MB |")
+    if "seed_equivalent" in report.get("configs", []):
+        c = report["seed_equivalent"]
+        lines += ["", f"Seed-equivalent artifacts (best **{c.get('best_backend')}**, p50 {_ms(c.get('best_p50_ms'))}):", "",
+                  "| artifact | p50 | p90 | cold start | peak RSS | AOTInductor package |", "|---|---|---|---|---|---|"]
+        for name, r in c["artifacts"].items():
+            info = r.get("aoti_cache") or {}
+            source = ("" if not info else f"cache hit (built in {info.get('build_s')} s)" if info.get("cache_hit")
+                      else f"built in this run in {info.get('build_s')} s" if "p50_ms" in r else "")
+            if "p50_ms" not in r:
+                lines.append(f"| {name} | {_not_measured(r)} | | | | {source} |")
+                continue
+            lines.append(f"| {name} | {_ms(r['p50_ms'])} | {_ms(r.get('p90_ms'))} | {r.get('cold_start_s')} s | "
+                         f"{r.get('peak_rss_mb')} MB | {source} |")
+    decode = report.get("decode") or {}
+    if "formats" in decode:
+        d = decode.get("host", {})
+        image = decode.get("image") or {}
+        lines += ["", f"Decoding a {image.get('rows')} x {image.get('columns')} "
+                      f"{image.get('bits_stored')}-bit frame the way the service does, CPU ms (median of "
+                      f"{decode.get('repeats')}), ISA class **{d.get('isa_class')}**, load average "
+                      f"{d.get('load_average_1m')}:", "",
+                  "| format | decoder | measured | target (class): met | goal: met | at the library floor |",
+                  "|---|---|---|---|---|---|"]
+        for name, row in decode["formats"].items():
+            met = {True: "yes", False: "**no**", None: "not judged on this class"}[row.get("meets_target")]
+            goal = f"≤ {row['goal_ms']}: {'yes' if row.get('meets_goal') else '**no**'}" if "goal_ms" in row else ""
+            floor = ""
+            if row.get("at_library_floor"):
+                evidence = row.get("floor_evidence") or {}
+                decoders = evidence.get("decode_only_cpu_median_ms") or {}
+                fastest = min(decoders, key=decoders.get) if decoders else "?"
+                floor = (f"yes: decode alone {decoders.get(fastest)} ({fastest}) + rest of the ingest "
+                         f"{evidence.get('rest_of_ingest_cpu_median_ms')}")
+            lines.append(f"| {name} | {row.get('decoder')} | {row.get('cpu_median_ms')} | "
+                         f"≤ {row.get('target_ms')} ({row.get('target_isa_class')}): {met} | {goal} | {floor} |")
+    return lines
 
 
 def _decode_table(decode: dict[str, Any]) -> list[str]:
