@@ -99,10 +99,12 @@ def floor(name: str, data: bytes, median: float, target: float, rest_ms: float |
         return {"at_library_floor": False}
     decode_ms = {lib: _cpu_ms(run, repeats) for lib, run in _libraries(name, data).items()}
     evidence: dict = {"reason": reason, "decode_only_cpu_median_ms": decode_ms}
+    # The floor is the fastest in-process decode; dcmtk's figure (a difference of two processes' CPU,
+    # noisy and near zero on small frames) is evidence beside it, not a bound.
+    fastest = min(decode_ms.values())
     if name.startswith("dicom_jpeg_lossless"):
         evidence.update(_lossless_jpeg_extra(data, repeats))
         decode_ms.update(evidence.pop("process_decode_cpu_ms", {}))
-    fastest = min(decode_ms.values())
     return {"at_library_floor": fastest + rest_ms > target,
             "floor_evidence": {**evidence, "rest_of_ingest_cpu_median_ms": round(rest_ms, 1),
                                "row_cpu_median_ms": round(median, 1), "target_ms": target}}
@@ -148,7 +150,9 @@ def _dcmtk_decode_ms(data: bytes, repeats: int) -> float | None:
             return statistics.median(times)
 
         try:
-            return round(children_cpu_ms("dcmdjpeg") - children_cpu_ms("dcmconv"), 1)
+            # Below the resolution of process CPU accounting (small frames) the difference can come out
+            # negative: it is then "too small to measure", 0.
+            return max(0.0, round(children_cpu_ms("dcmdjpeg") - children_cpu_ms("dcmconv"), 1))
         except (OSError, subprocess.SubprocessError):
             return None
 
