@@ -159,6 +159,13 @@ class Spool:
     def _write_json(self, path: Path, value: Mapping[str, Any]) -> None:
         self.write_atomic(path, json.dumps(value, sort_keys=True).encode())
 
+    def _write_json_once(self, path: Path, value: Mapping[str, Any]) -> bool:
+        """Write ``value`` at ``path`` unless something is there already; False when it was."""
+        if path.exists():
+            return False
+        self._write_json(path, value)
+        return True
+
     def _move(self, src: Path, dst: Path) -> None:
         os.replace(src, dst)
         self._fsync_dir(dst.parent)
@@ -185,11 +192,7 @@ class Spool:
 
     def ignore(self, ref: str, entry: Mapping[str, Any]) -> bool:
         """Record an instance acknowledged but not uploaded (no bytes kept); False when it already was."""
-        path = self.ignored / f"{ref}.json"
-        if path.exists():
-            return False
-        self._write_json(path, {**entry, "ref": ref, "ignored_at": time.time()})
-        return True
+        return self._write_json_once(self.ignored / f"{ref}.json", {**entry, "ref": ref, "ignored_at": time.time()})
 
     def mark_own_result(self, ref: str) -> None:
         """Remember a result this gateway delivers (before it is sent: it may come straight back)."""
@@ -295,11 +298,8 @@ class Spool:
 
     def record_outcome(self, upload_id: str, entry: Mapping[str, Any]) -> bool:
         """A rejection or failure, kept for the operator; False when already recorded."""
-        path = self.outcomes / f"{upload_id}.json"
-        if path.exists():
-            return False
-        self._write_json(path, {**entry, "upload_id": upload_id, "recorded_at": time.time()})
-        return True
+        return self._write_json_once(self.outcomes / f"{upload_id}.json",
+                                     {**entry, "upload_id": upload_id, "recorded_at": time.time()})
 
     # --- status -------------------------------------------------------------------------------
 
