@@ -38,10 +38,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from boneage.clinical.text import DEMO_DISCLAIMER
-from boneage.result import COMPLETED, FAILED, AssessmentResult
+from boneage.result import COMPLETED, FAILED, SCHEMA, AssessmentResult
 from boneage.safetext import clean, clip
 
-SCHEMA = "boneage.assessment.v1"
 SUBJECT_MAX = 100          # SNS e-mail subject limit: ASCII, no line breaks, <= 100 characters
 MACHINE_PROTOCOLS = ("sqs", "lambda", "https")      # encrypted transports; everything else gets the e-mail text
 SNS_MAX_PUBLISH_BYTES = 256 * 1024                  # message, subject and attributes together

@@ -14,6 +14,13 @@ COMPLETED = "completed"
 REJECTED = "rejected"
 FAILED = "failed"
 
+# What the service writes and publishes, here (the bottom layer) so that the on-premises gateway, which
+# installs none of numpy, highdicom or the clinical tables, names them without copying them:
+SCHEMA = "boneage.assessment.v1"            # the notification body's ``schema`` (``boneage.notification``)
+REPORT_SC = "report_sc.dcm"                 # the DICOM results of a DICOM source (``boneage.report``)
+REPORT_SR = "report_sr.dcm"
+MANUFACTURER = "boneage (open source)"      # the SC's and the SR's Manufacturer: how our own objects are known
+
 
 @dataclass
 class AssessmentResult:

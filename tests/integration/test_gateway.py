@@ -4,7 +4,6 @@ process where a crash is the point. Orthanc round trips are in the PACS tests (p
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -15,8 +14,10 @@ from pydicom import dcmread
 from pydicom import uid as dcm_uid
 
 from boneage.devstack.gateway import (
-    Blackout, GatewayAws, GatewayProcess, StorageSCP, dx_instance, free_port, publish_result, wait_for, write_config,
+    GatewayAws, GatewayProcess, StorageSCP, dx_instance, free_port, gateway_cli, publish_result, wait_for,
+    write_config,
 )
+from boneage.devstack.proxy import TcpProxy
 from boneage.devstack.stack import EMULATOR_ENV, ROOT
 from boneage.gateway.config import GatewayConfig
 from boneage.gateway.runner import Gateway
@@ -128,12 +129,53 @@ def test_storescu_instances_are_uploaded_once_as_received_under_a_phi_free_key(a
         assert phi not in key
 
 
+def _relay_to(aws: GatewayAws) -> TcpProxy:
+    """The gateway's way to the emulator, through a relay a test can cut."""
+    host, port = aws.endpoint.split("//")[1].rsplit(":", 1)
+    return TcpProxy(int(port), target_host=host).start()
+
+
+def test_a_cut_resets_the_connections_open_through_it_and_refuses_new_ones(aws):
+    """A client holding a connection open (a pooled keep-alive one, a blocked read) sees the cut at once:
+    the relay shuts its sockets down rather than only closing them, which on Linux would not wake the
+    relay's own reads, so the connection would live on through the cut."""
+    import socket
+    import time
+
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import EndpointConnectionError
+
+    from boneage.devstack.stack import REGION
+
+    proxy = _relay_to(aws)
+    s3 = boto3.client("s3", endpoint_url=proxy.url, region_name=REGION,     # credentials: the autouse fixture's
+                      config=Config(retries={"total_max_attempts": 1}))
+    try:
+        s3.head_bucket(Bucket=aws.upload_bucket)
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as held:
+            wait_for(lambda: proxy.connections == 2, timeout_s=10, what="the held connection")
+            proxy.cut()
+            started = time.monotonic()
+            try:
+                data = held.recv(1)
+            except ConnectionResetError:
+                data = b""
+            assert data == b"" and time.monotonic() - started < 5      # reset now, not a timeout
+        with pytest.raises(EndpointConnectionError):
+            s3.head_bucket(Bucket=aws.upload_bucket)
+        proxy.restore()
+        s3.head_bucket(Bucket=aws.upload_bucket)
+        assert proxy.connections == 3
+    finally:
+        proxy.stop()
+
+
 def test_uploads_wait_while_s3_is_unreachable_and_go_once_when_it_is_back(aws, tmp_path):
     from pynetdicom import AE
 
-    host, port = aws.endpoint.rsplit(":", 1)[0].split("//")[1], int(aws.endpoint.rsplit(":", 1)[1])
-    proxy = Blackout((host, port))
-    proxy.down()
+    proxy = _relay_to(aws)
+    proxy.cut()
     gateway, _ = _gateway(aws, tmp_path, endpoint_url=proxy.url)
     try:
         with gateway:
@@ -146,20 +188,19 @@ def test_uploads_wait_while_s3_is_unreachable_and_go_once_when_it_is_back(aws, t
             assoc.release()
             assert status.Status == 0x0000
             wait_for(lambda: gateway.uploader.failures >= 2, timeout_s=30, what="failed upload attempts")
-            assert gateway.spool.status()["pending_uploads"] == 1
-            proxy.up()
+            assert gateway.spool.status()["pending_uploads"] == 1 and proxy.connections == 0
+            proxy.restore()
             wait_for(lambda: gateway.spool.status()["pending_uploads"] == 0, timeout_s=30, what="the upload")
     finally:
-        proxy.close()
+        proxy.stop()
     key = f"incoming/st-mary/{ref_for(_uid(7))}.dcm"
     assert aws.versions(key) == {key: 1}
 
 
 @needs_dcmtk
 def test_sigkill_after_c_store_success_and_before_upload_then_restart_uploads_exactly_once(aws, tmp_path):
-    host, port = aws.endpoint.split("//")[1].split(":")
-    proxy = Blackout((host, int(port)))
-    proxy.down()                                        # acknowledged, but cannot be uploaded yet
+    proxy = _relay_to(aws)
+    proxy.cut()                                         # acknowledged, but cannot be uploaded yet
     listen = free_port()
     config = write_config(tmp_path / "gateway.json",
                           aws.config(tmp_path / "spool", listen_port=listen, endpoint_url=proxy.url))
@@ -169,11 +210,14 @@ def test_sigkill_after_c_store_success_and_before_upload_then_restart_uploads_ex
         with GatewayProcess(config).start(ready_port=listen) as first:
             sent = _storescu(listen, *files)
             assert sent.returncode == 0, sent.stderr
+            wait_for(lambda: any(line["message"] == "upload failed; retrying" for line in first.logs()),
+                     timeout_s=30, what="a failed upload attempt while cut")
             first.kill()                                # SIGKILL: no shutdown of any kind
             assert first.proc.returncode == -9
         spool = Spool(tmp_path / "spool")
         assert len(spool.inbox_refs()) == 3             # what was acknowledged survived
-        proxy.up()
+        assert proxy.connections == 0
+        proxy.restore()
         with GatewayProcess(config).start(ready_port=listen) as second:
             wait_for(lambda: spool.status()["uploaded"] == 3, timeout_s=60, what="the uploads after the restart")
             assert second.terminate() == 0              # SIGTERM: a clean exit
@@ -183,7 +227,7 @@ def test_sigkill_after_c_store_success_and_before_upload_then_restart_uploads_ex
         for phi in ("PHANTOM", "PH0000", "A0000", STUDY):          # names, IDs, accession numbers, UIDs
             assert phi not in text
     finally:
-        proxy.close()
+        proxy.stop()
     for i in range(3):
         key = f"incoming/st-mary/{ref_for(_uid(20 + i))}.dcm"
         assert aws.versions(key) == {key: 1}
@@ -240,11 +284,7 @@ def test_a_rejection_is_kept_for_the_operator_and_nothing_goes_to_the_pacs(aws, 
 
 
 def _cli(action: str, config: Path) -> dict:
-    out = subprocess.run([sys.executable, "-m", "boneage.cli", "gateway", action, "--config", str(config), "--json"],
-                         capture_output=True, text=True, timeout=60, cwd=ROOT,
-                         env={"PYTHONPATH": str(ROOT / "shared"), "PATH": "/usr/bin:/bin"})
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    return gateway_cli(config, action, env={"PATH": "/usr/bin:/bin"})      # no AWS credentials needed
 
 
 def test_pacs_down_dead_letters_after_the_last_attempt_and_resend_delivers_once_it_is_back(aws, tmp_path):

@@ -27,7 +27,7 @@ import pytest
 from boneage.devstack.dcmtk import echoscu
 from boneage.devstack.local import LocalDeployment
 from boneage.devstack.orthanc import DICOMWEB_PLUGIN, orthanc_binary
-from boneage.devstack.pacs import GATEWAY_AET, MODALITY_AET, PacsLoop
+from boneage.devstack.pacs import GATEWAY_AET, GATEWAY_MODALITY, MODALITY_AET, PacsLoop
 from boneage.devstack.studies import PhantomStudy, phantom_study
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -207,6 +207,52 @@ def test_the_same_study_sent_twice_is_assessed_once_and_its_results_are_in_the_p
     assert again.returncode == 0 and again.unacknowledged == []
     time.sleep(6)       # long enough for a second assessment and delivery to show
     assert loop.check_exactly_once(study.study_instance_uid, study.sop_instance_uids) == []
+    _assert_no_phi(loop, study)
+
+
+def _object_of_the_study(study: PhantomStudy, sop_class: str, modality: str) -> bytes:
+    """A non-image object a PACS keeps in a study (a presentation state, a key object selection): the
+    header is all the gateway sees of it."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.PatientName, ds.PatientID = study.patient_name, study.patient_id
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = study.study_instance_uid, generate_uid(), modality
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def test_the_whole_study_sent_back_with_our_results_in_it_succeeds_and_nothing_is_assessed_again(loop):
+    """A radiologist sends the whole study - which now holds our SC and SR, a presentation state and a key
+    object selection - to the gateway: Orthanc's job succeeds (every object is accepted, none transcoded),
+    only the radiograph is recognised as already uploaded, and the rest is acknowledged and never uploaded."""
+    from pydicom.uid import GrayscaleSoftcopyPresentationStateStorage, KeyObjectSelectionDocumentStorage
+
+    study = phantom_study(207, instances=1, modality="DX")
+    loop.send_from_pacs(study)
+    _assert_exactly_once(loop, study, settle_s=0)
+    for sop_class, modality in ((GrayscaleSoftcopyPresentationStateStorage, "PR"),
+                                (KeyObjectSelectionDocumentStorage, "KO")):
+        loop.orthanc.upload(_object_of_the_study(study, sop_class, modality))
+    assert len(loop.orthanc.study_instances(study.study_instance_uid)) == 5     # DX, SC, SR, PR, KO
+    before, records_before = loop.gateway.cli("status"), len(loop.records())
+
+    # Synchronous: raises (Orthanc's HTTP 500, "Cannot transcode ...") unless every instance was stored.
+    loop.orthanc.send(GATEWAY_MODALITY, [loop.orthanc.study_id(study.study_instance_uid)])
+    time.sleep(6)       # long enough for an upload, an assessment and a delivery to show
+
+    after = loop.gateway.cli("status")
+    assert len(loop.records()) == records_before, "something was assessed again"
+    assert loop.check_exactly_once(study.study_instance_uid, study.sop_instance_uids) == []
+    assert (after["uploaded"], after["pending_uploads"]) == (before["uploaded"], 0)
+    gained = {k: v - before["ignored_by_reason"].get(k, 0) for k, v in after["ignored_by_reason"].items()}
+    assert gained == {"own_result": 2, "not_a_radiograph": 2}, after
     _assert_no_phi(loop, study)
 
 

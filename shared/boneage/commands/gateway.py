@@ -3,8 +3,9 @@
 - ``run --config PATH``      the gateway in the foreground: C-STORE SCP, uploads, results, deliveries;
                              JSON log lines on stderr; SIGTERM/SIGINT stop it cleanly (exit 0).
 - ``status --config PATH``   spool depth, pending uploads and deliveries, dead letters, rejections and
-                             failures kept for the operator; reads the spool, so it works whether or
-                             not the gateway runs.
+                             failures kept for the operator, instances acknowledged but not uploaded
+                             (``ignored``: not radiographs, our own results sent back); reads the
+                             spool, so it works whether or not the gateway runs.
 - ``resend --config PATH``   dead-lettered deliveries back to pending (the running gateway, or the
                              next one started, sends them).
 - ``check --config PATH``    loads and prints the configuration (exit 2 on an error in it).
@@ -67,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
                  f"pending deliveries: {status['pending_deliveries']}; delivered: {status['delivered']}",
                  f"dead letters: {status['dead_letters']}"
                  + (f" (re-send with: boneage gateway resend --config {args.config})" if status["dead_letters"] else ""),
-                 f"rejections and failures kept: {status['rejections_and_failures']}"]
+                 f"rejections and failures kept: {status['rejections_and_failures']}",
+                 f"ignored (acknowledged, not uploaded): {status['ignored']}"
+                 + "".join(f"; {reason}: {n}" for reason, n in status["ignored_by_reason"].items())]
         lines += [f"  {o['upload_id']}: {o['status']} ({o['reason']})" for o in status["outcomes"]]
         _print(args, {"event": "status", **status}, "\n".join(lines))
         return 0

@@ -4,13 +4,14 @@ to cut that side off, DICOM instances, a PACS to deliver to, and the gateway as 
 - ``GatewayAws``: moto server on loopback with the gateway's upload bucket (versioned, like the
   template's), results bucket and results queue - or, with ``GatewayAws.on(stack, queue_url)``, the
   buckets of a deployed ``LocalStack`` and a hospital's results queue there.
-- ``Blackout``: a TCP proxy in front of an endpoint that can be switched off (connections refused)
-  and on again: "S3 unreachable for a while", "the PACS is down".
+- ``wait_for``: poll until a condition holds. A relay that cuts the network ("S3 unreachable for a
+  while") is ``boneage.devstack.proxy.TcpProxy``; a free port, ``boneage.devstack.orthanc.free_port``.
 - ``dx_instance``: a small DX radiograph as Part 10 bytes in any transfer syntax ingest reads.
 - ``StorageSCP``: a pynetdicom C-STORE SCP standing in for the PACS; it keeps what it was sent.
 - ``publish_result``: what the service would publish for an upload, with an SC and an SR of the
   source study in the results bucket (for tests that leave the service out).
-- ``GatewayProcess``: ``boneage gateway run`` as a subprocess (SIGKILL-able), its logs kept.
+- ``GatewayProcess``: ``boneage gateway run`` as a subprocess (SIGKILL-able), its logs kept, and
+  ``gateway_cli``: an operator command (``status``, ``resend``) answered as JSON.
 
 Development only, like the rest of ``boneage.devstack``.
 """
@@ -20,25 +21,22 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from boneage.devstack.orthanc import free_port, port_open
 from boneage.devstack.stack import EMULATOR_ENV, REGION, ROOT, emulator_client
+from boneage.result import REPORT_SC, REPORT_SR, SCHEMA
 from boneage.upload import object_ref_for
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["GatewayAws", "GatewayProcess", "StorageSCP", "dx_instance", "free_port", "gateway_cli", "publish_result",
+           "wait_for", "write_config"]
 
 
 def wait_for(predicate: Callable[[], Any], *, timeout_s: float = 30.0, interval_s: float = 0.1, what: str = "") -> Any:
@@ -51,74 +49,6 @@ def wait_for(predicate: Callable[[], Any], *, timeout_s: float = 30.0, interval_
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout_s} s waiting for {what or predicate}")
         time.sleep(interval_s)
-
-
-class Blackout:
-    """A loopback TCP proxy to ``target`` (host, port) that can be cut (``down()``) and restored (``up()``).
-    While down, new connections are closed at once and open ones are dropped."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self._listener.getsockname()[1])
-        self._up = threading.Event()
-        self._up.set()
-        self._closed = False
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True, name="blackout").start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def down(self) -> None:
-        self._up.clear()
-        with self._lock:
-            for c in self._conns:
-                with contextlib.suppress(OSError):
-                    c.close()
-            self._conns.clear()
-
-    def up(self) -> None:
-        self._up.set()
-
-    def close(self) -> None:
-        self._closed = True
-        self.down()
-        with contextlib.suppress(OSError):
-            self._listener.close()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            if not self._up.is_set():
-                client.close()
-                continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
 
 
 @dataclass
@@ -286,13 +216,12 @@ def publish_result(aws: GatewayAws, *, upload_id: str, object_key: str, study_ui
 
     report_keys: dict[str, str] = {}
     if status == "completed":
-        for name, sop_class in (("report_sc.dcm", SecondaryCaptureImageStorage),
-                                ("report_sr.dcm", ComprehensiveSRStorage)):
+        for name, sop_class in ((REPORT_SC, SecondaryCaptureImageStorage), (REPORT_SR, ComprehensiveSRStorage)):
             key = f"reports/{hospital_id}/{upload_id[:16]}/{name}"
             aws.client("s3").put_object(Bucket=aws.results_bucket, Key=key,
                                         Body=_report_dataset(sop_class, study_uid=study_uid, source_sop=source_sop))
             report_keys[name] = key
-    body = {"schema": "boneage.assessment.v1", "upload_id": upload_id, "status": status, "reason": reason,
+    body = {"schema": SCHEMA, "upload_id": upload_id, "status": status, "reason": reason,
             "object_ref": object_ref_for(aws.upload_bucket, object_key), "report_keys": report_keys,
             "study_instance_uid": study_uid}
     message = json.dumps(body)
@@ -323,16 +252,28 @@ class GatewayProcess:
         if ready_port is not None:
             def listening() -> bool:
                 if self.proc is not None and self.proc.poll() is not None:
-                    raise RuntimeError(f"the gateway exited ({self.proc.returncode}): {self.logs()[-5:]}")
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", ready_port), timeout=0.5):
-                    return True
-                return False
+                    raise RuntimeError(f"the gateway exited ({self.proc.returncode}): {self.log_tail(5)}")
+                return port_open("127.0.0.1", ready_port)
             wait_for(listening, timeout_s=timeout_s, what="the gateway to listen")
         return self
 
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
     def logs(self) -> list[dict[str, Any]]:
+        """The log's JSON lines, parsed."""
         out = []
-        for line in self.log_path.read_text(errors="replace").splitlines() if self.log_path.exists() else []:
+        for line in self.log_text().splitlines():
             with contextlib.suppress(json.JSONDecodeError):
                 out.append(json.loads(line))
         return out
@@ -354,10 +295,14 @@ class GatewayProcess:
         self.kill()
 
 
-@contextlib.contextmanager
-def gateway_aws() -> Iterator[GatewayAws]:
-    aws = GatewayAws.start()
-    try:
-        yield aws
-    finally:
-        aws.stop()
+def gateway_cli(config_path: Path, action: str, *, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``boneage gateway <action> --config PATH --json`` (status, resend) in a child process: its JSON answer.
+    ``env``: the child's whole environment (default: this one, with this checkout's package first)."""
+    env = dict(env) if env is not None else {**os.environ}
+    env["PYTHONPATH"] = str(ROOT / "shared")
+    out = subprocess.run([sys.executable, "-m", "boneage.cli", "gateway", action, "--config", str(config_path),
+                          "--json"], capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=120)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"boneage gateway {action} exited {out.returncode}: {out.stderr[-2000:]}")
+    return json.loads(lines[-1])

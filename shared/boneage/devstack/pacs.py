@@ -25,7 +25,6 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,8 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .dcmtk import StoreResult, storescu
-from .gateway import GatewayProcess
-from .orthanc import Modality, Orthanc, free_port, port_open
+from .gateway import GatewayProcess, gateway_cli
+from .orthanc import Modality, Orthanc, free_port
 from .proxy import TcpProxy
 from .hospitals import HospitalAccess
 from .stack import REGION
@@ -56,7 +55,7 @@ FAST_RETRY = {"initial_backoff_s": 0.25, "max_backoff_s": 2.0, "max_delivery_att
 
 class HospitalGateway(GatewayProcess):
     """The hospital's ``boneage gateway run`` (``boneage.devstack.gateway.GatewayProcess``) with what the PACS
-    tests need besides: its credentials kept for restarts, its port, its operator commands and raw log."""
+    tests need besides: its credentials kept for restarts and its operator commands, its port."""
 
     def __init__(self, config_path: Path, *, credentials: Mapping[str, str], log_path: Path) -> None:
         super().__init__(config_path, log_path=log_path)
@@ -70,10 +69,6 @@ class HospitalGateway(GatewayProcess):
     @property
     def port(self) -> int:
         return int(self.config["listen_port"])
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def start(self, *, timeout_s: float = 60.0, **_: Any) -> HospitalGateway:       # type: ignore[override]
         """Start (or restart after ``kill``) with the hospital's credentials; returns once it listens."""
@@ -96,23 +91,8 @@ class HospitalGateway(GatewayProcess):
                 self.kill()
 
     def cli(self, action: str) -> dict[str, Any]:
-        """``boneage gateway <action> --config ... --json`` (status, resend): its JSON answer."""
-        env = {**os.environ, **self.credentials}
-        out = subprocess.run([sys.executable, "-m", "boneage.cli", "gateway", action, "--config",
-                              str(self.config_path), "--json"], capture_output=True, text=True, env=env, timeout=120)
-        lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-        if out.returncode != 0 or not lines:
-            raise RuntimeError(f"boneage gateway {action} exited {out.returncode}: {out.stderr[-2000:]}")
-        return json.loads(lines[-1])
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
+        """``boneage gateway <action> --config ... --json`` (status, resend) with the hospital's credentials."""
+        return gateway_cli(self.config_path, action, env={**os.environ, **self.credentials})
 
 
 @dataclass

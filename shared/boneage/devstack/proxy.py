@@ -5,9 +5,10 @@ target. ``cut()`` closes the listening socket and every open connection, so a cl
 when the network is down: connections refused (a real ``ECONNREFUSED``, no emulation in the client);
 ``restore()`` listens again on the same port. Nothing is buffered or altered while it relays.
 
-Unlike ``boneage.devstack.gateway.Blackout`` (which keeps listening and closes what it accepts while
-down), the port here refuses, and the open connections are shut down (``shutdown`` wakes the relay
-threads; a bare ``close`` would not), so boto3's pooled keep-alive connections die with the cut too.
+The open connections are shut down (``SO_LINGER`` 0, then ``shutdown``), not only closed: on Linux a bare
+``close`` wakes neither the relay's threads blocked reading them nor the peer, so a client's pooled
+keep-alive connection (boto3's) would live on through the cut. The one relay of the tests, ``make demo``
+and ``make bench``; ``tests/integration/test_gateway.py`` shows a held connection reset by the cut.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@
                the operator. Everything is one file per item, written to a temporary file, fsync'd,
                renamed and the directory fsync'd, so a SIGKILL leaves either the old or the new state.
 - ``retry``    capped, jittered exponential back-off.
-- ``listener`` the C-ECHO / C-STORE SCP (pynetdicom); stores as received, no transcoding.
+- ``listener`` the C-ECHO / C-STORE SCP (pynetdicom); stores radiographs as received, no transcoding;
+               acknowledges the rest of a study (SR, GSPS, KOS, our own results) without uploading it.
 - ``uploader`` spool -> ``incoming/<hospital_id>/<sha256(SOP Instance UID)>.dcm`` (conditional put: once).
 - ``results``  the hospital's results queue -> deliveries recorded in the spool.
 - ``delivery`` deliveries -> PACS (C-STORE SCU, or DICOMweb STOW-RS).

@@ -2,8 +2,9 @@
 
 The SC and SR already carry the source's StudyInstanceUID (``boneage.report``: a new series of the
 source study), so sending them as they are files them with the radiograph. Each file is fetched
-once from the results bucket into the spool, then sent with C-STORE (``CStoreSender``) or DICOMweb
-STOW-RS (``StowSender``). A file the PACS acknowledged is recorded as sent at once, so a retry sends
+once from the results bucket into the spool (its SOP Instance UID marked as our own first, so that the
+listener never uploads it when the PACS sends the study back), then sent with C-STORE (``CStoreSender``)
+or DICOMweb STOW-RS (``StowSender``). A file the PACS acknowledged is recorded as sent at once, so a retry sends
 only what is missing; a delivery is moved to ``done`` when both went, and never sent again. A
 failure (PACS down, refusal) is retried with capped, jittered back-off; after
 ``max_delivery_attempts`` the delivery moves to the dead-letter folder, with a log line naming the
@@ -12,6 +13,7 @@ command that re-sends it.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import threading
@@ -27,7 +29,7 @@ from pydicom import dcmread
 
 from boneage.gateway.config import GatewayConfig
 from boneage.gateway.retry import backoff_s
-from boneage.gateway.spool import Delivery, Spool
+from boneage.gateway.spool import Delivery, Spool, ref_for
 
 logger = logging.getLogger("boneage.gateway.delivery")
 
@@ -134,6 +136,14 @@ class StowSender:
         return list(paths)
 
 
+def _sop_instance_uid(data: bytes) -> str | None:
+    try:
+        ds = dcmread(io.BytesIO(data), stop_before_pixels=True, force=True, specific_tags=["SOPInstanceUID"])
+    except Exception:
+        return None
+    return str(ds.get("SOPInstanceUID", "") or "").strip() or None
+
+
 def make_sender(config: GatewayConfig) -> Sender | None:
     if config.pacs is not None:
         return CStoreSender(config)
@@ -165,6 +175,10 @@ class Deliverer:
                     body = self.s3.get_object(Bucket=self.config.aws.results_bucket, Key=key)["Body"].read()
                 except Exception as exc:
                     raise DeliveryError(f"results_bucket_{type(exc).__name__}") from exc
+                # Known as ours before it can reach the PACS: a study sent back from there is not re-assessed.
+                sop_uid = _sop_instance_uid(body)
+                if sop_uid:
+                    self.spool.mark_own_result(ref_for(sop_uid))
                 self.spool.write_atomic(path, body)
             paths.append(path)
         return paths

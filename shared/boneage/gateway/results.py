@@ -20,17 +20,12 @@ from typing import Any
 from boneage.gateway.config import GatewayConfig
 from boneage.gateway.retry import backoff_s
 from boneage.gateway.spool import Delivery, Spool
-from boneage.result import COMPLETED
+from boneage.result import COMPLETED, REPORT_SC, REPORT_SR, SCHEMA
 from boneage.upload import object_ref_for
 
 logger = logging.getLogger("boneage.gateway.results")
 
-# The DICOM objects the service writes for a DICOM source (``boneage.report.REPORT_SC`` / ``REPORT_SR``;
-# not imported: ``boneage.report`` pulls in numpy and highdicom, which the gateway does not install).
-REPORT_SC = "report_sc.dcm"
-REPORT_SR = "report_sr.dcm"
-DICOM_REPORTS = (REPORT_SC, REPORT_SR)
-SCHEMA = "boneage.assessment.v1"        # boneage.notification.SCHEMA (which imports the clinical tables: numpy)
+DICOM_REPORTS = (REPORT_SC, REPORT_SR)       # the DICOM objects the service writes for a DICOM source
 
 KEEP_FOR_S = 5
 DELETE = "delete"

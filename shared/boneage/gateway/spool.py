@@ -10,6 +10,11 @@ Layout under ``spool_dir``::
     deliveries/done/<upload_id>.json      delivered: never sent again
     deliveries/dead/<upload_id>.json      gave up after ``max_delivery_attempts`` (``boneage gateway resend``)
     outcomes/<upload_id>.json        rejections and failures, kept for the operator (never sent as images)
+    ignored/<ref>.json               instances acknowledged but never uploaded (no bytes kept): objects that
+                                     are not radiographs (SR, presentation states, key objects ...) and our
+                                     own results coming back in a study send; their reason and SOP class
+    own/<ref>                        the results this gateway delivered (marked before they are sent), so a
+                                     PACS sending them back is recognised by SOP Instance UID
     tmp/                             files being written
     gateway.lock                     held (flock) by the running gateway
 
@@ -78,6 +83,8 @@ class Spool:
         self.done = self.root / "deliveries" / "done"
         self.dead = self.root / "deliveries" / "dead"
         self.outcomes = self.root / "outcomes"
+        self.ignored = self.root / "ignored"
+        self.own = self.root / "own"
         self.tmp = self.root / "tmp"
         self._lock = threading.Lock()            # one receive at a time decides "new or duplicate"
         self._lock_fd: int | None = None
@@ -85,7 +92,8 @@ class Spool:
     # --- set-up -------------------------------------------------------------------------------
 
     def create(self) -> Spool:
-        for d in (self.inbox, self.uploaded, self.pending, self.files, self.done, self.dead, self.outcomes, self.tmp):
+        for d in (self.inbox, self.uploaded, self.pending, self.files, self.done, self.dead, self.outcomes,
+                  self.ignored, self.own, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
         for leftover in self.tmp.iterdir():     # a write that a crash interrupted never reached its place
             leftover.unlink(missing_ok=True)
@@ -151,6 +159,13 @@ class Spool:
     def _write_json(self, path: Path, value: Mapping[str, Any]) -> None:
         self.write_atomic(path, json.dumps(value, sort_keys=True).encode())
 
+    def _write_json_once(self, path: Path, value: Mapping[str, Any]) -> bool:
+        """Write ``value`` at ``path`` unless something is there already; False when it was."""
+        if path.exists():
+            return False
+        self._write_json(path, value)
+        return True
+
     def _move(self, src: Path, dst: Path) -> None:
         os.replace(src, dst)
         self._fsync_dir(dst.parent)
@@ -174,6 +189,19 @@ class Spool:
                 return DUPLICATE, ref
             self.write_atomic(self.inbox / f"{ref}.dcm", data)
         return RECEIVED, ref
+
+    def ignore(self, ref: str, entry: Mapping[str, Any]) -> bool:
+        """Record an instance acknowledged but not uploaded (no bytes kept); False when it already was."""
+        return self._write_json_once(self.ignored / f"{ref}.json", {**entry, "ref": ref, "ignored_at": time.time()})
+
+    def mark_own_result(self, ref: str) -> None:
+        """Remember a result this gateway delivers (before it is sent: it may come straight back)."""
+        path = self.own / ref
+        if not path.exists():
+            self.write_atomic(path, b"")
+
+    def is_own_result(self, ref: str) -> bool:
+        return (self.own / ref).exists()
 
     def inbox_refs(self) -> list[str]:
         """Instances waiting for upload, oldest first."""
@@ -270,11 +298,8 @@ class Spool:
 
     def record_outcome(self, upload_id: str, entry: Mapping[str, Any]) -> bool:
         """A rejection or failure, kept for the operator; False when already recorded."""
-        path = self.outcomes / f"{upload_id}.json"
-        if path.exists():
-            return False
-        self._write_json(path, {**entry, "upload_id": upload_id, "recorded_at": time.time()})
-        return True
+        return self._write_json_once(self.outcomes / f"{upload_id}.json",
+                                     {**entry, "upload_id": upload_id, "recorded_at": time.time()})
 
     # --- status -------------------------------------------------------------------------------
 
@@ -298,6 +323,10 @@ class Spool:
             raw = self._read_json(p) or {}
             dead.append({k: raw.get(k) for k in ("upload_id", "ref", "attempts", "last_error")})
         pending_deliveries = sum(1 for _ in self._entries(self.pending))
+        ignored: dict[str, int] = {}
+        for p in self._entries(self.ignored):
+            reason = (self._read_json(p) or {}).get("reason") or "unknown"
+            ignored[reason] = ignored.get(reason, 0) + 1
         return {
             "spool_dir": str(self.root),
             "running": self.running(),
@@ -310,6 +339,9 @@ class Spool:
             "delivered": sum(1 for _ in self._entries(self.done)),
             "dead_letters": len(dead),
             "rejections_and_failures": len(outcomes),
+            # Acknowledged, never uploaded: not radiographs, or our own results sent back (by reason).
+            "ignored": sum(ignored.values()),
+            "ignored_by_reason": dict(sorted(ignored.items())),
             "dead": dead,
             "outcomes": outcomes,
         }

@@ -12,11 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from boneage.imaging.types import Radiograph
 from boneage.model.types import ModelOutput
-from boneage.result import AssessmentResult
+from boneage.result import REPORT_SC, REPORT_SR, AssessmentResult
 
 REPORT_PNG = "report.png"
-REPORT_SC = "report_sc.dcm"
-REPORT_SR = "report_sr.dcm"
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,7 @@ import io
 
 from pydicom.dataset import Dataset
 
-from boneage.result import AssessmentResult
-
-MANUFACTURER = "boneage (open source)"
+from boneage.result import MANUFACTURER, AssessmentResult
 
 # Type 2 attributes highdicom copies from the source: present-but-empty is valid DICOM, absent is
 # not, and real modalities do leave some out.

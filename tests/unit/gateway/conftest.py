@@ -102,18 +102,20 @@ def sqs() -> FakeSQS:
 
 
 def instance(sop_uid: str = "1.2.826.0.1.3680043.8.498.101", study_uid: str = "1.2.826.0.1.3680043.8.498.100",
-             *, patient: str = "DOE^JANE") -> bytes:
-    """A small Part 10 DX header (no pixels: the gateway never reads them) with a patient name in it."""
+             *, patient: str = "DOE^JANE", sop_class: str | None = None, manufacturer: str | None = None) -> bytes:
+    """A small Part 10 header (no pixels: the gateway never reads them) with a patient name in it: a DX
+    image unless ``sop_class`` says otherwise."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.filebase import DicomBytesIO
     from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian
 
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
+    sop_class = sop_class or DigitalXRayImageStorageForPresentation
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
     ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = DigitalXRayImageStorageForPresentation
+    ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = sop_uid
     ds.StudyInstanceUID = study_uid
     ds.SeriesInstanceUID = study_uid + ".1"
@@ -121,6 +123,8 @@ def instance(sop_uid: str = "1.2.826.0.1.3680043.8.498.101", study_uid: str = "1
     ds.PatientID = "MRN-0001"
     ds.AccessionNumber = "ACC-42"
     ds.Modality = "DX"
+    if manufacturer is not None:
+        ds.Manufacturer = manufacturer
     buf = DicomBytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()

@@ -26,13 +26,16 @@ def test_status_and_resend_read_and_move_the_spool_with_the_gateway_down(tmp_pat
     dead = Delivery(upload_id="u1", ref="r1", report_keys={}, attempts=3, last_error="pacs_unreachable")
     spool.add_delivery(dead)
     spool.finish_delivery(dead, dead=True)
+    spool.ignore("r2", {"reason": "own_result", "sop_class_uid": "1.2.840.10008.5.1.4.1.1.7"})
     assert main(["gateway", "status", "--config", str(path), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert (status["event"], status["running"], status["pending_uploads"], status["dead_letters"],
             status["spool_depth"]) == ("status", False, 1, 1, 2)
+    assert (status["ignored"], status["ignored_by_reason"]) == (1, {"own_result": 1})
     assert main(["gateway", "status", "--config", str(path)]) == 0
     text = capsys.readouterr().out
     assert "dead letters: 1" in text and f"boneage gateway resend --config {path}" in text
+    assert "ignored (acknowledged, not uploaded): 1; own_result: 1" in text
     assert main(["gateway", "resend", "--config", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"event": "resend", "moved": 1, "upload_ids": ["u1"]}
     assert spool.status()["pending_deliveries"] == 1 and spool.status()["dead_letters"] == 0

@@ -106,3 +106,26 @@ def test_results_bucket_unreachable_is_a_retried_failure_not_a_crash(config, s3,
     d.run_once()
     (pending,) = spool.pending_deliveries()
     assert pending.attempts == 1 and pending.last_error.startswith("results_bucket_")
+
+
+def test_a_fetched_result_is_known_as_ours_before_it_is_sent(config, s3, setup):
+    """The PACS may send the study back at once: the listener must already know the SC and SR are ours."""
+    from pydicom import uid as dcm_uid
+
+    from boneage.gateway.spool import ref_for
+
+    from .conftest import instance
+
+    spool, now = setup
+    uids = {"report_sc.dcm": "1.2.826.0.1.3680043.8.498.501", "report_sr.dcm": "1.2.826.0.1.3680043.8.498.502"}
+    for name, key in KEYS.items():
+        s3.put_object(Bucket="results", Key=key, Body=instance(uids[name], sop_class=dcm_uid.ComprehensiveSRStorage))
+    seen: list[bool] = []
+
+    class Pacs(FlakyPacs):
+        def send(self, paths):
+            seen.extend(spool.is_own_result(ref_for(u)) for u in uids.values())
+            return super().send(paths)
+
+    _deliverer(config, spool, s3, Pacs(), now).run_once()
+    assert seen == [True, True] and spool.delivery_state("u1") == "done"

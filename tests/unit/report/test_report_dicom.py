@@ -66,6 +66,9 @@ def test_both_objects_join_the_source_study_in_new_series(rng):
     instances = {source.SOPInstanceUID, sc.SOPInstanceUID, sr.SOPInstanceUID}
     assert len(series) == 3 and len(instances) == 3
     assert sc.AccessionNumber == sr.AccessionNumber == source.AccessionNumber
+    # How the hospital's gateway knows them when the PACS sends the study back (never re-assessed).
+    from boneage.result import MANUFACTURER
+    assert sc.Manufacturer == sr.Manufacturer == MANUFACTURER
 
 
 def test_source_image_is_referenced(rng):
