@@ -10,6 +10,9 @@ from pathlib import Path
 HELP = "train the hand detector and bone age regressor (RSNA layout folders and/or phantoms)"
 
 
+from boneage.commands.phantom import _mix
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="demo", help="model size: demo | clinical | seed_equivalent")
     p.add_argument("--out", required=True, type=Path, help="output folder (model.pt, last.pt, summary.json)")
@@ -17,6 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="RSNA-layout folder (CSV id,boneage,male + PNGs); repeatable")
     p.add_argument("--phantoms", type=int, default=0, help="render N phantoms for training")
     p.add_argument("--phantom-size", type=int, default=512, help="phantom image side in pixels")
+    p.add_argument("--phantom-mix", type=_mix, default=None, metavar="KIND=W,...",
+                   help="kinds of the rendered phantoms (default left=0.5,right=0.15,two_hands=0.1,"
+                        "non_hand=0.1,adult=0.15); e.g. more non_hand for the detector, more adult for maturity; "
+                        "near_mature: a left hand in the standards' last three years")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu | cuda")
@@ -72,10 +79,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
         return 0
     stages = ("detector", "regressor") if args.stage == "both" else (args.stage,)
+    mix = {"phantom_mix": args.phantom_mix} if args.phantom_mix else {}
     opts = TrainOptions(out=args.out, data=list(args.data), phantoms=args.phantoms, phantom_size=args.phantom_size,
                         epochs=args.epochs, seed=args.seed, device=args.device, batch=args.batch, lr=args.lr,
                         threads=args.threads, init=args.init, cache=list(args.cache),
-                        prepare_only=args.prepare_only, stages=stages, max_minutes=args.max_minutes)
+                        prepare_only=args.prepare_only, stages=stages, max_minutes=args.max_minutes, **mix)
     try:
         summary = train(CONFIGS[args.config], opts, log=lambda m: print(m, file=sys.stderr, flush=True))
     except (ValueError, FileNotFoundError, Rejection) as exc:

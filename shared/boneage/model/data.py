@@ -143,15 +143,28 @@ def hand_labels(kind: str, n: int) -> list[int]:
     return [1 if kind == "right" else 0] * n
 
 
+# Training-only mix entry: a single left hand in the last ``NEAR_MATURE_SPAN`` months of the standards,
+# where the maturity decision has to tell a closing physis from a fused one (adults start past the end).
+NEAR_MATURE = "near_mature"
+NEAR_MATURE_SPAN = 36.0
+
+
 def phantom_samples(count: int, seed: int, size: int, mix: dict[str, float]) -> Iterator[Sample]:
     from boneage.phantom import render_sample
+    from boneage.phantom.maturity import MATURE_MONTHS
 
     rng = np.random.default_rng(seed)
     kinds, p = list(mix), np.array(list(mix.values()), dtype=np.float64)
     p /= p.sum()
     for _ in range(count):
         kind = str(rng.choice(kinds, p=p))
-        image, lab = render_sample(rng, kind=kind, size=size)
+        if kind == NEAR_MATURE:
+            male = bool(rng.random() < 0.5)
+            top = MATURE_MONTHS[male]
+            age = float(rng.uniform(top - NEAR_MATURE_SPAN, top - 0.5))
+            image, lab = render_sample(rng, kind="left", size=size, male=male, bone_age_months=age)
+        else:
+            image, lab = render_sample(rng, kind=kind, size=size)
         yield phantom_sample(image, lab)
 
 

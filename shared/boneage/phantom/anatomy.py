@@ -15,7 +15,7 @@ anthropometric figures for adult hands (e.g. metacarpal 3 ~63-65 mm, proximal ph
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -143,6 +143,9 @@ def _epiphysis(ops: list, hand: Hand, key: str, family: str, shaft_end: Point,
     state = mat.epiphysis_state(hand.age(key), timing)
     if not state.present:
         return
+    # The hand's own maturity overrides a centre's jitter at the end: a child's distal radius/ulna keep
+    # a thin physis, an adult's physes are all closed (``maturity.physis_gap``).
+    state = replace(state, gap=mat.physis_gap(state.gap, family, hand.bone_age, hand.male))
     w = hand.width_factor
     half_width = r_end * w * state.width * (1.0 + 0.1 * state.capping)
     thickness = r_end * w * (0.12 + 0.22 * min(state.width, 1.0))  # semi-axis along the bone
@@ -155,8 +158,13 @@ def _epiphysis(ops: list, hand: Hand, key: str, family: str, shaft_end: Point,
     centre = _add(shaft_end, outward, centre_off)
     cut = (shaft_end, outward, cap_len + gap, r_end * w + gap)
     density = hand.density * (1.0 if state.gap > 0.05 else 1.05)
+    cortex = 0.35
+    if hand.bone_age >= mat.MATURE_MONTHS[hand.male]:
+        # Adult: the epiphysis has merged into the metaphysis, one bone end of the shaft's density
+        # without its own cortical rim against the old physis; only a faint scar line is left.
+        density, cortex = hand.density * 1.35, 0.12
     ops.append((blob, "bone", (centre, outward, thickness, half_width),
-                dict(density=density, power=2.3, cortex=0.35, cut=cut)))
+                dict(density=density, power=2.3, cortex=cortex, cut=cut)))
 
 
 @dataclass

@@ -12,7 +12,11 @@ Sources (approximate; see ``/work/shared/reference/domain.md``):
   then metacarpals, middle and distal phalanges (same sources);
 - puberty (girls 7-13 y, boys 9-14 y): epiphyses reach the width of the metaphyses, then cap them;
 - fusion: hand epiphyses girls 12-18 y, boys 16-18 y (distal phalanges first); distal radius
-  16-18 y, distal ulna 17-20 y, girls 1-2 y earlier;
+  16-18 y, distal ulna 17-20 y, girls 1-2 y earlier; the distal radius and ulna close last, and the
+  GP standards end (girls 18 y, boys 19 y) where the hand and wrist are fully fused. So below the end
+  of the standards a hand still shows a thin lucent, partly bridged physis at the distal radius/ulna,
+  and past it (an adult) no physis is left: the epiphysis has merged into the metaphysis, at most a
+  faint sclerotic scar line marks it (Greulich & Pyle 1959, last plates; domain brief "Fusion");
 - thumb adductor sesamoid: appears at the start of puberty, about 11 y girls, 13 y boys
   (Greulich & Pyle 1959 plate descriptions; radiopaedia "sesamoid bones of the hand").
 - GP standard deviations of bone age for chronological age and sex: Brush Foundation data in
@@ -68,6 +72,26 @@ EPIPHYSES: dict[str, tuple[EpiphysisTiming, EpiphysisTiming]] = {
     "radius": (EpiphysisTiming(12, 118, 150, 186), EpiphysisTiming(12, 142, 174, 204)),
     "ulna": (EpiphysisTiming(62, 132, 160, 192), EpiphysisTiming(70, 156, 184, 210)),
 }
+
+# The physes that close last (domain brief: distal radius 16-18 y, distal ulna 17-20 y, after the hand's).
+LAST_TO_FUSE = ("radius", "ulna")
+# Below the end of the standards these keep at least this much of their open gap: a thin lucent line,
+# partly bridged, however far a centre's own jitter runs ahead of the hand's bone age.
+RESIDUAL_GAP = 0.4
+
+
+def physis_gap(gap: float, family: str, bone_age: float, male: bool) -> float:
+    """The physis gap a centre shows, given the hand's bone age (not the centre's jittered one).
+
+    Past the end of the standards (an adult) every physis is closed (0); before it the distal radius
+    and ulna are never completely closed (at least ``RESIDUAL_GAP``); other centres keep ``gap``.
+    """
+    if bone_age >= MATURE_MONTHS[male]:
+        return 0.0
+    if family in LAST_TO_FUSE:
+        return max(gap, RESIDUAL_GAP)
+    return gap
+
 
 # GP SD of bone age for chronological age, (age months, girls SD, boys SD); ages beyond the table
 # use its last row (girls end at 16 y in the source; the boys' 16 y row is carried to 17 y there).

@@ -55,3 +55,15 @@ def test_regressor_crops_are_stored_as_positive_left_hands():
     p = prepare([Sample(img, 60.0, False, "left", [[50.0, 50.0, 150.0, 150.0]], [0]), inv, right], CFG)
     a, b, c = (p.reg_crops[i].float() for i in range(3))
     assert torch.allclose(a, b, atol=2) and torch.allclose(a, c, atol=2)
+
+
+def test_near_mature_training_phantoms_are_children_in_the_last_three_years_of_the_standards():
+    from boneage.model.data import NEAR_MATURE, phantom_samples
+    from boneage.phantom.maturity import MATURE_MONTHS
+
+    samples = list(phantom_samples(8, 5, 96, {NEAR_MATURE: 1.0}))
+    assert {s.kind for s in samples} == {"left"} and all(len(s.boxes) == 1 for s in samples)
+    for s in samples:
+        top = MATURE_MONTHS[bool(s.male)]
+        assert top - 36.0 <= s.boneage < top, (s.male, s.boneage)
+    assert {bool(s.male) for s in samples} == {False, True}

@@ -107,3 +107,42 @@ def radius_epiphysis_ratio(bone: np.ndarray) -> float | None:
     top = shaft[0].min() + 2
     row = shaft[1][shaft[0] == top]
     return float((epi[1].max() - epi[1].min() + 1) / (row.max() - row.min() + 1))
+
+
+# The distal radius and ulna at high resolution (the physis of a near-mature child is well under a mm).
+PHYSIS_PX_PER_MM = 10.0
+_PHYSIS_X = {"radius": 11.0, "ulna": -13.0}
+
+
+def physis_profile(bone_age: float, male: bool, child: int, bone: str = "radius") -> np.ndarray:
+    """Bone thickness along the axis of the distal ``bone`` (body y -30 to +10 mm, one value a pixel),
+    from the shaft up through the metaphysis, the physis (if any) and the epiphysis towards the carpus."""
+    hand = sample_hand(np.random.default_rng(child), bone_age, male)
+    plan = plan_hand(hand)
+    size = int(40 * PHYSIS_PX_PER_MM)
+    layers = Layers.empty(size)
+    x_img = size / 2 - _PHYSIS_X[bone] * PHYSIS_PX_PER_MM
+    draw_plan(layers, Frame((x_img, 10 * PHYSIS_PX_PER_MM), PHYSIS_PX_PER_MM / plan.growth), plan)
+    return layers.bone[::-1, size // 2].copy()  # bottom (shaft, y -30 mm) to top (y +10 mm)
+
+
+def physis_gaps(profile: np.ndarray, joint_mm: float = 1.8) -> list[float]:
+    """Lucent stretches (mm) above the shaft's end and before the joint: the open physes along the axis.
+
+    Walking up from the shaft, every stretch with no bone counts until the first one at least
+    ``joint_mm`` long (the radiocarpal joint's cartilage, 2.2 mm in an adult) or the window's end.
+    """
+    ossified = profile > 0.3
+    i = int(np.argmax(ossified))  # the shaft
+    gaps: list[float] = []
+    while i < len(profile):
+        j = i + int(np.argmin(ossified[i:])) if not ossified[i:].all() else len(profile)
+        k = j + int(np.argmax(ossified[j:])) if ossified[j:].any() else len(profile)
+        if k >= len(profile):
+            break
+        length = (k - j) / PHYSIS_PX_PER_MM
+        if length >= joint_mm:
+            break
+        gaps.append(length)
+        i = k
+    return gaps

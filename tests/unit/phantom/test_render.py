@@ -9,7 +9,8 @@ from boneage.phantom import KINDS, render_sample
 from boneage.phantom import maturity as mat
 from boneage.phantom.render import sample_chronological_age
 
-from .measure import bone_layer, carpal_area, carpal_centres, hand_centres, radius_epiphysis_ratio
+from .measure import (bone_layer, carpal_area, carpal_centres, hand_centres, physis_gaps, physis_profile,
+                      radius_epiphysis_ratio)
 
 SIZE = 192
 
@@ -181,7 +182,42 @@ def test_radius_epiphysis_appears_widens_caps_and_fuses():
         assert growing == sorted(growing) and growing[0] < 0.4 and growing[-1] > 1.0, growing  # wider than its metaphysis: capping
         assert ratios(mat.MATURE_MONTHS[male] + 6, male) == [None] * 3  # fused into the shaft
     assert np.mean(ratios(48.0, False)) > np.mean(ratios(48.0, True))
-    assert ratios(200.0, False) == [None] * 3 and None not in ratios(200.0, True)  # girls fuse first
+    # Girls fuse first: at 200 months their radial physis has narrowed to a thin line, boys' is still open.
+    girls = [min(physis_gaps(physis_profile(200.0, False, c)), default=0.0) for c in range(6)]
+    boys = [min(physis_gaps(physis_profile(200.0, True, c)), default=0.0) for c in range(6)]
+    assert np.mean(girls) < np.mean(boys) - 0.3, (girls, boys)
+
+
+@pytest.mark.parametrize("male", [False, True])
+@pytest.mark.parametrize("bone", ["radius", "ulna"])
+def test_a_near_mature_child_still_shows_a_lucent_physis_at_the_distal_radius_and_ulna(male, bone):
+    # The distal radius and ulna close last; the standards end where they have fused (girls 18 y, boys 19 y).
+    # Three and six months before that end, and whatever the centre's own jitter, a thin lucent line is left.
+    for months_before in (6.0, 3.0, 0.5):
+        for child in range(8):
+            gaps = physis_gaps(physis_profile(mat.MATURE_MONTHS[male] - months_before, male, child, bone))
+            assert gaps and max(gaps) >= 0.3, (months_before, child, gaps)
+
+
+@pytest.mark.parametrize("male", [False, True])
+@pytest.mark.parametrize("bone", ["radius", "ulna"])
+def test_an_adult_hand_has_no_physeal_gap_left(male, bone):
+    # Past the end of the standards the epiphysis has merged into the metaphysis: no lucent line at all,
+    # from just past the end to five years on, for every individual (their per-centre jitter included).
+    for months_after in (0.5, 12.0, 60.0):
+        for child in range(8):
+            profile = physis_profile(mat.MATURE_MONTHS[male] + months_after, male, child, bone)
+            assert physis_gaps(profile) == [], (months_after, child)
+            # ... and the bone goes on from the shaft through the merged epiphysis up to the joint.
+            assert (profile > 0.3).sum() > (physis_profile(mat.MATURE_MONTHS[male] - 1.0, male, child, bone) > 0.3).sum() - 5
+
+
+def test_the_same_hand_just_below_and_just_past_the_end_of_the_standards_differs_at_the_physis():
+    # The card's old complaint: one generator seed drew near-identical films at 224 and 280 months.
+    for male in (False, True):
+        end = mat.MATURE_MONTHS[male]
+        for child in range(4):
+            assert physis_gaps(physis_profile(end - 4.0, male, child)) and not physis_gaps(physis_profile(end + 52.0, male, child))
 
 
 def test_hand_grows_with_age_on_a_fixed_scale_film():
