@@ -4,6 +4,7 @@ process where a crash is the point. Orthanc round trips are in the PACS tests (p
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 import sys
@@ -122,7 +123,7 @@ def test_storescu_instances_are_uploaded_once_as_received_under_a_phi_free_key(a
     assert entry["key"] == key and entry["study_instance_uid"] == STUDY and entry["upload_id"]
     assert aws.versions(key) == {key: 1}
     stored = aws.client("s3").get_object(Bucket=aws.upload_bucket, Key=key)["Body"].read()
-    received, original = dcmread(__import__("io").BytesIO(stored)), dcmread(path)
+    received, original = dcmread(io.BytesIO(stored)), dcmread(path)
     assert received.file_meta.TransferSyntaxUID == ts                    # not transcoded
     assert received.PixelData == original.PixelData and received.PatientName == original.PatientName
     for phi in ("PHANTOM", "PH0", STUDY, _uid(n)):
@@ -184,7 +185,7 @@ def test_uploads_wait_while_s3_is_unreachable_and_go_once_when_it_is_back(aws, t
             assoc = ae.associate("127.0.0.1", gateway.port, ae_title="BONEAGE")
             assert assoc.is_established
             data = dx_instance(7, sop_uid=_uid(7), study_uid=STUDY)
-            status = assoc.send_c_store(dcmread(__import__("io").BytesIO(data)))
+            status = assoc.send_c_store(dcmread(io.BytesIO(data)))
             assoc.release()
             assert status.Status == 0x0000
             wait_for(lambda: gateway.uploader.failures >= 2, timeout_s=30, what="failed upload attempts")
@@ -239,7 +240,7 @@ def _upload_one(aws, gateway, tmp_path, n: int) -> dict:
     ae = AE(ae_title="MODALITY")
     ae.add_requested_context(dcm_uid.DigitalXRayImageStorageForPresentation, dcm_uid.ExplicitVRLittleEndian)
     assoc = ae.associate("127.0.0.1", gateway.port, ae_title="BONEAGE")
-    status = assoc.send_c_store(dcmread(__import__("io").BytesIO(dx_instance(n, sop_uid=_uid(n), study_uid=STUDY))))
+    status = assoc.send_c_store(dcmread(io.BytesIO(dx_instance(n, sop_uid=_uid(n), study_uid=STUDY))))
     assoc.release()
     assert status.Status == 0x0000
     return wait_for(lambda: gateway.spool.uploaded_entry(ref_for(_uid(n))), timeout_s=30, what="the upload")

@@ -10,6 +10,7 @@ picking and binding is retried, and that the phantom studies are valid CR/DX obj
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import socket
 import subprocess
@@ -170,7 +171,7 @@ def test_the_proxy_relays_refuses_while_cut_and_comes_back_on_the_same_port(pacs
     try:
         def system() -> dict:
             with urllib.request.urlopen(f"{relay.url}/system", timeout=5) as resp:
-                return __import__("json").loads(resp.read())
+                return json.loads(resp.read())
 
         assert system()["DicomAet"] == pacs.aet
         port = relay.port
