@@ -1,8 +1,9 @@
 """What both DICOM results (the SC and the SR) share: the prepared source, series texts, encoding.
 
 Both go into a NEW series of the SOURCE study and copy its patient module (see ``dicom``); the
-source must therefore carry the UIDs they reference, and the Type 2 attributes highdicom copies
-must be present (empty is valid DICOM, absent is not).
+source must therefore carry valid UIDs for what they reference, and the Type 2 attributes highdicom
+copies must be present (empty is valid DICOM, absent is not). Every value the builders may copy
+is made to conform to its VR first, or left out (``conform``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import io
 
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
+from boneage.report.conform import conforming_copy
 from boneage.result import MANUFACTURER, AssessmentResult
 
 # Type 2 attributes highdicom copies from the source: present-but-empty is valid DICOM, absent is
@@ -21,16 +24,21 @@ _TYPE1_NEEDED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesIns
 
 
 class UnusableSource(ValueError):
-    """The source dataset lacks a UID that results must reference; no DICOM results are made."""
+    """The source dataset lacks a valid UID that results must reference; no DICOM results are made."""
 
 
 def prepare_source(source: Dataset) -> Dataset:
-    """A shallow copy of ``source`` with missing Type 2 attributes present and empty."""
-    missing = [k for k in _TYPE1_NEEDED if not str(source.get(k, "") or "").strip()]
-    if missing:
-        raise UnusableSource(f"source dataset lacks {', '.join(missing)}")
-    ds = Dataset()
-    ds.update(source)
+    """What the builders copy from: ``source``'s conforming values (``conform.conforming_copy``),
+    with missing or left-out Type 2 attributes present and empty.
+
+    UnusableSource where a UID the results reference is missing or invalid: they join the
+    source's study or none (a study of our own making would split the patient's record). The
+    message names the attributes, never their values.
+    """
+    ds = conforming_copy(source)
+    unusable = [k for k in _TYPE1_NEEDED if not str(ds.get(k, "") or "") or not UID(str(ds.get(k))).is_valid]
+    if unusable:
+        raise UnusableSource(f"source dataset lacks a valid {', '.join(unusable)}")
     for keyword in _TYPE2_COPIED:
         if keyword not in ds:
             setattr(ds, keyword, "")
