@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 from boneage.onboarding.deploy import CAPABILITIES, stack_outputs
 from boneage.onboarding.template import HospitalNames, MainStack, render
 
-from .stack import REGION, LocalStack
+from .stack import HOSPITAL_STACK_SKIPPED, REGION, LocalStack, apply_skipped, resolver_for
 
 SESSION_SECONDS = 3600
 _lock = threading.Lock()
@@ -124,30 +124,11 @@ def _deploy(stack: LocalStack, names: HospitalNames, template: dict[str, Any]) -
     cfn.get_waiter("stack_create_complete").wait(StackName=names.stack_name, WaiterConfig={"Delay": 1})
     physical = {s["LogicalResourceId"]: s.get("PhysicalResourceId", "")
                 for s in cfn.list_stack_resources(StackName=names.stack_name)["StackResourceSummaries"]}
-    sqs, sns, ssm, iam = (stack.client(n) for n in ("sqs", "sns", "ssm", "iam"))
     outputs = stack_outputs(cfn, names.stack_name)
-    # What moto's CloudFormation skips, applied from the template itself (only the Refs resolved).
-    for logical, resource in template["Resources"].items():
-        props = resource["Properties"]
-        if resource["Type"] == "AWS::IAM::Role":
-            # Moto's CloudFormation keeps an inline policy as a Python dict, which its own IAM evaluator
-            # cannot read (it expects JSON): the same documents, put again through the IAM API.
-            for policy in props["Policies"]:
-                iam.put_role_policy(RoleName=props["RoleName"], PolicyName=policy["PolicyName"],
-                                    PolicyDocument=json.dumps(policy["PolicyDocument"]))
-            iam.update_assume_role_policy(RoleName=props["RoleName"],
-                                          PolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]))
-        elif resource["Type"] == "AWS::SQS::QueuePolicy":
-            for queue in props["Queues"]:
-                sqs.set_queue_attributes(QueueUrl=physical[queue["Ref"]],
-                                         Attributes={"Policy": json.dumps(props["PolicyDocument"])})
-        elif resource["Type"] == "AWS::SNS::Subscription":
-            attributes = {"FilterPolicy": json.dumps(props["FilterPolicy"]),
-                          "FilterPolicyScope": props["FilterPolicyScope"]}
-            if props.get("RawMessageDelivery"):
-                attributes["RawMessageDelivery"] = "true"
-            sns.subscribe(TopicArn=props["TopicArn"], Protocol=props["Protocol"], Endpoint=props["Endpoint"],
-                          Attributes=attributes)
+    # What moto's CloudFormation skips, applied from the template itself, as for the main stack.
+    apply_skipped(template, resolver_for(template, physical, names.stack_name, stack.client), stack.client,
+                  kinds=HOSPITAL_STACK_SKIPPED)
+    ssm = stack.client("ssm")
     # The registry entry is the role's RoleId; written here if the emulator's CloudFormation left it out.
     try:
         ssm.get_parameter(Name=names.registry_parameter)

@@ -226,6 +226,133 @@ class _Resolver:
         return {k: self(v) for k, v in value.items()}
 
 
+# -- what moto's CloudFormation skips ----------------------------------------------------------
+# One implementation for every stack deployed into the emulator (the main stack here, each
+# hospital's onboarding stack in ``hospitals``); each caller names the resource types it applies.
+# The main stack leaves its functions' roles (the handlers run in-process with the emulator's
+# credentials, IAM not enforced) and its alarm topic's subscriptions as moto deployed them.
+_Client = Callable[[str], Any]
+
+
+def _apply_bucket(logical: str, props: Mapping[str, Any], resolve: _Resolver, client: _Client) -> None:
+    s3 = client("s3")
+    bucket = resolve.ref(logical)
+    if "VersioningConfiguration" in props:
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration=props["VersioningConfiguration"])
+    if "PublicAccessBlockConfiguration" in props:
+        s3.put_public_access_block(Bucket=bucket,
+                                   PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"])
+    for q in props.get("NotificationConfiguration", {}).get("QueueConfigurations", []):
+        rules = q.get("Filter", {}).get("S3Key", {}).get("Rules", [])
+        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+            "QueueConfigurations": [{
+                "QueueArn": resolve(q["Queue"]), "Events": [q["Event"]],
+                "Filter": {"Key": {"FilterRules": [{"Name": r["Name"], "Value": r["Value"]} for r in rules]}},
+            }],
+        })
+
+
+def _apply_bucket_policy(logical: str, props: Mapping[str, Any], resolve: _Resolver, client: _Client) -> None:
+    # Moto enforces bucket policies, and the emulator speaks plain HTTP on loopback: the TLS-only
+    # deny would refuse every request, so it is the one statement left out here.
+    document = resolve(props["PolicyDocument"])
+    document["Statement"] = [st for st in document["Statement"]
+                             if "aws:SecureTransport" not in json.dumps(st.get("Condition", {}))]
+    if document["Statement"]:
+        client("s3").put_bucket_policy(Bucket=resolve(props["Bucket"]), Policy=json.dumps(document))
+
+
+def _apply_queue_policy(logical: str, props: Mapping[str, Any], resolve: _Resolver, client: _Client) -> None:
+    for queue in props["Queues"]:
+        client("sqs").set_queue_attributes(QueueUrl=resolve(queue), Attributes={
+            "Policy": json.dumps(resolve(props["PolicyDocument"]))})
+
+
+def _apply_topic_policy(logical: str, props: Mapping[str, Any], resolve: _Resolver, client: _Client) -> None:
+    for topic in props["Topics"]:
+        client("sns").set_topic_attributes(TopicArn=resolve(topic), AttributeName="Policy",
+                                           AttributeValue=json.dumps(resolve(props["PolicyDocument"])))
+
+
+def _apply_subscription(logical: str, props: Mapping[str, Any], resolve: _Resolver, client: _Client) -> None:
+    attributes = {"FilterPolicy": json.dumps(resolve(props["FilterPolicy"])),
+                  "FilterPolicyScope": props["FilterPolicyScope"]}
+    if props.get("RawMessageDelivery"):
+        attributes["RawMessageDelivery"] = "true"
+    client("sns").subscribe(TopicArn=resolve(props["TopicArn"]), Protocol=props["Protocol"],
+                            Endpoint=resolve(props["Endpoint"]), Attributes=attributes)
+
+
+def _apply_role(logical: str, props: Mapping[str, Any], resolve: _Resolver, client: _Client) -> None:
+    # Moto's CloudFormation keeps an inline policy as a Python dict, which its own IAM evaluator
+    # cannot read (it expects JSON): the same documents, put again through the IAM API.
+    iam = client("iam")
+    for policy in props["Policies"]:
+        iam.put_role_policy(RoleName=props["RoleName"], PolicyName=policy["PolicyName"],
+                            PolicyDocument=json.dumps(resolve(policy["PolicyDocument"])))
+    iam.update_assume_role_policy(RoleName=props["RoleName"],
+                                  PolicyDocument=json.dumps(resolve(props["AssumeRolePolicyDocument"])))
+
+
+def _apply_alarm(logical: str, props: Mapping[str, Any], resolve: _Resolver, client: _Client) -> None:
+    args = {k: resolve(v) for k, v in props.items()}
+    args["AlarmName"] = f"{resolve.ref('AWS::StackName')}-{logical}"
+    for k in ("Threshold", "Period", "EvaluationPeriods"):
+        args[k] = float(args[k]) if k == "Threshold" else int(args[k])
+    client("cloudwatch").put_metric_alarm(**args)
+
+
+def _disable_event_source_mapping(logical: str, props: Mapping[str, Any], resolve: _Resolver,
+                                  client: _Client) -> str:
+    # Moto would try to run the image in Docker; LocalStack.drain() stands in for the mapping.
+    uuid_ = resolve.ref(logical)
+    client("lambda").update_event_source_mapping(UUID=uuid_, Enabled=False)
+    return uuid_
+
+
+_APPLY: dict[str, Callable[[str, Mapping[str, Any], _Resolver, _Client], str | None]] = {
+    "AWS::S3::Bucket": _apply_bucket,
+    "AWS::S3::BucketPolicy": _apply_bucket_policy,
+    "AWS::SQS::QueuePolicy": _apply_queue_policy,
+    "AWS::SNS::TopicPolicy": _apply_topic_policy,
+    "AWS::SNS::Subscription": _apply_subscription,
+    "AWS::IAM::Role": _apply_role,
+    "AWS::CloudWatch::Alarm": _apply_alarm,
+    "AWS::Lambda::EventSourceMapping": _disable_event_source_mapping,
+}
+MAIN_STACK_SKIPPED = frozenset({"AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy",
+                                "AWS::SNS::TopicPolicy", "AWS::CloudWatch::Alarm",
+                                "AWS::Lambda::EventSourceMapping"})
+HOSPITAL_STACK_SKIPPED = frozenset({"AWS::IAM::Role", "AWS::SQS::QueuePolicy", "AWS::SNS::Subscription"})
+
+
+def resolver_for(template: Mapping[str, Any], physical: Mapping[str, str], stack_name: str,
+                 client: _Client) -> _Resolver:
+    """What resolves ``template``'s intrinsics against stack ``stack_name`` as deployed (``physical``:
+    logical id -> physical id)."""
+    resolver = _Resolver(physical, {k: v["Type"] for k, v in template["Resources"].items()}, client("sqs"))
+    resolver.pseudo["AWS::StackName"] = stack_name
+    return resolver
+
+
+def apply_skipped(template: Mapping[str, Any], resolve: _Resolver, client: _Client, *,
+                  kinds: frozenset[str]) -> list[str]:
+    """Apply, from ``template`` itself (intrinsics resolved by ``resolve``), the resources of ``kinds``
+    that moto's CloudFormation deployed incompletely or not at all, in template order. ``client``
+    gives a boto3 client by service name. Returns the UUIDs of the event source mappings disabled."""
+    unknown = kinds - _APPLY.keys()
+    if unknown:
+        raise ValueError(f"no way to apply {sorted(unknown)}")
+    disabled: list[str] = []
+    for logical, resource in template["Resources"].items():
+        kind = resource["Type"]
+        if kind in kinds:
+            done = _APPLY[kind](logical, resource.get("Properties", {}), resolve, client)
+            if done is not None:
+                disabled.append(done)
+    return disabled
+
+
 @dataclass
 class LocalStack:
     endpoint: str
@@ -282,10 +409,9 @@ class LocalStack:
         summaries = cfn.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
         physical = {s["LogicalResourceId"]: s.get("PhysicalResourceId", "") for s in summaries}
         stack = cls(endpoint=endpoint, stack_name=stack_name, outputs=outputs)
-        resolver = _Resolver(physical, {k: v["Type"] for k, v in cfn_template["Resources"].items()},
-                             stack.client("sqs"))
-        resolver.pseudo["AWS::StackName"] = stack_name
-        stack._apply_skipped(cfn_template, resolver)
+        resolver = resolver_for(cfn_template, physical, stack_name, stack.client)
+        disabled = apply_skipped(cfn_template, resolver, stack.client, kinds=MAIN_STACK_SKIPPED)
+        stack.esm_uuid = disabled[-1] if disabled else None
         # Outputs moto could not compute (GetAtt on skipped attributes) are resolved the same way.
         for key, spec in cfn_template.get("Outputs", {}).items():
             if not outputs.get(key):
@@ -362,54 +488,6 @@ class LocalStack:
     def max_receive_count(self) -> int:
         attrs = self.client("sqs").get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy"])
         return int(json.loads(attrs["Attributes"]["RedrivePolicy"])["maxReceiveCount"])
-
-    # -- what moto's CloudFormation skips ------------------------------------------------------
-    def _apply_skipped(self, template: Mapping[str, Any], resolve: _Resolver) -> None:
-        s3, sqs, sns, cw, lam = (self.client(n) for n in ("s3", "sqs", "sns", "cloudwatch", "lambda"))
-        for logical, resource in template["Resources"].items():
-            kind, props = resource["Type"], resource.get("Properties", {})
-            if kind == "AWS::S3::Bucket":
-                bucket = resolve.ref(logical)
-                if "VersioningConfiguration" in props:
-                    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration=props["VersioningConfiguration"])
-                if "PublicAccessBlockConfiguration" in props:
-                    s3.put_public_access_block(Bucket=bucket,
-                                               PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"])
-                for q in props.get("NotificationConfiguration", {}).get("QueueConfigurations", []):
-                    rules = q.get("Filter", {}).get("S3Key", {}).get("Rules", [])
-                    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
-                        "QueueConfigurations": [{
-                            "QueueArn": resolve(q["Queue"]), "Events": [q["Event"]],
-                            "Filter": {"Key": {"FilterRules": [{"Name": r["Name"], "Value": r["Value"]}
-                                                               for r in rules]}},
-                        }],
-                    })
-            elif kind == "AWS::S3::BucketPolicy":
-                # Moto enforces bucket policies, and the emulator speaks plain HTTP on loopback: the
-                # TLS-only deny would refuse every request, so it is the one statement left out here.
-                document = resolve(props["PolicyDocument"])
-                document["Statement"] = [st for st in document["Statement"]
-                                         if "aws:SecureTransport" not in json.dumps(st.get("Condition", {}))]
-                if document["Statement"]:
-                    s3.put_bucket_policy(Bucket=resolve(props["Bucket"]), Policy=json.dumps(document))
-            elif kind == "AWS::SQS::QueuePolicy":
-                for queue in props["Queues"]:
-                    sqs.set_queue_attributes(QueueUrl=resolve(queue), Attributes={
-                        "Policy": json.dumps(resolve(props["PolicyDocument"]))})
-            elif kind == "AWS::SNS::TopicPolicy":
-                for topic in props["Topics"]:
-                    sns.set_topic_attributes(TopicArn=resolve(topic), AttributeName="Policy",
-                                             AttributeValue=json.dumps(resolve(props["PolicyDocument"])))
-            elif kind == "AWS::CloudWatch::Alarm":
-                args = {k: resolve(v) for k, v in props.items()}
-                args["AlarmName"] = f"{self.stack_name}-{logical}"
-                for k in ("Threshold", "Period", "EvaluationPeriods"):
-                    args[k] = float(args[k]) if k == "Threshold" else int(args[k])
-                cw.put_metric_alarm(**args)
-            elif kind == "AWS::Lambda::EventSourceMapping":
-                # Moto would try to run the image in Docker; drain() stands in for the mapping.
-                self.esm_uuid = resolve.ref(logical)
-                lam.update_event_source_mapping(UUID=self.esm_uuid, Enabled=False)
 
     # -- hospital side -------------------------------------------------------------------------
     def subscribe_queue(self, name: str, *, filter_policy: Mapping[str, Any] | None = None) -> str:
