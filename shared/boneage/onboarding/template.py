@@ -9,7 +9,8 @@ What it creates for ``H``:
 
 - ``HospitalRole``: the gateway's/uploader's role. Allowed only ``s3:PutObject`` under ``incoming/H/`` of
   the input bucket, ``s3:GetObject`` under ``reports/H/`` of the results bucket (PNG, DICOM SC and SR),
-  ``kms:GenerateDataKey``/``kms:Decrypt`` on the data key (SSE-KMS puts and gets, the encrypted queue) and
+  ``kms:GenerateDataKey``/``kms:Decrypt`` on the data key only through S3 and SQS (``kms:ViaService``:
+  SSE-KMS puts and gets, the encrypted queue) and
   receive/delete/change-visibility/get-attributes on its own results queue. Nothing else: IAM denies by
   default. Trusted by IAM Roles Anywhere for the hospital's certificate (``RolesAnywhere``) or, without one,
   by one principal of the account (the local emulator, or a gateway running inside AWS).
@@ -130,9 +131,21 @@ class HospitalNames:
         return {"hospital_id": [self.hospital_id]}
 
 
+def kms_via_services(main: MainStack) -> list[str]:
+    """The services through which the hospital role may use the data key: S3 (its uploads and reports)
+    and SQS (its results queue) of the main stack's region, as ``kms:ViaService`` names them."""
+    suffix = "amazonaws.com.cn" if main.partition == "aws-cn" else "amazonaws.com"
+    return [f"s3.{main.region}.{suffix}", f"sqs.{main.region}.{suffix}"]
+
+
 def role_policy(names: HospitalNames) -> dict[str, Any]:
-    """The hospital role's only permissions, every resource literal. No Condition: none is needed to
-    confine the role, and an emulator that cannot evaluate a condition key must not decide differently."""
+    """The hospital role's only permissions, every resource literal. One Condition: the data key only
+    through S3 and SQS (``kms:ViaService``, as AWS documents it), never called directly, so the role
+    cannot decrypt or make data keys for anything but the objects and the queue it may already read.
+    The rest needs none: the resources alone confine the role. The emulator cannot tell this
+    condition apart: moto checks a KMS call against the resource "*" (not the key), so it refuses
+    the role's direct KMS calls with or without it, and checks no KMS permission behind S3 and SQS;
+    ``tests/unit/infra/test_onboarding.py`` pins the rendered statement instead."""
     m, arn = names.main, names.arn_base
     return {
         "Version": "2012-10-17",
@@ -142,7 +155,8 @@ def role_policy(names: HospitalNames) -> dict[str, Any]:
             {"Sid": "ReadOwnReports", "Effect": "Allow", "Action": "s3:GetObject",
              "Resource": f"{arn}:s3:::{m.results_bucket}/{names.reports_prefix}*"},
             {"Sid": "UseTheDataKeyForThoseObjectsAndTheQueue", "Effect": "Allow",
-             "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": m.data_key_arn},
+             "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": m.data_key_arn,
+             "Condition": {"StringEquals": {"kms:ViaService": kms_via_services(m)}}},
             {"Sid": "ConsumeOwnResults", "Effect": "Allow",
              "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
                         "sqs:GetQueueAttributes"],

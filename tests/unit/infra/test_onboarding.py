@@ -108,7 +108,13 @@ def test_the_role_may_only_put_its_uploads_read_its_reports_use_the_key_and_cons
         (frozenset({"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
                     "sqs:GetQueueAttributes"}), queue),
     }
-    assert all(s["Effect"] == "Allow" and "Condition" not in s for s in policy["PolicyDocument"]["Statement"])
+    statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    assert all(s["Effect"] == "Allow" for s in statements.values())
+    # The data key only through S3 and SQS of the main stack's region, never called directly.
+    kms = statements.pop("UseTheDataKeyForThoseObjectsAndTheQueue")
+    assert kms["Condition"] == {"StringEquals": {"kms:ViaService": ["s3.eu-west-1.amazonaws.com",
+                                                                    "sqs.eu-west-1.amazonaws.com"]}}
+    assert all("Condition" not in s for s in statements.values())
     assert template["Resources"]["ResultsQueue"]["Properties"]["QueueName"] == queue.rsplit(":", 1)[1]
 
 
@@ -201,3 +207,13 @@ def test_the_rendered_template_passes_cfn_lint(roles_anywhere):
     template = render("st-mary", MAIN, emails=["radiology@st-mary.example"], roles_anywhere=roles_anywhere)
     matches = lint(json.dumps(template), config=ManualArgs(regions=["eu-west-1"]))
     assert [str(m) for m in matches if m.rule.id.startswith("E")] == []
+
+
+def test_the_data_key_condition_names_the_services_of_the_main_stacks_region_and_partition():
+    from dataclasses import replace
+
+    from boneage.onboarding.template import kms_via_services
+
+    assert kms_via_services(MAIN) == ["s3.eu-west-1.amazonaws.com", "sqs.eu-west-1.amazonaws.com"]
+    china = replace(MAIN, region="cn-north-1", partition="aws-cn")
+    assert kms_via_services(china) == ["s3.cn-north-1.amazonaws.com.cn", "sqs.cn-north-1.amazonaws.com.cn"]
