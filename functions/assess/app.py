@@ -12,24 +12,22 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from boneage.adapters.events import uploads_from_s3_event, uploads_from_sqs_body
+from boneage.adapters.powertools import Powertools, sqs_batch
 from boneage.adapters.runtime import build_processor
 from boneage.config import Settings
 from boneage.errors import Reason
 from boneage.processor import Outcome, UploadProcessor
 from boneage.upload import Upload
 
-logger = Logger(service="boneage")
-# No SDK patching: X-Ray's boto3 patch records the Key of every S3 call, and keys may carry names.
-tracer = Tracer(service="boneage", auto_patch=False)
-metrics = Metrics(namespace="BoneAge", service="boneage")
-batch = BatchProcessor(event_type=EventType.SQS)
+powertools = Powertools.create()      # no SDK patching, no event logging: keys may carry names
+logger, tracer, metrics = powertools.logger, powertools.tracer, powertools.metrics
+batch = sqs_batch()
 
 _processor: UploadProcessor | None = None
 
@@ -91,9 +89,7 @@ def _assess_messages(records: list[dict[str, Any]], context: Any = None) -> dict
     return faults
 
 
-@metrics.log_metrics
-@tracer.capture_lambda_handler
-@logger.inject_lambda_context(log_event=False)     # events carry object keys, which may carry PHI
+@powertools.handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if _processor is None:
         init()

@@ -27,22 +27,21 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from boneage.adapters.events import uploads_from_sqs_body
+from boneage.adapters.powertools import Powertools, sqs_batch
 from boneage.adapters.runtime import Clients, build_processor
 from boneage.config import Settings
 from boneage.processor import UploadProcessor
 from boneage.result import AssessmentResult
 
-logger = Logger(service="boneage")
-tracer = Tracer(service="boneage", auto_patch=False)     # no SDK patching: S3 keys may carry names
-metrics = Metrics(namespace="BoneAge", service="boneage")
-batch = BatchProcessor(event_type=EventType.SQS)
+powertools = Powertools.create()      # no SDK patching, no event logging: keys may carry names
+logger, tracer, metrics = powertools.logger, powertools.tracer, powertools.metrics
+batch = sqs_batch()
 
 _processor: UploadProcessor | None = None
 _park: Callable[[str], None] | None = None
@@ -91,9 +90,7 @@ def _settle(record: SQSRecord) -> None:
     _park(record.body)
 
 
-@metrics.log_metrics
-@tracer.capture_lambda_handler
-@logger.inject_lambda_context(log_event=False)     # events carry object keys, which may carry PHI
+@powertools.handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if _processor is None:
         init()
