@@ -14,6 +14,12 @@ answered exactly like a missing one (404), so ids cannot be probed.
 - ``GET /``, ``/static/{name}``, ``/config.json``  the worklist page and where it signs in (no data
                                         in them; served without a token)
 
+Sign-in is the authorization code grant with PKCE (RFC 7636, S256; no implicit grant, RFC 9700):
+``/config.json`` gives the page the user pool's ``authorizeUrl`` and ``tokenUrl``, the app client's
+``clientId`` (a public client, no secret), the ``redirectUri`` registered for it and the ``scope``; the
+page makes the verifier, the challenge and the state, and redeems the code at the token endpoint itself,
+so no token ever travels in a URL and this function never sees a code or a token of the sign-in.
+
 Responses are built from an allow-list of the record's fields (``result_view``): the record holds
 no names, patient ids or birth dates, and the accession number stays out as well (the study
 reference, which defaults to it, is the hospital's handle for a study). Runs in the zip function
@@ -25,6 +31,7 @@ from __future__ import annotations
 import json
 import mimetypes
 import re
+import urllib.parse
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -64,15 +71,17 @@ app = APIGatewayHttpResolver()
 
 _store: ResultStore | None = None
 _reports: ReportWriter | None = None
-_sign_in_url = ""
+_sign_in: dict[str, str] = {}
+_csp = ""
 
 
 def init(store: ResultStore | None = None, reports: ReportWriter | None = None,
          settings: Settings | None = None) -> None:
     """Build (or inject) the table and bucket adapters; called once at module load (Lambda init)."""
-    global _store, _reports, _sign_in_url
+    global _store, _reports, _sign_in, _csp
     settings = settings or Settings.from_env()
-    _sign_in_url = settings.sign_in_url
+    _sign_in = sign_in_config(settings)
+    _csp = page_csp(_sign_in["tokenUrl"])
     if store is None or reports is None:
         if store is None:
             store = ResultStore(boto3.client("dynamodb", region_name=settings.region), settings.results_table)
@@ -82,6 +91,23 @@ def init(store: ResultStore | None = None, reports: ReportWriter | None = None,
             reports = ReportWriter(s3, settings.results_bucket, prefix=settings.reports_prefix,
                                    url_expiry_s=REPORT_LINK_EXPIRY_S)
     _store, _reports = store, reports
+
+
+def sign_in_config(settings: Settings) -> dict[str, str]:
+    """What the page needs for the code grant with PKCE (served as ``/config.json``)."""
+    domain = settings.worklist_auth_domain
+    return {"authorizeUrl": f"{domain}/oauth2/authorize" if domain else "",
+            "tokenUrl": f"{domain}/oauth2/token" if domain else "",
+            "clientId": settings.worklist_client_id, "redirectUri": settings.worklist_redirect_uri,
+            "scope": "openid email"}
+
+
+def page_csp(token_url: str) -> str:
+    """The page's Content-Security-Policy: its own origin only, plus the token endpoint for ``fetch``."""
+    parts = urllib.parse.urlsplit(token_url)
+    token_origin = f" {parts.scheme}://{parts.netloc}" if parts.scheme in ("https", "http") and parts.netloc else ""
+    return (f"default-src 'self'; connect-src 'self'{token_origin}; img-src 'self' https: http: data:; "
+            "frame-ancestors 'none'")
 
 
 def _hospital() -> str:
@@ -177,8 +203,8 @@ def _static(name: str) -> Response:
     content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
     return Response(status_code=200, content_type=content_type, body=(STATIC_DIR / name).read_text(),
                     headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
-                             "Content-Security-Policy": "default-src 'self'; img-src 'self' https: http: data:; "
-                                                        "frame-ancestors 'none'"})
+                             # no-referrer: the address the page is opened at never leaves it
+                             "Referrer-Policy": "no-referrer", "Content-Security-Policy": _csp})
 
 
 @app.get("/")
@@ -188,7 +214,7 @@ def page() -> Response:
 
 @app.get("/config.json")
 def page_config() -> dict[str, str]:
-    return {"signInUrl": _sign_in_url}
+    return _sign_in
 
 
 @app.get("/static/<name>")

@@ -114,7 +114,12 @@ class Settings:
     # upload is assessed only if the principal that put it is registered for its folder's hospital.
     # template.yaml always sets it (pinned by tests/unit/infra); empty leaves the check out (a bare run).
     uploader_registry: str = ""
-    sign_in_url: str = ""                   # where the worklist page sends a clinician to sign in (results API)
+    # The worklist's sign-in (results API): the authorization code grant with PKCE against the user
+    # pool's hosted UI at <worklist_auth_domain>/oauth2/authorize and /oauth2/token, for the app client
+    # without a secret, returning to worklist_redirect_uri (one of the client's callback URLs).
+    worklist_auth_domain: str = ""          # https://<prefix>.auth.<region>.amazoncognito.com, no trailing slash
+    worklist_client_id: str = ""
+    worklist_redirect_uri: str = ""
     region: str = "us-east-1"
     ingest: IngestSettings = field(default_factory=IngestSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
@@ -140,7 +145,9 @@ class Settings:
             report_url_expiry_s=parse_int(env, "REPORT_URL_EXPIRY_S", d.report_url_expiry_s),
             allowed_hospitals=_csv(env, "ALLOWED_HOSPITALS"),
             uploader_registry=env.get("UPLOADER_REGISTRY", d.uploader_registry).strip(),
-            sign_in_url=env.get("WORKLIST_SIGN_IN_URL", d.sign_in_url),
+            worklist_auth_domain=env.get("WORKLIST_AUTH_DOMAIN", d.worklist_auth_domain).strip().rstrip("/"),
+            worklist_client_id=env.get("WORKLIST_CLIENT_ID", d.worklist_client_id).strip(),
+            worklist_redirect_uri=env.get("WORKLIST_REDIRECT_URI", d.worklist_redirect_uri).strip(),
             region=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", d.region)),
             ingest=IngestSettings(
                 max_file_bytes=parse_int(env, "BONEAGE_MAX_FILE_BYTES", d.ingest.max_file_bytes, positive=True),
@@ -172,7 +179,9 @@ class Settings:
             "REPORT_URL_EXPIRY_S": str(self.report_url_expiry_s),
             "ALLOWED_HOSPITALS": ",".join(sorted(self.allowed_hospitals)),
             "UPLOADER_REGISTRY": self.uploader_registry,
-            "WORKLIST_SIGN_IN_URL": self.sign_in_url,
+            "WORKLIST_AUTH_DOMAIN": self.worklist_auth_domain,
+            "WORKLIST_CLIENT_ID": self.worklist_client_id,
+            "WORKLIST_REDIRECT_URI": self.worklist_redirect_uri,
             "AWS_REGION": self.region,
             "BONEAGE_MAX_FILE_BYTES": str(self.ingest.max_file_bytes),
             "BONEAGE_MAX_PIXELS": str(self.ingest.max_pixels),

@@ -109,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
                       f"(its credentials: --json, or the s3 cp line below)" for h, a in d["hospitals"].items()]
             worklist = d["services"]["worklist"]
             lines += [f"  worklist     {worklist['url']}  (results API and page, tokens minted locally)"]
-            lines += [f"  sign in as   {h}: {url}" for h, url in worklist["sign_in"].items()]
+            lines += [f"  sign in      press Sign in on the page, then type one of: "
+                      f"{', '.join(worklist['sign_in_hospitals'])}"]
             lines += [f"  function     {d['services']['function']['workers']} worker(s), batch size "
                       f"{d['services']['function']['batch_size']}, timeout {d['services']['function']['timeout_s']} s",
                       f"  samples      {', '.join(str(p.relative_to(ROOT)) for p in samples)}", "",

@@ -10,10 +10,11 @@ in front of ``functions/results/app.py``:
 - leaves the page routes (``/``, ``/static/*``, ``/config.json``) open, as the template does.
 
 ``TokenIssuer`` stands in for the Cognito user pool: an RSA key generated at start, ID tokens with
-``custom:hospital_id``. ``/local-sign-in?hospital=H`` plays the hosted UI: it redirects to the page
-with a fresh token in the URL fragment, which is how Cognito's implicit grant returns it, so the page
-signs in through one code path here and in AWS. Loopback only: anyone who can reach the port can
-mint a token for any hospital.
+``custom:hospital_id``. ``/oauth2/authorize`` and ``/oauth2/token`` play the hosted UI and the token
+endpoint (``boneage.devstack.hosted_ui``): the authorization code grant with PKCE, as the page uses
+Cognito's, so the page signs in through one code path here and in AWS; the sign-in form asks for a
+hospital id instead of a password. Loopback only: anyone who can reach the port can mint a token for
+any hospital.
 """
 
 from __future__ import annotations
@@ -33,14 +34,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .hosted_ui import AUTHORIZE_PATH, TOKEN_PATH, LocalHostedUI, sign_in
 from .stack import ROOT, LambdaContext
 
 RESULTS_APP = ROOT / "functions" / "results" / "app.py"
 MODULE_NAME = "results_app"     # not "app": the assessment function's module may be loaded beside it
 ISSUER = "https://cognito-idp.local/boneage-local-clinicians"
 AUDIENCE = "boneage-local-worklist"
-OPEN_PATHS = ("/", "/config.json", "/local-sign-in")
+OPEN_PATHS = ("/", "/config.json")
 OPEN_PREFIXES = ("/static/",)
+MAX_BODY = 16 * 1024            # the token endpoint's form is a few hundred bytes
 
 
 def load_results_app(path: Path = RESULTS_APP) -> ModuleType:
@@ -136,6 +139,7 @@ class ResultsServer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.app: ModuleType | None = None
+        self.hosted_ui: LocalHostedUI | None = None
 
     @property
     def url(self) -> str:
@@ -143,19 +147,23 @@ class ResultsServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}/"
 
-    def sign_in_url(self, hospital_id: str) -> str:
-        return f"{self.url}local-sign-in?hospital={urllib.parse.quote(hospital_id)}"
+    def sign_in(self, hospital_id: str) -> str:
+        """An ID token of ``hospital_id`` got through the code grant with PKCE, as the page gets one."""
+        return sign_in(self.url, hospital_id)
 
     def start(self, port: int = 0) -> ResultsServer:
         from boneage.config import Settings
 
         from .stack import _patched_env
 
-        env = {**self.env, "WORKLIST_SIGN_IN_URL": "/local-sign-in"}
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler_class(self))
+        # The page returns to its own address; the hosted UI stand-in is on the same origin.
+        self.hosted_ui = LocalHostedUI(self.issuer.audience, self.url, self.issuer.mint)
+        env = {**self.env, "WORKLIST_AUTH_DOMAIN": self.url.rstrip("/"), "WORKLIST_CLIENT_ID": self.issuer.audience,
+               "WORKLIST_REDIRECT_URI": self.url}
         with _patched_env(env):
             self.app = load_results_app()
             self.app.init(settings=Settings.from_env(env))   # clients built inside: endpoints from env
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler_class(self))
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="results-api", daemon=True)
         self._thread.start()
         return self
@@ -172,16 +180,22 @@ class ResultsServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def respond(self, method: str, target: str, headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes]:
-        """One request through the authorizer and the function: (status, headers, body)."""
+    def respond(self, method: str, target: str, headers: Mapping[str, str],
+                body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+        """One request through the authorizer and the function, or to the hosted UI stand-in:
+        (status, headers, body)."""
         parts = urllib.parse.urlsplit(target)
         path = parts.path or "/"
-        if path == "/local-sign-in":
-            hospital = urllib.parse.parse_qs(parts.query).get("hospital", [""])[0]
-            if not hospital:
-                return 400, {"Content-Type": "text/plain"}, b"?hospital=<hospital_id> is required"
-            fragment = urllib.parse.urlencode({"id_token": self.issuer.mint(hospital), "token_type": "Bearer"})
-            return 302, {"Location": f"/#{fragment}"}, b""
+        assert self.hosted_ui is not None, "not started"
+        if path == AUTHORIZE_PATH:
+            return self.hosted_ui.authorize(parts.query) if method == "GET" else _not_allowed("GET")
+        if path == TOKEN_PATH:
+            if method != "POST":
+                return _not_allowed("POST")
+            content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+            return self.hosted_ui.token(content_type, body)
+        if method != "GET":
+            return _not_allowed("GET")
         claims = None
         if not (path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)):
             auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
@@ -217,13 +231,17 @@ class WorklistService:
 
     def start(self, deployment: Any) -> dict[str, Any]:
         self.server = ResultsServer(deployment.stack.handler_env).start(self.port)
-        return {"url": self.server.url,
-                "sign_in": {h: self.server.sign_in_url(h) for h in deployment.inboxes}}
+        # The page signs in with the code grant: open the URL, press Sign in, type one of these.
+        return {"url": self.server.url, "sign_in_hospitals": sorted(deployment.inboxes)}
 
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
             self.server = None
+
+
+def _not_allowed(allowed: str) -> tuple[int, dict[str, str], bytes]:
+    return 405, {"Allow": allowed, "Content-Type": "text/plain"}, b"method not allowed"
 
 
 def _env(values: Mapping[str, str]) -> Any:
@@ -237,8 +255,20 @@ def _handler_class(server: ResultsServer) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self._answer("GET", b"")
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            length = int(self.headers.get("Content-Length") or 0)
+            self._answer("POST", self.rfile.read(min(length, MAX_BODY)) if length <= MAX_BODY else None)
+
+        def _answer(self, method: str, request_body: bytes | None) -> None:
             try:
-                status, headers, body = server.respond("GET", self.path, dict(self.headers.items()))
+                if request_body is None:
+                    status, headers, body = 413, {"Content-Type": "text/plain"}, b"request too large"
+                    self.close_connection = True
+                else:
+                    status, headers, body = server.respond(method, self.path, dict(self.headers.items()),
+                                                           request_body)
             except Exception:   # the function's own errors come back as 500 responses; this is ours
                 status, headers, body = 502, {"Content-Type": "text/plain"}, b"local gateway error"
             self.send_response(status)
@@ -256,20 +286,20 @@ def _handler_class(server: ResultsServer) -> type[BaseHTTPRequestHandler]:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m boneage.devstack.results_api``: the emulator's stack and the worklist on loopback,
-    with a sign-in link per hospital (uploads are assessed by ``make local``'s poller, not here)."""
+    with a ready-made token per hospital for curl (uploads are assessed by ``make local``'s poller, not here)."""
     import argparse
 
     from .stack import LocalStack
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--hospital", action="append", default=[], help="print a sign-in link for it")
+    parser.add_argument("--hospital", action="append", default=[], help="print a token of it for curl")
     args = parser.parse_args(argv)
     with LocalStack.start() as stack, ResultsServer(stack.handler_env).start(args.port) as server:
         print(f"worklist: {server.url}")
+        print("  press Sign in on the page and type a hospital id on the local sign-in form")
         for hospital in args.hospital or ["st-mary", "north-gen"]:
-            print(f"  sign in as {hospital}: {server.sign_in_url(hospital)}")
-            print(f"    or: curl -H 'Authorization: Bearer {server.issuer.mint(hospital)}' {server.url}results")
+            print(f"  {hospital}: curl -H 'Authorization: Bearer {server.issuer.mint(hospital)}' {server.url}results")
         try:
             threading.Event().wait()
         except KeyboardInterrupt:

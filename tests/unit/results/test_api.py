@@ -56,7 +56,8 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
         app = APP
         store = ResultStore(ddb, "results")
         app.init(store, ReportWriter(s3, "results-bucket", url_expiry_s=60),
-                 Settings(sign_in_url="https://signin.example/login"))
+                 Settings(worklist_auth_domain="https://signin.example", worklist_client_id="client-1",
+                          worklist_redirect_uri="https://worklist.example/"))
         yield Api(app, store, s3)
 
 
@@ -162,4 +163,12 @@ def test_the_page_and_its_sign_in_need_no_token(api: Api) -> None:
     assert status == 200 and headers["Content-Type"].startswith("text/html") and "<table" in body
     assert api.get("/static/worklist.js", None)[0] == 200
     assert api.get("/static/../app.py", None)[0] == 404
-    assert api.get("/config.json", None)[2] == {"signInUrl": "https://signin.example/login"}
+    # The code grant with PKCE: where to authorize and redeem, for which public client and return address.
+    assert api.get("/config.json", None)[2] == {
+        "authorizeUrl": "https://signin.example/oauth2/authorize", "tokenUrl": "https://signin.example/oauth2/token",
+        "clientId": "client-1", "redirectUri": "https://worklist.example/", "scope": "openid email"}
+    # The page may fetch only its own origin and the token endpoint's, and sends no Referer (the address
+    # it is opened at carries the one-time code for a moment).
+    csp = headers["Content-Security-Policy"]
+    assert "connect-src 'self' https://signin.example;" in csp and "default-src 'self'" in csp
+    assert headers["Referrer-Policy"] == "no-referrer"
