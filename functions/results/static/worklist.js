@@ -1,6 +1,9 @@
 // The worklist: a hospital's recent bone age results from the results API, no framework, no CDN.
-// Sign-in: Cognito's hosted UI (or the local server's stand-in) returns the ID token in the URL
-// fragment; it is kept in sessionStorage for this tab only and sent as a Bearer token.
+// Sign-in: the authorization code grant with PKCE (RFC 7636, S256) against Cognito's hosted UI (or the
+// local server's stand-in), never the implicit grant (RFC 9700): the page keeps a random code_verifier
+// and state in sessionStorage, the hosted UI returns a one-time code in the query, and the page redeems
+// it with the verifier at the token endpoint. The ID token never appears in a URL; it is kept in
+// sessionStorage for this tab only and sent as a Bearer token.
 "use strict";
 
 const FLAG_TEXT = {   // the wording of boneage.clinical.text.FLAG_TEXT, so page, report and e-mail agree
@@ -13,12 +16,85 @@ const $ = (id) => document.getElementById(id);
 let nextToken = null;
 let refreshTimer = null;
 
-function token() {
-  const match = /[#&]id_token=([^&]+)/.exec(location.hash);
-  if (match) {
-    sessionStorage.setItem("id_token", decodeURIComponent(match[1]));
-    history.replaceState(null, "", location.pathname + location.search);
+const PENDING = ["pkce_verifier", "pkce_state"];   // sessionStorage keys of a sign-in under way
+const RETURN_PARAMS = ["code", "state", "error", "error_description"];
+
+class SignInError extends Error {}
+
+function base64url(bytes) {
+  let binary = "";
+  for (const b of new Uint8Array(bytes)) binary += String.fromCharCode(b);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function randomString(byteCount) {      // base64url: only RFC 7636's unreserved characters
+  return base64url(crypto.getRandomValues(new Uint8Array(byteCount)));
+}
+
+async function signInConfig() {
+  const response = await fetch("/config.json", { cache: "no-store" });
+  if (!response.ok) throw new SignInError("The sign-in settings could not be loaded.");
+  const config = await response.json();
+  if (!config.authorizeUrl || !config.tokenUrl || !config.clientId || !config.redirectUri) {
+    throw new SignInError("Sign-in is not configured for this worklist.");
   }
+  return config;
+}
+
+async function signIn() {
+  $("sign-in-message").textContent = "";
+  try {
+    const config = await signInConfig();
+    const verifier = randomString(48), state = randomString(24);    // 64 and 32 characters
+    const challenge = base64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
+    sessionStorage.setItem("pkce_verifier", verifier);
+    sessionStorage.setItem("pkce_state", state);
+    const params = new URLSearchParams({
+      response_type: "code", client_id: config.clientId, redirect_uri: config.redirectUri, scope: config.scope,
+      state, code_challenge: challenge, code_challenge_method: "S256",
+    });
+    location.assign(config.authorizeUrl + "?" + params.toString());
+  } catch (e) {
+    $("sign-in-message").textContent = e instanceof SignInError ? e.message : "Sign-in could not start.";
+  }
+}
+
+// Back from the hosted UI with ?code=&state= (or ?error=): check the state, redeem the code, and take
+// the code and state out of the address bar and history before anything else can read them.
+async function completeSignIn() {
+  const params = new URLSearchParams(location.search);
+  if (!params.has("code") && !params.has("error")) return;
+  const clean = new URLSearchParams(location.search);
+  for (const name of RETURN_PARAMS) clean.delete(name);
+  history.replaceState(null, "", location.pathname + (clean.toString() ? "?" + clean.toString() : ""));
+  const [verifier, expected] = PENDING.map((key) => sessionStorage.getItem(key));
+  for (const key of PENDING) sessionStorage.removeItem(key);   // one attempt per sign-in
+  if (params.has("error")) throw new SignInError(`The sign-in service refused the sign-in (${params.get("error")}).`);
+  if (!verifier || !expected || params.get("state") !== expected) {
+    throw new SignInError("This sign-in answer does not belong to a sign-in started in this tab (state mismatch); nothing was signed in.");
+  }
+  const config = await signInConfig();
+  let response;
+  try {
+    response = await fetch(config.tokenUrl, {
+      method: "POST", credentials: "omit", cache: "no-store",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ grant_type: "authorization_code", client_id: config.clientId,
+                                  code: params.get("code"), redirect_uri: config.redirectUri, code_verifier: verifier }),
+    });
+  } catch (e) {
+    throw new SignInError("The sign-in service could not be reached.");
+  }
+  let body = {};
+  try { body = await response.json(); } catch (e) { /* not JSON */ }
+  if (!response.ok || typeof body.id_token !== "string") {
+    const why = typeof body.error === "string" ? body.error : "HTTP " + response.status;
+    throw new SignInError(`The sign-in service did not issue a token (${why}).`);
+  }
+  sessionStorage.setItem("id_token", body.id_token);
+}
+
+function token() {
   const value = sessionStorage.getItem("id_token");
   if (!value) return null;
   const claims = decodeClaims(value);
@@ -33,13 +109,10 @@ function decodeClaims(jwt) {   // display only: the API gateway checks the signa
   } catch (e) { return null; }
 }
 
-async function signedOut() {
+function signedOut(message) {
   show("signed-out");
   $("sign-out").hidden = true;
-  try {
-    const config = await (await fetch("/config.json")).json();
-    $("sign-in").href = config.signInUrl || "#";
-  } catch (e) { /* the link stays inert; the message below says why */ }
+  $("sign-in-message").textContent = message || "";
 }
 
 function show(id) {
@@ -234,7 +307,7 @@ function stopRefresh() {
   refreshTimer = null;
 }
 
-function start() {
+async function start() {
   $("filters").addEventListener("submit", (event) => { event.preventDefault(); loadList(false); });
   $("more").addEventListener("click", () => loadList(true));
   $("back").addEventListener("click", backToList);
@@ -243,6 +316,13 @@ function start() {
     if (event.key === "Escape" && !$("detail-view").hidden) backToList();
   });
   $("sign-out").addEventListener("click", () => { sessionStorage.removeItem("id_token"); stopRefresh(); signedOut(); });
+  $("sign-in").addEventListener("click", signIn);
+  try {
+    await completeSignIn();
+  } catch (e) {
+    signedOut(e instanceof SignInError ? e.message : "Sign-in failed; please sign in again.");
+    return;
+  }
   const value = token();
   if (!value) { signedOut(); return; }
   const claims = decodeClaims(value) || {};
