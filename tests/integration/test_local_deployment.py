@@ -14,14 +14,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from boneage.devstack.hosted_ui import sign_in
 from boneage.devstack.samples import sample_uploads
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -50,21 +49,6 @@ def _read_json_line(proc: subprocess.Popen, deadline: float, log: Path) -> dict[
         if line.startswith("{"):
             return json.loads(line)
     raise AssertionError("boneage local printed nothing in time")
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-def _signed_in_token(sign_in_url: str) -> str:
-    """The ID token the local sign-in hands the page in its redirect's fragment."""
-    try:
-        urllib.request.build_opener(_NoRedirect).open(sign_in_url, timeout=30)
-    except urllib.error.HTTPError as redirect:
-        fragment = urllib.parse.urlsplit(redirect.headers["Location"]).fragment
-        return urllib.parse.parse_qs(fragment)["id_token"][0]
-    raise AssertionError("local sign-in did not redirect to the page")
 
 
 def test_an_upload_with_the_aws_cli_yields_a_record_and_a_notification_and_ctrl_c_exits_0(tmp_path):
@@ -124,8 +108,10 @@ def test_an_upload_with_the_aws_cli_yields_a_record_and_a_notification_and_ctrl_
         assert envelope["MessageAttributes"]["upload_id"]["Value"] == record["upload_id"]["S"]
         assert envelope["MessageAttributes"]["hospital_id"]["Value"] == HOSPITAL
 
-        # The worklist's API serves the same record to the hospital's clinicians (token from local sign-in).
-        token = _signed_in_token(ready["services"]["worklist"]["sign_in"][HOSPITAL])
+        # The worklist's API serves the same record to the hospital's clinicians (token from the local
+        # sign-in, the code grant with PKCE as the page runs it).
+        assert HOSPITAL in ready["services"]["worklist"]["sign_in_hospitals"]
+        token = sign_in(ready["services"]["worklist"]["url"], HOSPITAL)
         listing = urllib.request.Request(ready["services"]["worklist"]["url"] + "results",
                                          headers={"Authorization": f"Bearer {token}"})
         with urllib.request.urlopen(listing, timeout=30) as response:

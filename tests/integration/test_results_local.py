@@ -16,6 +16,7 @@ import pytest
 
 from boneage.adapters.store import ResultStore
 from boneage.devstack import LocalStack
+from boneage.devstack.hosted_ui import s256
 from boneage.devstack.results_api import ResultsServer, TokenIssuer
 from boneage.result import COMPLETED, AssessmentResult
 from boneage.upload import Upload
@@ -110,15 +111,40 @@ def test_pages_over_http_hold_every_result_once(server: ResultsServer, seeded: d
     assert sorted(seen) == sorted(seeded[A])
 
 
-def test_local_sign_in_hands_the_page_a_token_in_the_fragment(server: ResultsServer) -> None:
+def test_local_sign_in_is_the_code_grant_with_pkce_over_http(server: ResultsServer) -> None:
+    """The page's path over real HTTP: /config.json, the authorize redirect (a code, no token), and the
+    token endpoint's POST; a token comes back only in the POST's body."""
     class NoRedirect(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, *args: Any, **kwargs: Any) -> None:
             return None
 
-    opener = urllib.request.build_opener(NoRedirect)
+    status, config = _get(server, "/config.json", None)
+    assert status == 200 and config["redirectUri"] == server.url
+    verifier = "v" * 64
+    query = urllib.parse.urlencode({
+        "response_type": "code", "client_id": config["clientId"], "redirect_uri": config["redirectUri"],
+        "scope": config["scope"], "state": "st", "code_challenge": s256(verifier), "code_challenge_method": "S256",
+        "hospital": A})
     with pytest.raises(urllib.error.HTTPError) as caught:
-        opener.open(server.sign_in_url(A), timeout=30)
+        urllib.request.build_opener(NoRedirect).open(f"{config['authorizeUrl']}?{query}", timeout=30)
     location = caught.value.headers["Location"]
-    assert location.startswith("/#id_token=")
-    token = urllib.parse.parse_qs(location.split("#", 1)[1])["id_token"][0]
-    assert server.issuer.verify(token)["custom:hospital_id"] == A
+    back = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)
+    assert location.startswith(server.url + "?") and "#" not in location and set(back) == {"code", "state"}
+
+    def redeem(code_verifier: str) -> tuple[int, Any]:
+        form = urllib.parse.urlencode({"grant_type": "authorization_code", "client_id": config["clientId"],
+                                       "code": back["code"][0], "redirect_uri": config["redirectUri"],
+                                       "code_verifier": code_verifier}).encode()
+        request = urllib.request.Request(config["tokenUrl"], data=form,
+                                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    status, body = redeem(verifier)
+    assert status == 200 and server.issuer.verify(body["id_token"])["custom:hospital_id"] == A
+    assert redeem(verifier) == (400, {"error": "invalid_grant"})          # the code was spent
+    token = server.sign_in(B)                                             # the helper tests and scripts use
+    assert _get(server, "/results?limit=100", token)[0] == 200

@@ -54,6 +54,7 @@ def browser() -> Iterator[Any]:
     os.environ["SE_OFFLINE"] = "true"       # belt and braces: Selenium Manager may never fetch a driver
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})    # every URL the browser requests
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900",
                 "--force-device-scale-factor=1", "--lang=en-GB"):
         options.add_argument(arg)
@@ -116,6 +117,23 @@ def _wait(driver: Any, condition: Any, timeout: float = 30) -> Any:
     return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
 
+def _sign_in(driver: Any, server: ResultsServer, hospital: str) -> None:
+    """As a clinician does it: open the page signed out, press Sign in, sign in on the (local) hosted
+    page; the page then redeems the code with its PKCE verifier."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(server.url)
+    driver.execute_script("sessionStorage.clear()")
+    driver.get(server.url)
+    button = _wait(driver, lambda d: d.find_element(By.ID, "sign-in")
+                   if d.find_element(By.ID, "sign-in").is_displayed() else False)
+    button.click()
+    field = _wait(driver, lambda d: d.find_element(By.ID, "hospital") if "/oauth2/authorize" in d.current_url
+                  else False)
+    field.send_keys(hospital)
+    driver.find_element(By.ID, "local-sign-in").click()
+
+
 def _save(driver: Any, name: str) -> None:
     out = ROOT / "build" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
@@ -133,10 +151,10 @@ def test_hospital_a_sees_its_results_and_a_report(browser: Any, server: ResultsS
     records = {i: store.read(i) for i in uploaded[A]}
     assert all(r is not None and r.result is not None for r in records.values())
 
-    browser.get(server.sign_in_url(A))
+    _sign_in(browser, server, A)
     rows = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#results tbody tr")
                  if len(d.find_elements(By.CSS_SELECTOR, "#results tbody tr")) >= 3 else False)
-    assert "#id_token" not in browser.current_url          # the token leaves the address bar at once
+    assert browser.current_url == server.url                # code and state leave the address bar at once
     assert A in browser.find_element(By.ID, "hospital").text
     shown = {row.get_attribute("data-upload-id"): row for row in rows}
     assert set(shown) == set(uploaded[A])                   # exactly A's, none of B's
@@ -210,8 +228,7 @@ def test_hospital_a_sees_its_results_and_a_report(browser: Any, server: ResultsS
 def test_hospital_b_does_not_see_a(browser: Any, server: ResultsServer, uploaded: dict[str, list[str]]) -> None:
     from selenium.webdriver.common.by import By
 
-    browser.execute_script("sessionStorage.clear()")
-    browser.get(server.sign_in_url(B))
+    _sign_in(browser, server, B)
     rows = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#results tbody tr")
                  if len(d.find_elements(By.CSS_SELECTOR, "#results tbody tr")) >= 2 else False)
     assert {r.get_attribute("data-upload-id") for r in rows} == set(uploaded[B])
@@ -225,5 +242,50 @@ def test_without_a_token_the_page_asks_to_sign_in(browser: Any, server: ResultsS
     browser.get(server.url)
     link = _wait(browser, lambda d: d.find_element(By.ID, "sign-in")
                  if d.find_element(By.ID, "signed-out").is_displayed() else False)
-    _wait(browser, lambda d: link.get_attribute("href").endswith("/local-sign-in"))
+    assert link.tag_name == "button"
+    assert not browser.find_element(By.ID, "list-view").is_displayed()
+
+
+def test_no_token_ever_appears_in_a_url_during_sign_in(browser: Any, server: ResultsServer,
+                                                       uploaded: dict[str, list[str]]) -> None:
+    """Every URL the browser requested or navigated to (Chromium's performance log) while signing in:
+    the one-time code passes through the address bar, no token ever does, in a query or a fragment."""
+    import json
+
+    from selenium.webdriver.common.by import By
+
+    browser.get_log("performance")                          # drop what earlier tests logged
+    _sign_in(browser, server, A)
+    _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results tbody tr")) >= 3)
+    token = browser.execute_script("return sessionStorage.getItem('id_token')")
+    assert token and token.count(".") == 2                  # signed in with a JWT
+    urls: list[str] = []
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        params = message.get("params", {})
+        if message["method"] == "Network.requestWillBeSent":
+            urls += [params["request"]["url"], params.get("documentURL", "")]
+            urls += [params.get("redirectResponse", {}).get("headers", {}).get("Location", "")]
+        elif message["method"] == "Page.frameNavigated":
+            urls.append(params["frame"]["url"] + params["frame"].get("urlFragment", ""))
+        elif message["method"] == "Page.navigatedWithinDocument":
+            urls.append(params["url"])
+    assert any("code=" in u for u in urls), "the log shows no code grant: it did not record the sign-in"
+    leaks = [u for u in urls if token in u or token.split(".")[1] in u or "id_token" in u or "access_token" in u]
+    assert leaks == []
+    assert browser.current_url == server.url and "#" not in browser.current_url
+
+
+def test_a_sign_in_answer_with_a_foreign_state_is_refused(browser: Any, server: ResultsServer) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(server.url)
+    browser.execute_script("sessionStorage.clear(); sessionStorage.setItem('pkce_verifier', 'v'.repeat(64));"
+                           "sessionStorage.setItem('pkce_state', 'mine')")
+    browser.get(server.url + "?code=stolen-code&state=theirs")
+    message = _wait(browser, lambda d: d.find_element(By.ID, "sign-in-message")
+                    if d.find_element(By.ID, "sign-in-message").text else False)
+    assert "state mismatch" in message.text
+    assert browser.current_url == server.url                # the code left the address bar anyway
+    assert browser.execute_script("return sessionStorage.getItem('id_token')") is None
     assert not browser.find_element(By.ID, "list-view").is_displayed()
