@@ -192,3 +192,19 @@ def test_records_left_processing_raise_an_alarm_from_a_scheduled_sweep(template)
     # Grace: a live event is redelivered within one visibility timeout of its lease ending.
     grace = sweeper["Environment"]["Variables"]["STUCK_AFTER_S"]
     assert grace == resources["AssessQueue"]["Properties"]["VisibilityTimeout"]
+
+
+def test_the_worklist_client_is_a_public_code_grant_client_and_the_function_says_where_to_sign_in(template):
+    # RFC 9700: no implicit grant for a browser client; the page runs the code grant with PKCE itself,
+    # so the client has no secret (a page cannot keep one) and allows the code flow only.
+    client = template["Resources"]["WorklistClient"]["Properties"]
+    assert client["AllowedOAuthFlows"] == ["code"] and client["GenerateSecret"] is False
+    assert client["AllowedOAuthFlowsUserPoolClient"] is True
+    assert client["CallbackURLs"] == [{"Ref": "WorklistUrl"}]
+    env = next(r["Properties"]["Environment"]["Variables"] for r in template["Resources"].values()
+               if r["Type"] == "AWS::Serverless::Function"
+               and r["Properties"].get("CodeUri", "").rstrip("/") == "functions/results")
+    assert env["WORKLIST_CLIENT_ID"] == {"Ref": "WorklistClient"}
+    assert env["WORKLIST_REDIRECT_URI"] == {"Ref": "WorklistUrl"}      # one of the client's callback URLs
+    assert env["WORKLIST_AUTH_DOMAIN"]["Fn::Sub"].startswith("https://${ClinicianUserPoolDomain}.auth.")
+    assert "WORKLIST_SIGN_IN_URL" not in env
