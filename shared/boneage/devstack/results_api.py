@@ -161,9 +161,14 @@ class ResultsServer:
         self.hosted_ui = LocalHostedUI(self.issuer.audience, self.url, self.issuer.mint)
         env = {**self.env, "WORKLIST_AUTH_DOMAIN": self.url.rstrip("/"), "WORKLIST_CLIENT_ID": self.issuer.audience,
                "WORKLIST_REDIRECT_URI": self.url}
-        with _patched_env(env):
-            self.app = load_results_app()
-            self.app.init(settings=Settings.from_env(env))   # clients built inside: endpoints from env
+        try:
+            with _patched_env(env):
+                self.app = load_results_app()
+                self.app.init(settings=Settings.from_env(env))   # clients built inside: endpoints from env
+        except BaseException:
+            self._httpd.server_close()      # bound first (its address is the redirect URI): let the port go
+            self._httpd = None
+            raise
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="results-api", daemon=True)
         self._thread.start()
         return self
