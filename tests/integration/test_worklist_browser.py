@@ -279,7 +279,7 @@ def test_no_token_ever_appears_in_a_url_during_sign_in(browser: Any, server: Res
 def test_a_sign_in_answer_with_a_foreign_state_is_refused(browser: Any, server: ResultsServer) -> None:
     from selenium.webdriver.common.by import By
 
-    browser.get(server.url)
+    browser.get(server.url + "static/worklist.css")       # the origin's storage, without the page's API calls
     browser.execute_script("sessionStorage.clear(); sessionStorage.setItem('pkce_verifier', 'v'.repeat(64));"
                            "sessionStorage.setItem('pkce_state', 'mine')")
     browser.get(server.url + "?code=stolen-code&state=theirs")

@@ -140,6 +140,7 @@ class ResultsServer:
         self._lock = threading.Lock()
         self.app: ModuleType | None = None
         self.hosted_ui: LocalHostedUI | None = None
+        self._stopped = False
 
     @property
     def url(self) -> str:
@@ -156,6 +157,7 @@ class ResultsServer:
 
         from .stack import _patched_env
 
+        self._stopped = False
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler_class(self))
         # The page returns to its own address; the hosted UI stand-in is on the same origin.
         self.hosted_ui = LocalHostedUI(self.issuer.audience, self.url, self.issuer.mint)
@@ -178,6 +180,11 @@ class ResultsServer:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        # A request the browser left mid-way may still be in the function with the emulator's environment
+        # patched into os.environ: wait for it, and let none start after this (the process's other code,
+        # a later test among it, must not inherit the endpoint of an emulator that is going away).
+        with self._lock:
+            self._stopped = True
 
     def __enter__(self) -> ResultsServer:
         return self
@@ -215,8 +222,11 @@ class ResultsServer:
                     b'{"message":"Unauthorized"}'
         event = http_api_event(method, path, parts.query, headers, claims)
         assert self.app is not None
-        with self._lock, _env(self.env):
-            response = self.app.handler(event, LambdaContext(function_name="boneage-local-results"))
+        with self._lock:
+            if self._stopped:
+                return 503, {"Content-Type": "text/plain"}, b"stopped"
+            with _env(self.env):
+                response = self.app.handler(event, LambdaContext(function_name="boneage-local-results"))
         out_headers = {k: str(v) for k, v in (response.get("headers") or {}).items()}
         body = response.get("body") or ""
         data = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
