@@ -300,13 +300,16 @@ def _box(arr: np.ndarray, rows: int, columns: int) -> np.ndarray | None:
 
 
 def _box_pass(arr: np.ndarray, first: np.ndarray, count: np.ndarray, axis: int) -> np.ndarray:
-    """One pass of ``_box`` along ``axis``: gather each output's first tap, then average in the
-    second tap where there is one (a minority of outputs below 2x, so that gather is small)."""
-    out = np.take(arr, first, axis=axis)
+    """One pass of ``_box`` along ``axis``. Across rows (axis 0) a gather is a row copy, so the
+    second tap is averaged in only where there is one (a minority of rows below 2x); across
+    columns numpy's ``take`` is the fast gather and fancy assignment the slow one, so both taps
+    are taken whole (a single tap's second is itself: (a + a + 1) >> 1 = a)."""
+    if axis == 1:
+        return _mean2(np.take(arr, first, axis=1), np.take(arr, first + count - 1, axis=1))
+    out = arr[first]
     two = np.flatnonzero(count == 2)
     if two.size:
-        where = (slice(None), two) if axis == 1 else two
-        out[where] = _mean2(out[where], np.take(arr, first[two] + 1, axis=axis))
+        out[two] = _mean2(out[two], arr[first[two] + 1])
     return out
 
 
