@@ -151,7 +151,9 @@ def _present(stored: np.ndarray, transform: GreyTransform) -> np.ndarray:
         if transform.full_range and hi <= lo:
             raise Rejection(Reason.EMPTY_IMAGE, "the VOI LUT maps every value to one grey level")
         lut = _to_unit(table, lo, hi, transform.invert)
-        return lut[index]
+        # Every index is inside the table by construction, so "clip" never clips; it only skips
+        # the bounds check of the default gather (~0.7 ms of ~2 ms on a 1024x839 image).
+        return np.take(lut, index, mode="clip")
     # Wider or float stored values (32-bit, Float Pixel Data, RGB luma): evaluate directly.
     values, unit = transform.values(stored)
     if not np.all(np.isfinite(values)):
