@@ -8,13 +8,17 @@ as their window, which is symmetric: a MONOCHROME1 image and its MONOCHROME2 twi
 output.
 
 For 8- and 16-bit stored values the whole chain is evaluated once per possible stored value (a
-256- or 65536-entry table) and applied with one gather, which is what keeps a 5-megapixel
-radiograph in tens of milliseconds. Downscaling happens *before* the table, on stored values, so
-every codec (JPEG 2000 decodes straight to a lower resolution level) is reduced the same way.
+table up to the image's largest value: 4096 entries for 12-bit data, at most 256 or 65536) and
+applied with one gather, which is what keeps a 5-megapixel radiograph in tens of milliseconds.
+Downscaling happens *before* the table, on stored values, so every codec (JPEG 2000 decodes
+straight to a lower resolution level) is reduced the same way; it is integer block means and
+Pillow's BOX taps computed in numpy (``downscale``), ~6 ms from 2500x2048 to 1024x839.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -131,9 +135,12 @@ def _is_flat(a: np.ndarray) -> bool:
 def _present(stored: np.ndarray, transform: GreyTransform) -> np.ndarray:
     if stored.dtype.kind in "ui" and stored.dtype.itemsize <= 2:
         udt = np.uint8 if stored.dtype.itemsize == 1 else np.uint16
-        n = 1 << (8 * stored.dtype.itemsize)
-        domain = np.arange(n, dtype=udt).view(stored.dtype)
         index = stored.view(udt)
+        # Only the stored values up to the largest present need a table entry (4096 for a 12-bit
+        # image, not 65536: a smaller table to build and a gather that stays in cache), except for
+        # a VOI LUT, whose output range over *every* input scales the image (``full_range``).
+        n = 1 << (8 * stored.dtype.itemsize) if transform.full_range else int(index.max()) + 1
+        domain = np.arange(n, dtype=udt).view(stored.dtype)
         table, unit = transform.values(domain)
         sample = index[::HIST_STRIDE, ::HIST_STRIDE]
         if sample.size < 4096:
@@ -144,7 +151,9 @@ def _present(stored: np.ndarray, transform: GreyTransform) -> np.ndarray:
         if transform.full_range and hi <= lo:
             raise Rejection(Reason.EMPTY_IMAGE, "the VOI LUT maps every value to one grey level")
         lut = _to_unit(table, lo, hi, transform.invert)
-        return lut[index]
+        # Every index is inside the table by construction, so "clip" never clips; it only skips
+        # the bounds check of the default gather (~0.7 ms of ~2 ms on a 1024x839 image).
+        return np.take(lut, index, mode="clip")
     # Wider or float stored values (32-bit, Float Pixel Data, RGB luma): evaluate directly.
     values, unit = transform.values(stored)
     if not np.all(np.isfinite(values)):
@@ -199,9 +208,12 @@ def target_size(rows: int, columns: int, target_long_side: int | None) -> tuple[
 def downscale(arr: np.ndarray, rows: int, columns: int) -> np.ndarray:
     """Area-average ``arr`` to (rows, columns), keeping its integer dtype.
 
-    The largest whole factor k is taken first as a k x k block mean in numpy (a few passes over
-    the data), the fractional rest with Pillow's BOX filter, an exact area average; together ~3x
-    faster than BOX over the full image. Signed values are shifted into unsigned range and back.
+    The largest whole factor k is taken first as a k x k block mean (rounded half up), the
+    fractional rest with a box filter whose taps and rounding are Pillow's ``BOX`` (``_box``:
+    horizontal pass, rounded, then vertical), computed in numpy with gathers instead of Pillow's
+    per-pixel double loop; together ~2x faster than the block mean plus Pillow, and equal to it
+    sample for sample (tests/unit/imaging/test_downscale.py). Signed values are shifted into
+    unsigned range and back. Float images go to Pillow's ``BOX`` directly.
     """
     if arr.shape == (rows, columns):
         return arr
@@ -216,20 +228,98 @@ def downscale(arr: np.ndarray, rows: int, columns: int) -> np.ndarray:
             arr = _block_mean(arr, k)
         if arr.shape == (rows, columns):
             return arr
+        out = _box(arr, rows, columns)
+        if out is not None:
+            return out
         return np.asarray(Image.fromarray(arr).resize((columns, rows), Image.Resampling.BOX))
     f = np.ascontiguousarray(arr, dtype=np.float32)
     return np.asarray(Image.fromarray(f).resize((columns, rows), Image.Resampling.BOX))
 
 
 def _block_mean(arr: np.ndarray, k: int) -> np.ndarray:
-    """Mean of k x k blocks, rounded, same dtype; the last (size mod k) rows/columns are dropped."""
+    """Mean of k x k blocks, rounded half up, same dtype; the last (size mod k) rows/columns are
+    dropped. The sums stay in the input's own 16 bits when its largest value allows (a 12-bit
+    image's 2 x 2 sums do), which halves the memory traffic of the one full-resolution pass."""
     h, w = arr.shape[0] // k * k, arr.shape[1] // k * k
-    acc = arr[0:h:k, :w].astype(np.uint32)
-    for i in range(1, k):
+    n = k * k
+    peak = int(arr.max()) if arr.size else 0
+    acc_dtype = np.uint16 if peak * n + n // 2 <= 0xFFFF else np.uint32
+    acc = np.add(arr[0:h:k, :w], arr[1:h:k, :w], dtype=acc_dtype)
+    for i in range(2, k):
         acc += arr[i:h:k, :w]
-    out = acc[:, 0::k].copy()
-    for j in range(1, k):
+    out = np.add(acc[:, 0::k], acc[:, 1::k])
+    for j in range(2, k):
         out += acc[:, j::k]
-    out += (k * k) // 2
-    out //= k * k
-    return out.astype(arr.dtype)
+    out += n // 2
+    if n & (n - 1) == 0:
+        out >>= n.bit_length() - 1
+    else:
+        out //= n
+    return out.astype(arr.dtype, copy=False)
+
+
+@functools.lru_cache(maxsize=64)
+def box_taps(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first input index, number of inputs) of each output of a ``size_in`` -> ``size_out`` box
+    filter, with the taps Pillow's BOX resampling takes (``precompute_coeffs`` in its
+    Resample.c): input i belongs to output o when its centre falls in o's footprint, evaluated in
+    the same double arithmetic so that ties at footprint edges go the same way."""
+    scale = size_in / size_out
+    support = 0.5 * scale
+    inverse = 1.0 / scale
+    out = np.arange(size_out, dtype=np.float64)
+    centre = (out + 0.5) * scale
+    lo = np.maximum((centre - support + 0.5).astype(np.intp), 0)
+    span = np.minimum((centre + support + 0.5).astype(np.intp), size_in) - lo
+    x = np.arange(int(math.ceil(support)) * 2 + 1)
+    pos = ((x[None, :] + lo[:, None]).astype(np.float64) - centre[:, None] + 0.5) * inverse
+    inside = (pos > -0.5) & (pos <= 0.5) & (x[None, :] < span[:, None])
+    first, count = lo + np.argmax(inside, axis=1), inside.sum(axis=1)
+    first.setflags(write=False)
+    count.setflags(write=False)
+    return first, count
+
+
+def _box(arr: np.ndarray, rows: int, columns: int) -> np.ndarray | None:
+    """Pillow's BOX reduction of an unsigned integer image by less than 2x on each axis (each
+    output then averages one or two inputs per axis), horizontal pass first; None for anything
+    else (Pillow does it then).
+
+    An output with two taps a, b is (a + b + 1) >> 1: Pillow computes 0.5 a + 0.5 b in double
+    and rounds half up, and its 8-bit fixed-point path rounds the same way. Pillow 13 runs the
+    vertical pass first when the height shrinks by more than twice as many pixels as the width;
+    for such images the two roundings can differ from its output by one stored value."""
+    if not (columns <= arr.shape[1] < 2 * columns and rows <= arr.shape[0] < 2 * rows):
+        return None
+    out = arr
+    for axis, size in ((1, columns), (0, rows)):
+        if size != out.shape[axis]:
+            first, count = box_taps(out.shape[axis], size)
+            if count.min() < 1 or count.max() > 2:
+                return None
+            out = _box_pass(out, first, count, axis)
+    return out
+
+
+def _box_pass(arr: np.ndarray, first: np.ndarray, count: np.ndarray, axis: int) -> np.ndarray:
+    """One pass of ``_box`` along ``axis``. Across rows (axis 0) a gather is a row copy, so the
+    second tap is averaged in only where there is one (a minority of rows below 2x); across
+    columns numpy's ``take`` is the fast gather and fancy assignment the slow one, so both taps
+    are taken whole (a single tap's second is itself: (a + a + 1) >> 1 = a)."""
+    if axis == 1:
+        return _mean2(np.take(arr, first, axis=1), np.take(arr, first + count - 1, axis=1))
+    out = arr[first]
+    two = np.flatnonzero(count == 2)
+    if two.size:
+        out[two] = _mean2(out[two], arr[first[two] + 1])
+    return out
+
+
+def _mean2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(a + b + 1) >> 1 elementwise for unsigned integers without overflow
+    (``(a | b) - ((a ^ b) >> 1)``); reuses ``a``."""
+    c = np.bitwise_xor(a, b)
+    c >>= 1
+    a |= b
+    a -= c
+    return a

@@ -21,6 +21,9 @@ def test_lossless_sv1_floor_evidence_lists_every_library_and_the_thread_question
             "jpegsof3 (imagecodecs jpegsof3_decode)"} <= set(libs)
     assert all(ms >= 0 for ms in libs.values())
     assert evidence["restart_markers"] is False and "single-threaded" in evidence["threads"]
+    # the rest of the ingest says which row it was measured on and what that row does
+    assert evidence["rest_of_ingest_cpu_median_ms"] == 1.0
+    assert evidence["rest_of_ingest_basis"].startswith("the dicom_uncompressed row")
     # A target the fastest decoder meets: not at the floor.
     assert decoders.floor("dicom_jpeg_lossless_sv1", data, median=5.0, target=1e6, rest_ms=1.0,
                           repeats=1)["at_library_floor"] is False
