@@ -95,8 +95,9 @@ def _uncompressed(ds: Dataset, path: Path, transfer_syntax: UID) -> Dataset:
     full = dcmread(path)
     if "PixelData" in full and source.is_compressed:
         expected = full.pixel_array.copy()
-        # The Secondary Capture is MONOCHROME2; keep any colour data in the space it was encoded in.
-        full.decompress(as_rgb=False)
+        # The same instance in another transfer syntax (a lossless change keeps the SOP Instance UID, and
+        # the gateway knows its own results by it); colour data stays in the space it was encoded in.
+        full.decompress(as_rgb=False, generate_instance_uid=False)
         if not np.array_equal(full.pixel_array, expected):
             raise DeliveryError("decompressed_pixels_differ", permanent=True)
     full.file_meta.TransferSyntaxUID = transfer_syntax
