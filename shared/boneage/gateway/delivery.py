@@ -101,6 +101,8 @@ def _uncompressed(ds: Dataset, path: Path, transfer_syntax: UID) -> Dataset:
         if not np.array_equal(full.pixel_array, expected):
             raise DeliveryError("decompressed_pixels_differ", permanent=True)
     full.file_meta.TransferSyntaxUID = transfer_syntax
+    # What pynetdicom checks the file meta against: the encoding the data set is now to be sent in.
+    full.set_original_encoding(transfer_syntax.is_implicit_VR, True, full.original_character_set)
     return full
 
 
@@ -145,7 +147,8 @@ class CStoreSender:
             # pynetdicom aborts an association in which the PACS accepted none of the contexts.
             if assoc.rejected_contexts:
                 raise DeliveryError("presentation_context_not_accepted", permanent=True)
-            raise DeliveryError("association_aborted" if assoc.is_aborted else "pacs_unreachable")
+            # Connection refused, timed out or aborted (pynetdicom reports all three as aborted): transient.
+            raise DeliveryError("pacs_unreachable")
         accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
         stored: list[Path] = []
         try:
@@ -302,7 +305,7 @@ class Deliverer:
         if delivery.dead_reason:
             self.spool.finish_delivery(delivery, dead=True)
             why = (f"refused by the PACS {delivery.refusals} times" if delivery.dead_reason == "refused"
-                   else f"failing for {failing_for / 3600:.1f} h")
+                   else f"failing for {failing_for:.0f} s")
             logger.error(f"delivery dead-lettered ({why}); once the PACS is fixed run "
                          f"`boneage gateway resend --config {self.config_path}`",
                          extra={**log, "attempts": delivery.attempts, "refusals": delivery.refusals,
