@@ -87,14 +87,19 @@ def http_status_is_transient(code: int) -> bool:
 def _uncompressed(ds: Dataset, path: Path, transfer_syntax: UID) -> Dataset:
     """The file's data set, decompressed to ``transfer_syntax`` (Explicit or Implicit VR LE), with the
     same pixels as the file decodes to; a refusal for a lossy source."""
-    import numpy as np
-
     source = UID(ds.file_meta.TransferSyntaxUID)
     if source not in UNCOMPRESSED and source not in LOSSLESS:
-        raise DeliveryError("lossy_syntax_not_accepted", permanent=True)
+        # Decompressing a lossy encoding and sending it as the same instance would hide that it is lossy.
+        raise DeliveryError("lossy_syntax_not_accepted" if source.is_compressed else "syntax_not_convertible",
+                            permanent=True)
     full = dcmread(path)
     if "PixelData" in full and source.is_compressed:
-        expected = full.pixel_array.copy()
+        try:
+            import numpy as np
+
+            expected = full.pixel_array.copy()
+        except (ImportError, RuntimeError) as exc:       # numpy or the decoder plugin not installed here
+            raise DeliveryError("decoder_unavailable") from exc
         # The same instance in another transfer syntax (a lossless change keeps the SOP Instance UID, and
         # the gateway knows its own results by it); colour data stays in the space it was encoded in.
         full.decompress(as_rgb=False, generate_instance_uid=False)
