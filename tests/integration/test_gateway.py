@@ -502,3 +502,48 @@ def _config_dict(tmp_path: Path, port: int) -> dict:
             "spool_dir": str(tmp_path / "spool"),
             "aws": {"upload_bucket": "u", "results_bucket": "r", "results_queue_url": "http://127.0.0.1:1/q"},
             "pacs": {"host": "127.0.0.1", "port": port, "ae_title": "PACS"}}
+
+
+def test_stow_rs_answered_415_sends_the_sc_again_uncompressed_with_identical_pixels(tmp_path):
+    import http.server
+    import threading
+    from email import message_from_bytes
+
+    import numpy as np
+
+    from boneage.gateway.delivery import DeliveryError, StowSender
+
+    received: list[list[tuple[str, bytes]]] = []
+    statuses = [415, 200, 400]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):      # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            message = message_from_bytes(f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + body)
+            received.append([(p["Content-Type"], p.get_payload(decode=True)) for p in message.get_payload()])
+            self.send_response(statuses[len(received) - 1])
+            self.send_header("Content-Type", "application/dicom+json")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    files, pixels = _report_files(tmp_path)
+    sender = StowSender(f"http://127.0.0.1:{server.server_address[1]}/dicom-web/studies")
+    try:
+        sent = sender.send(files)
+        with pytest.raises(DeliveryError) as refused:           # a 400 is a refusal, not retried uncompressed
+            sender.send(files)
+    finally:
+        server.shutdown()
+    assert sent == files and refused.value.permanent and len(received) == 3
+    assert [ct for ct, _ in received[0]] == ["application/dicom", "application/dicom"]
+    assert received[0][0][1] == files[0].read_bytes()                      # first as it is
+    assert [ct for ct, _ in received[1]] == [f"application/dicom; transfer-syntax={dcm_uid.ExplicitVRLittleEndian}"] * 2
+    sc = dcmread(io.BytesIO(received[1][0][1]))
+    assert sc.file_meta.TransferSyntaxUID == dcm_uid.ExplicitVRLittleEndian and np.array_equal(sc.pixel_array, pixels)
+    assert sc.SOPInstanceUID == dcmread(files[0], stop_before_pixels=True).SOPInstanceUID
+    assert received[1][1][1] == files[1].read_bytes()                      # the SR was uncompressed already

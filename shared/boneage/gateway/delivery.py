@@ -187,17 +187,39 @@ class CStoreSender:
 
 
 class StowSender:
-    """DICOMweb STOW-RS: one multipart/related POST of every file to ``stow_url``."""
+    """DICOMweb STOW-RS: one multipart/related POST of every file to ``stow_url``, as they are; when the
+    server answers 415 (a syntax it does not take), once more with the compressed files decompressed
+    losslessly to Explicit VR Little Endian, each part labelled with its transfer-syntax parameter."""
 
     def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
         self.url = url
         self.timeout_s = timeout_s
 
     def send(self, paths: list[Path]) -> list[Path]:
+        try:
+            return self._post(paths, uncompressed=False)
+        except DeliveryError as exc:
+            if exc.code != "stow_http_415":
+                raise
+        return self._post(paths, uncompressed=True)
+
+    @staticmethod
+    def _part(path: Path, uncompressed: bool) -> tuple[str, bytes]:
+        if not uncompressed:
+            return "application/dicom", path.read_bytes()
+        header = dcmread(path, stop_before_pixels=True)
+        if not UID(header.file_meta.TransferSyntaxUID).is_compressed:
+            return f"application/dicom; transfer-syntax={header.file_meta.TransferSyntaxUID}", path.read_bytes()
+        buf = io.BytesIO()
+        _uncompressed(header, path, ExplicitVRLittleEndian).save_as(buf, enforce_file_format=True)
+        return f"application/dicom; transfer-syntax={ExplicitVRLittleEndian}", buf.getvalue()
+
+    def _post(self, paths: list[Path], *, uncompressed: bool) -> list[Path]:
         boundary = uuid.uuid4().hex
         body = b""
         for path in paths:
-            body += (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").encode() + path.read_bytes() + b"\r\n"
+            content_type, data = self._part(path, uncompressed)
+            body += f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n"
         body += f"--{boundary}--\r\n".encode()
         request = urllib.request.Request(self.url, data=body, method="POST", headers={
             "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
