@@ -95,15 +95,14 @@ def _uncompressed(ds: Dataset, path: Path, transfer_syntax: UID) -> Dataset:
     full = dcmread(path)
     if "PixelData" in full and source.is_compressed:
         try:
-            import numpy as np
-
-            expected = full.pixel_array.copy()
+            expected = full.pixel_array.copy()             # pydicom's decoder (numpy + pyjpegls), nothing else
         except (ImportError, RuntimeError) as exc:       # numpy or the decoder plugin not installed here
             raise DeliveryError("decoder_unavailable") from exc
         # The same instance in another transfer syntax (a lossless change keeps the SOP Instance UID, and
         # the gateway knows its own results by it); colour data stays in the space it was encoded in.
         full.decompress(as_rgb=False, generate_instance_uid=False)
-        if not np.array_equal(full.pixel_array, expected):
+        again = full.pixel_array                          # read back from the native bytes to be sent
+        if again.shape != expected.shape or again.dtype != expected.dtype or not (again == expected).all():
             raise DeliveryError("decompressed_pixels_differ", permanent=True)
     full.file_meta.TransferSyntaxUID = transfer_syntax
     # What pynetdicom checks the file meta against: the encoding the data set is now to be sent in.

@@ -72,3 +72,21 @@ def test_cstore_out_of_resources_is_waited_out_and_other_failures_are_refusals(c
                                                  (400, False), (403, False), (409, False), (415, False)])
 def test_stow_server_errors_and_throttling_are_transient_and_other_4xx_refusals(code, transient):
     assert http_status_is_transient(code) is transient
+
+
+def test_a_decompression_that_changes_a_pixel_is_refused_not_sent(sc, monkeypatch):
+    from pydicom.dataset import Dataset
+
+    path, _ = sc
+    real = Dataset.decompress
+
+    def corrupting(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        data = bytearray(self.PixelData)
+        data[5] ^= 1
+        self.PixelData = bytes(data)
+
+    monkeypatch.setattr(Dataset, "decompress", corrupting)
+    with pytest.raises(DeliveryError) as refused:
+        _uncompressed(dcmread(path, stop_before_pixels=True), path, ExplicitVRLittleEndian)
+    assert refused.value.code == "decompressed_pixels_differ" and refused.value.permanent
