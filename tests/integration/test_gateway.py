@@ -547,3 +547,47 @@ def test_stow_rs_answered_415_sends_the_sc_again_uncompressed_with_identical_pix
     assert sc.file_meta.TransferSyntaxUID == dcm_uid.ExplicitVRLittleEndian and np.array_equal(sc.pixel_array, pixels)
     assert sc.SOPInstanceUID == dcmread(files[0], stop_before_pixels=True).SOPInstanceUID
     assert received[1][1][1] == files[1].read_bytes()                      # the SR was uncompressed already
+
+
+@pytest.mark.parametrize(("status", "code", "permanent"), [
+    (0xA700, "cstore_status_0xA700", False), (0xA900, "cstore_status_0xA900", True),
+    (0xC000, "cstore_status_0xC000", True)])
+def test_a_pynetdicom_pacs_out_of_resources_is_transient_and_its_refusals_permanent(tmp_path, status, code, permanent):
+    from pynetdicom import AE, evt
+
+    from boneage.gateway.delivery import CStoreSender, DeliveryError
+
+    ae = AE(ae_title="PACS")
+    for sop_class in (dcm_uid.SecondaryCaptureImageStorage, dcm_uid.ComprehensiveSRStorage):
+        ae.add_supported_context(sop_class, [dcm_uid.JPEGLSLossless, dcm_uid.ExplicitVRLittleEndian])
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, lambda e: status)])
+    files, _ = _report_files(tmp_path)
+    try:
+        with pytest.raises(DeliveryError) as failed:
+            CStoreSender(GatewayConfig.from_dict(_config_dict(tmp_path, port)), timeout_s=10).send(files)
+    finally:
+        server.shutdown()
+    assert (failed.value.code, failed.value.permanent) == (code, permanent)
+
+
+def test_an_association_rejected_permanently_is_a_refusal_and_a_pacs_down_is_not(tmp_path):
+    from pynetdicom import AE
+
+    from boneage.gateway.delivery import CStoreSender, DeliveryError
+
+    ae = AE(ae_title="PACS")
+    ae.add_supported_context(dcm_uid.SecondaryCaptureImageStorage, dcm_uid.ExplicitVRLittleEndian)
+    ae.require_calling_aet = ["SOMEONE"]                # the PACS does not know our AE title: rejected-permanent
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False)
+    files, _ = _report_files(tmp_path)
+    try:
+        with pytest.raises(DeliveryError) as rejected:
+            CStoreSender(GatewayConfig.from_dict(_config_dict(tmp_path, port)), timeout_s=10).send(files)
+    finally:
+        server.shutdown()
+    with pytest.raises(DeliveryError) as down:          # nothing listens there any more
+        CStoreSender(GatewayConfig.from_dict(_config_dict(tmp_path, port)), timeout_s=10).send(files)
+    assert (rejected.value.code, rejected.value.permanent) == ("association_rejected_permanent", True)
+    assert (down.value.code, down.value.permanent) == ("pacs_unreachable", False)
