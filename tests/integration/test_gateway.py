@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom import dcmread
@@ -288,9 +289,10 @@ def _cli(action: str, config: Path) -> dict:
     return gateway_cli(config, action, env={"PATH": "/usr/bin:/bin"})      # no AWS credentials needed
 
 
-def test_pacs_down_dead_letters_after_the_last_attempt_and_resend_delivers_once_it_is_back(aws, tmp_path):
+def test_pacs_down_dead_letters_after_the_maximum_age_and_resend_delivers_once_it_is_back(aws, tmp_path):
     pacs = StorageSCP(port=free_port())                 # not started: the PACS is down
-    gateway, path = _gateway(aws, tmp_path, pacs=pacs.as_pacs())
+    gateway, path = _gateway(aws, tmp_path, pacs=pacs.as_pacs(), retry={
+        "initial_backoff_s": 0.1, "max_backoff_s": 0.5, "max_delivery_attempts": 4, "max_delivery_age_s": 2})
     with gateway:
         entry = _upload_one(aws, gateway, tmp_path, 42)
         publish_result(aws, upload_id=entry["upload_id"], object_key=entry["key"], study_uid=STUDY)
@@ -301,7 +303,9 @@ def test_pacs_down_dead_letters_after_the_last_attempt_and_resend_delivers_once_
                                 capture_output=True, text=True, timeout=60, cwd=ROOT,
                                 env={"PYTHONPATH": str(ROOT / "shared"), "PATH": "/usr/bin:/bin", **EMULATOR_ENV})
         assert second.returncode == 1 and "another gateway is running" in second.stderr     # one per spool
-        assert status["dead"][0]["attempts"] == 4 and status["dead"][0]["last_error"] == "pacs_unreachable"
+        dead = status["dead"][0]
+        assert dead["last_error"] == "pacs_unreachable" and dead["dead_reason"] == "max_age"
+        assert dead["attempts"] >= 2 and dead["refusals"] == 0         # an outage is not a refusal
         pacs.start()
         try:
             assert _cli("resend", path)["moved"] == 1
@@ -373,7 +377,8 @@ def test_stow_rs_posts_both_reports_in_one_multipart_request_and_reads_failures_
 
 
 def test_a_pacs_that_refuses_the_reports_syntax_is_a_named_failure_not_a_crash(aws, tmp_path):
-    """Nothing is transcoded: a PACS without the SC/SR's transfer syntax gets a delivery error code."""
+    """A PACS that takes no syntax at all for the SC/SR (not even uncompressed) is a refusal with a named
+    error, dead-lettered after max_delivery_attempts refusals."""
     from pynetdicom import AE, evt
     from pynetdicom.sop_class import Verification
 
@@ -389,4 +394,200 @@ def test_a_pacs_that_refuses_the_reports_syntax_is_a_named_failure_not_a_crash(a
             wait_for(lambda: gateway.spool.status()["dead_letters"] == 1, timeout_s=60, what="the dead letter")
     finally:
         server.shutdown()
-    assert gateway.spool.status()["dead"][0]["last_error"] == "presentation_context_not_accepted"
+    dead = gateway.spool.status()["dead"][0]
+    assert dead["last_error"] == "presentation_context_not_accepted" and dead["dead_reason"] == "refused"
+    assert dead["attempts"] == dead["refusals"] == 4                    # the config's max_delivery_attempts
+
+
+def _uncompressed_only_scp(syntax: str):
+    """A pynetdicom SCP that accepts the SC and SR in ``syntax`` only and keeps what it receives."""
+    from pynetdicom import AE, evt
+
+    received = []
+
+    def on_store(event):
+        received.append((event.context.transfer_syntax, event.dataset))
+        return 0x0000
+
+    ae = AE(ae_title="PACS")
+    for sop_class in (dcm_uid.SecondaryCaptureImageStorage, dcm_uid.ComprehensiveSRStorage):
+        ae.add_supported_context(sop_class, [syntax])
+    port = free_port()
+    return ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]), port, received
+
+
+def _report_files(tmp_path: Path) -> tuple[list[Path], Any]:
+    from boneage.devstack.gateway import _report_dataset, jpegls_secondary_capture
+
+    sc, pixels = jpegls_secondary_capture(11, study_uid=STUDY)
+    sr = _report_dataset(dcm_uid.ComprehensiveSRStorage, study_uid=STUDY, source_sop="")
+    return [_write(tmp_path, "report_sc.dcm", sc), _write(tmp_path, "report_sr.dcm", sr)], pixels
+
+
+@pytest.mark.parametrize("syntax", [dcm_uid.ExplicitVRLittleEndian, dcm_uid.ImplicitVRLittleEndian])
+def test_a_pacs_that_takes_only_uncompressed_data_receives_the_jpegls_sc_with_identical_pixels(tmp_path, syntax):
+    import numpy as np
+
+    from boneage.gateway.delivery import CStoreSender
+
+    server, port, received = _uncompressed_only_scp(syntax)
+    files, pixels = _report_files(tmp_path)
+    config = GatewayConfig.from_dict(_config_dict(tmp_path, port))
+    try:
+        stored = CStoreSender(config, timeout_s=10).send(files)
+    finally:
+        server.shutdown()
+    assert stored == files and [ts for ts, _ in received] == [syntax, syntax]
+    sc = received[0][1]
+    sc.file_meta = dcmread(files[0], stop_before_pixels=True).file_meta
+    sc.file_meta.TransferSyntaxUID = syntax
+    assert np.array_equal(sc.pixel_array, pixels)
+    assert sc.SOPInstanceUID == dcmread(files[0], stop_before_pixels=True).SOPInstanceUID
+
+
+def test_a_pacs_that_takes_jpegls_receives_the_sc_as_it_is(tmp_path):
+    from boneage.gateway.delivery import CStoreSender, DeliveryError
+
+    server, port, received = _uncompressed_only_scp(dcm_uid.JPEGLSLossless)
+    files, _ = _report_files(tmp_path)
+    config = GatewayConfig.from_dict(_config_dict(tmp_path, port))
+    try:
+        with pytest.raises(DeliveryError) as refused:   # the SR has no JPEG-LS: a refusal, nothing sent
+            CStoreSender(config, timeout_s=10).send(files[::-1])
+        stored = CStoreSender(config, timeout_s=10).send(files[:1])
+    finally:
+        server.shutdown()
+    assert refused.value.code == "presentation_context_not_accepted" and refused.value.permanent
+    assert stored == files[:1] and [ts for ts, _ in received] == [dcm_uid.JPEGLSLossless]
+
+
+@pytest.mark.skipif(shutil.which("storescp") is None, reason="dcmtk's storescp is not installed")
+@pytest.mark.parametrize("options", [[], ["+xi"]], ids=["storescp-uncompressed", "storescp-implicit-only"])
+def test_dcmtk_storescp_without_jpegls_stores_the_sc_with_identical_pixels(tmp_path, options):
+    import numpy as np
+
+    from boneage.gateway.delivery import CStoreSender
+
+    port = free_port()
+    out = tmp_path / "pacs"
+    out.mkdir()
+    # storescp's default accepts only the uncompressed syntaxes; +xi only Implicit VR Little Endian.
+    scp = subprocess.Popen(["storescp", "-aet", "PACS", "-od", str(out), *options, str(port)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    files, pixels = _report_files(tmp_path)
+    config = GatewayConfig.from_dict(_config_dict(tmp_path, port))
+    try:
+        wait_for(lambda: _port_open(port), timeout_s=10, what="storescp")
+        stored = CStoreSender(config, timeout_s=10).send(files)
+    finally:
+        scp.terminate()
+        scp.wait(10)
+    assert stored == files
+    by_class = {ds.SOPClassUID: ds for ds in (dcmread(p) for p in out.iterdir())}
+    sc = by_class[dcm_uid.SecondaryCaptureImageStorage]
+    assert not sc.file_meta.TransferSyntaxUID.is_compressed
+    assert np.array_equal(sc.pixel_array, pixels) and sc.StudyInstanceUID == STUDY
+    assert dcm_uid.ComprehensiveSRStorage in by_class
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _config_dict(tmp_path: Path, port: int) -> dict:
+    return {"hospital_id": "st-mary", "ae_title": "BONEAGE", "allowed_calling_aets": ["PACS"],
+            "spool_dir": str(tmp_path / "spool"),
+            "aws": {"upload_bucket": "u", "results_bucket": "r", "results_queue_url": "http://127.0.0.1:1/q"},
+            "pacs": {"host": "127.0.0.1", "port": port, "ae_title": "PACS"}}
+
+
+def test_stow_rs_answered_415_sends_the_sc_again_uncompressed_with_identical_pixels(tmp_path):
+    import http.server
+    import threading
+    from email import message_from_bytes
+
+    import numpy as np
+
+    from boneage.gateway.delivery import DeliveryError, StowSender
+
+    received: list[list[tuple[str, bytes]]] = []
+    statuses = [415, 200, 400]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):      # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            message = message_from_bytes(f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + body)
+            received.append([(p["Content-Type"], p.get_payload(decode=True)) for p in message.get_payload()])
+            self.send_response(statuses[len(received) - 1])
+            self.send_header("Content-Type", "application/dicom+json")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    files, pixels = _report_files(tmp_path)
+    sender = StowSender(f"http://127.0.0.1:{server.server_address[1]}/dicom-web/studies")
+    try:
+        sent = sender.send(files)
+        with pytest.raises(DeliveryError) as refused:           # a 400 is a refusal, not retried uncompressed
+            sender.send(files)
+    finally:
+        server.shutdown()
+    assert sent == files and refused.value.permanent and len(received) == 3
+    assert [ct for ct, _ in received[0]] == ["application/dicom", "application/dicom"]
+    assert received[0][0][1] == files[0].read_bytes()                      # first as it is
+    assert [ct for ct, _ in received[1]] == [f"application/dicom; transfer-syntax={dcm_uid.ExplicitVRLittleEndian}"] * 2
+    sc = dcmread(io.BytesIO(received[1][0][1]))
+    assert sc.file_meta.TransferSyntaxUID == dcm_uid.ExplicitVRLittleEndian and np.array_equal(sc.pixel_array, pixels)
+    assert sc.SOPInstanceUID == dcmread(files[0], stop_before_pixels=True).SOPInstanceUID
+    assert received[1][1][1] == files[1].read_bytes()                      # the SR was uncompressed already
+
+
+@pytest.mark.parametrize(("status", "code", "permanent"), [
+    (0xA700, "cstore_status_0xA700", False), (0xA900, "cstore_status_0xA900", True),
+    (0xC000, "cstore_status_0xC000", True)])
+def test_a_pynetdicom_pacs_out_of_resources_is_transient_and_its_refusals_permanent(tmp_path, status, code, permanent):
+    from pynetdicom import AE, evt
+
+    from boneage.gateway.delivery import CStoreSender, DeliveryError
+
+    ae = AE(ae_title="PACS")
+    for sop_class in (dcm_uid.SecondaryCaptureImageStorage, dcm_uid.ComprehensiveSRStorage):
+        ae.add_supported_context(sop_class, [dcm_uid.JPEGLSLossless, dcm_uid.ExplicitVRLittleEndian])
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, lambda e: status)])
+    files, _ = _report_files(tmp_path)
+    try:
+        with pytest.raises(DeliveryError) as failed:
+            CStoreSender(GatewayConfig.from_dict(_config_dict(tmp_path, port)), timeout_s=10).send(files)
+    finally:
+        server.shutdown()
+    assert (failed.value.code, failed.value.permanent) == (code, permanent)
+
+
+def test_an_association_rejected_permanently_is_a_refusal_and_a_pacs_down_is_not(tmp_path):
+    from pynetdicom import AE
+
+    from boneage.gateway.delivery import CStoreSender, DeliveryError
+
+    ae = AE(ae_title="PACS")
+    ae.add_supported_context(dcm_uid.SecondaryCaptureImageStorage, dcm_uid.ExplicitVRLittleEndian)
+    ae.require_calling_aet = ["SOMEONE"]                # the PACS does not know our AE title: rejected-permanent
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False)
+    files, _ = _report_files(tmp_path)
+    try:
+        with pytest.raises(DeliveryError) as rejected:
+            CStoreSender(GatewayConfig.from_dict(_config_dict(tmp_path, port)), timeout_s=10).send(files)
+    finally:
+        server.shutdown()
+    with pytest.raises(DeliveryError) as down:          # nothing listens there any more
+        CStoreSender(GatewayConfig.from_dict(_config_dict(tmp_path, port)), timeout_s=10).send(files)
+    assert (rejected.value.code, rejected.value.permanent) == ("association_rejected_permanent", True)
+    assert (down.value.code, down.value.permanent) == ("pacs_unreachable", False)

@@ -65,7 +65,8 @@ NEVER_IMPORT: dict[str, tuple[str, ...]] = {
     "ports": AWS + TORCH, "upload": AWS + TORCH, "fakes": AWS + TORCH, "errors": AWS, "result": AWS,
     "safetext": AWS + TORCH + ("numpy", "PIL", "pydicom"),
     "adapters": TORCH + ("numpy", "PIL", "pydicom", "highdicom"),
-    # The gateway's container installs neither torch nor numpy: it moves DICOM files, it does not read pixels.
+    # The gateway's container has no torch: it moves DICOM files; it reads pixels only through pydicom's
+    # decoders (numpy, pyjpegls), to decompress the SC losslessly for a PACS that takes it only uncompressed.
     "gateway": TORCH + ("numpy", "PIL", "highdicom", "aws_lambda_powertools"),
     "onboarding": TORCH + ("numpy", "PIL", "pydicom", "highdicom"),
 }

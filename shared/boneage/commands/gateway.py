@@ -65,8 +65,10 @@ def run(args: argparse.Namespace) -> int:
                  f"spool: {status['spool_dir']} (depth {status['spool_depth']})",
                  f"pending uploads: {status['pending_uploads']} ({status['pending_upload_bytes']} bytes); "
                  f"uploaded: {status['uploaded']}",
-                 f"pending deliveries: {status['pending_deliveries']}; delivered: {status['delivered']}",
-                 f"dead letters: {status['dead_letters']}"
+                 f"pending deliveries: {status['pending_deliveries']} (retrying {status['deliveries_retrying']}, "
+                 f"refused by the PACS {status['deliveries_refused']}); delivered: {status['delivered']}",
+                 f"dead letters: {status['dead_letters']} (refused {status['dead_letters_refused']}, "
+                 f"failing too long {status['dead_letters_max_age']})"
                  + (f" (re-send with: boneage gateway resend --config {args.config})" if status["dead_letters"] else ""),
                  f"rejections and failures kept: {status['rejections_and_failures']}",
                  f"ignored (acknowledged, not uploaded): {status['ignored']}"

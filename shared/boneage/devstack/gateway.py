@@ -207,6 +207,33 @@ def _report_dataset(sop_class: str, *, study_uid: str, source_sop: str) -> bytes
     return buf.getvalue()
 
 
+def jpegls_secondary_capture(seed: int, *, study_uid: str, rows: int = 64, columns: int = 48) -> tuple[bytes, Any]:
+    """A Secondary Capture like the service's report (RGB, JPEG-LS lossless) with seeded pixels; returns
+    the file's bytes and the pixel array it must decode to."""
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, SecondaryCaptureImageStorage, generate_uid
+
+    rng = np.random.default_rng(seed)
+    # Smooth gradients plus noise: compressible, like a rendered report, and every value matters.
+    base = np.add.outer(np.arange(rows), np.arange(columns))[..., None] * np.array([1, 2, 3])
+    pixels = ((base + rng.integers(0, 4, size=(rows, columns, 3))) % 256).astype(np.uint8)
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = study_uid, generate_uid(), "OT"
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = rows, columns, 3, "RGB"
+    ds.PlanarConfiguration, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 0, 8, 8, 7, 0
+    ds.PixelData = pixels.tobytes()
+    ds.compress(JPEGLSLossless, encoding_plugin="pyjpegls")
+    buf = DicomBytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue(), pixels
+
+
 def publish_result(aws: GatewayAws, *, upload_id: str, object_key: str, study_uid: str, source_sop: str = "",
                    hospital_id: str = "st-mary", status: str = "completed", reason: str | None = None,
                    envelope: bool = True) -> dict[str, Any]:

@@ -50,7 +50,7 @@ SC_CLASS = "1.2.840.10008.5.1.4.1.1.7"
 SR_CLASSES = {"1.2.840.10008.5.1.4.1.1.88.11", "1.2.840.10008.5.1.4.1.1.88.22", "1.2.840.10008.5.1.4.1.1.88.33",
               "1.2.840.10008.5.1.4.1.1.88.34"}
 # Short back-off so a fault ends within seconds of its cause going away (the defaults are minutes).
-FAST_RETRY = {"initial_backoff_s": 0.25, "max_backoff_s": 2.0, "max_delivery_attempts": 200}
+FAST_RETRY = {"initial_backoff_s": 0.25, "max_backoff_s": 2.0, "max_delivery_attempts": 200, "max_delivery_age_s": 600}
 
 
 class HospitalGateway(GatewayProcess):

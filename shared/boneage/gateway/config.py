@@ -22,11 +22,18 @@ Example (every field; those with a default may be left out)::
       },
       "pacs": {"host": "pacs.local", "port": 104, "ae_title": "PACS"},   # C-STORE SCU destination
       "stow_url": null,                         # or DICOMweb STOW-RS, e.g. http://pacs:8042/dicom-web/studies
-      "retry": {"initial_backoff_s": 1, "max_backoff_s": 300, "max_delivery_attempts": 10}
+      "retry": {"initial_backoff_s": 1, "max_backoff_s": 300,
+                "max_delivery_attempts": 3,         # refusals by the PACS before a result is dead-lettered
+                "max_delivery_age_s": 259200}       # PACS down/busy: retried this long (72 h) before it is
     }
 
 At least one of ``pacs`` and ``stow_url`` is needed for results to go anywhere; with both, C-STORE
-is used. AWS credentials are never in this file: boto3's standard chain finds them (environment,
+is used. A delivery the PACS refuses (association rejected permanently, no acceptable presentation
+context, C-STORE failure status other than "out of resources", HTTP 4xx) is dead-lettered after
+``max_delivery_attempts`` refusals; one that fails for a transient reason (PACS unreachable, busy,
+HTTP 5xx/408/429) keeps being retried, with back-off capped at ``max_backoff_s``, until it has been
+failing for ``max_delivery_age_s``, so that a maintenance window does not dead-letter every result.
+AWS credentials are never in this file: boto3's standard chain finds them (environment,
 ``AWS_PROFILE``, or a profile whose ``credential_process`` runs IAM Roles Anywhere's
 ``aws_signing_helper`` with the hospital's X.509 certificate).
 """
@@ -71,7 +78,8 @@ class PacsConfig:
 class RetryConfig:
     initial_backoff_s: float = 1.0
     max_backoff_s: float = 300.0
-    max_delivery_attempts: int = 10
+    max_delivery_attempts: int = 3              # refusals (permanent failures) before the dead letter
+    max_delivery_age_s: float = 72 * 3600.0     # transient failures are retried this long
 
 
 @dataclass(frozen=True)
@@ -147,7 +155,8 @@ class GatewayConfig:
             raise ConfigError("retry must be an object")
         retry = RetryConfig(
             initial_backoff_s=_float(r, "initial_backoff_s", 1.0), max_backoff_s=_float(r, "max_backoff_s", 300.0),
-            max_delivery_attempts=_int(r, "max_delivery_attempts", 10, 1, 10_000, "retry."),
+            max_delivery_attempts=_int(r, "max_delivery_attempts", 3, 1, 10_000, "retry."),
+            max_delivery_age_s=_float(r, "max_delivery_age_s", 72 * 3600.0),
         )
         if retry.max_backoff_s < retry.initial_backoff_s:
             raise ConfigError("retry.max_backoff_s must not be below retry.initial_backoff_s")

@@ -8,7 +8,8 @@ Layout under ``spool_dir``::
     deliveries/pending/<upload_id>.json   results owed to the PACS (attempts, next attempt, files sent)
     deliveries/files/<upload_id>/         the SC and SR fetched for a pending delivery
     deliveries/done/<upload_id>.json      delivered: never sent again
-    deliveries/dead/<upload_id>.json      gave up after ``max_delivery_attempts`` (``boneage gateway resend``)
+    deliveries/dead/<upload_id>.json      refused ``max_delivery_attempts`` times, or failing for ``max_delivery_age_s``
+                                          (``boneage gateway resend``)
     outcomes/<upload_id>.json        rejections and failures, kept for the operator (never sent as images)
     ignored/<ref>.json               instances acknowledged but never uploaded (no bytes kept): objects that
                                      are not radiographs (SR, presentation states, key objects ...) and our
@@ -60,13 +61,17 @@ class Delivery:
     next_attempt_at: float = 0.0
     last_error: str | None = None
     created_at: float = 0.0
+    refusals: int = 0                       # failures the PACS meant (retrying will not help)
+    failing_since: float = 0.0              # first failure since the last success or resend; 0: none
+    dead_reason: str | None = None          # "refused" or "max_age" once dead-lettered
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Delivery:
         return cls(upload_id=raw["upload_id"], ref=raw["ref"], report_keys=dict(raw["report_keys"]),
                    sent=list(raw.get("sent", [])), attempts=int(raw.get("attempts", 0)),
                    next_attempt_at=float(raw.get("next_attempt_at", 0.0)), last_error=raw.get("last_error"),
-                   created_at=float(raw.get("created_at", 0.0)))
+                   created_at=float(raw.get("created_at", 0.0)), refusals=int(raw.get("refusals", 0)),
+                   failing_since=float(raw.get("failing_since", 0.0)), dead_reason=raw.get("dead_reason"))
 
 
 class SpoolLocked(RuntimeError):
@@ -291,6 +296,7 @@ class Spool:
                     continue
                 delivery = Delivery.from_dict(raw)
                 delivery.attempts, delivery.next_attempt_at = 0, 0.0
+                delivery.refusals, delivery.failing_since, delivery.dead_reason = 0, 0.0, None
                 self._write_json(p, asdict(delivery))
                 self._move(p, self.pending / p.name)
                 moved.append(delivery.upload_id)
@@ -321,8 +327,14 @@ class Spool:
         dead = []
         for p in sorted(self._entries(self.dead)):
             raw = self._read_json(p) or {}
-            dead.append({k: raw.get(k) for k in ("upload_id", "ref", "attempts", "last_error")})
-        pending_deliveries = sum(1 for _ in self._entries(self.pending))
+            dead.append({k: raw.get(k) for k in ("upload_id", "ref", "attempts", "refusals", "last_error",
+                                                 "dead_reason")})
+        pending_deliveries = retrying = refused = 0
+        for p in self._entries(self.pending):
+            raw = self._read_json(p) or {}
+            pending_deliveries += 1
+            retrying += bool(raw.get("attempts"))
+            refused += bool(raw.get("refusals"))
         ignored: dict[str, int] = {}
         for p in self._entries(self.ignored):
             reason = (self._read_json(p) or {}).get("reason") or "unknown"
@@ -337,7 +349,12 @@ class Spool:
             "uploaded": sum(1 for _ in self._entries(self.uploaded)),
             "pending_deliveries": pending_deliveries,
             "delivered": sum(1 for _ in self._entries(self.done)),
+            # Pending deliveries that failed at least once, and those among them the PACS refused.
+            "deliveries_retrying": retrying,
+            "deliveries_refused": refused,
             "dead_letters": len(dead),
+            "dead_letters_refused": sum(1 for d in dead if d["dead_reason"] == "refused"),
+            "dead_letters_max_age": sum(1 for d in dead if d["dead_reason"] == "max_age"),
             "rejections_and_failures": len(outcomes),
             # Acknowledged, never uploaded: not radiographs, or our own results sent back (by reason).
             "ignored": sum(ignored.values()),

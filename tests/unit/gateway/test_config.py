@@ -23,6 +23,18 @@ def test_a_full_file_loads_with_its_spool_relative_to_the_file(tmp_path):
     assert config.aws.wait_time_s == 20 and config.aws.endpoint_url is None
 
 
+def test_retry_defaults_wait_out_a_three_day_outage_and_give_up_on_three_refusals(tmp_path):
+    raw = config_dict(tmp_path)
+    del raw["retry"]
+    retry = GatewayConfig.from_dict(raw).retry
+    assert (retry.max_delivery_age_s, retry.max_delivery_attempts, retry.max_backoff_s) == (72 * 3600, 3, 300)
+    raw["retry"] = {"max_delivery_age_s": 3600, "max_delivery_attempts": 5}
+    retry = GatewayConfig.from_dict(raw).retry
+    assert (retry.max_delivery_age_s, retry.max_delivery_attempts) == (3600, 5)
+    with pytest.raises(ConfigError, match="max_delivery_age_s"):
+        GatewayConfig.from_dict({**raw, "retry": {"max_delivery_age_s": -1}})
+
+
 def test_an_empty_allowed_calling_aet_list_is_refused_not_read_as_anyone(tmp_path):
     with pytest.raises(ConfigError, match="allowed_calling_aets"):
         GatewayConfig.from_dict(config_dict(tmp_path, allowed_calling_aets=[]))

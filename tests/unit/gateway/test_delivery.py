@@ -1,9 +1,11 @@
-"""Deliveries to the PACS: fetched once, each file sent once, retried with back-off, dead-lettered
-after the last attempt with a log line naming the resend command, and sent after ``resend``."""
+"""Deliveries to the PACS: fetched once, each file sent once, retried with back-off; a PACS that is down
+is retried until ``max_delivery_age_s``, one that refuses is dead-lettered after ``max_delivery_attempts``
+refusals, with a log line naming the resend command, and sent after ``resend``."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,8 +19,9 @@ KEYS = {"report_sc.dcm": "reports/st-mary/u1/report_sc.dcm", "report_sr.dcm": "r
 class FlakyPacs:
     """Refuses the first ``down`` attempts, then stores; ``partial``: stores only the first file once."""
 
-    def __init__(self, down: int = 0, partial: bool = False) -> None:
+    def __init__(self, down: int = 0, partial: bool = False, error: DeliveryError | None = None) -> None:
         self.down = down
+        self.error = error or DeliveryError("pacs_unreachable")
         self.partial = partial
         self.stored: list[bytes] = []
         self.calls = 0
@@ -27,7 +30,7 @@ class FlakyPacs:
         self.calls += 1
         if self.down:
             self.down -= 1
-            raise DeliveryError("pacs_unreachable")
+            raise self.error
         if self.partial:
             self.partial = False
             paths = paths[:1]
@@ -80,23 +83,98 @@ def test_after_a_partial_store_only_the_missing_file_is_sent(config, s3, setup):
     assert pacs.stored == [b"report_sc.dcm", b"report_sr.dcm"] and spool.delivery_state("u1") == "done"
 
 
-def test_the_last_failed_attempt_dead_letters_with_the_resend_command_and_resend_delivers(config, s3, setup, caplog):
+def _run_until(d, now, until_s: float) -> None:
+    """Run the delivery loop on the fake clock, jumping to each retry as it falls due."""
+    while now[0] < until_s and d.spool.pending_deliveries():
+        (pending,) = d.spool.pending_deliveries()
+        now[0] = max(now[0], pending.next_attempt_at)
+        d.run_once()
+
+
+def test_a_pacs_down_for_a_maintenance_window_does_not_dead_letter_and_gets_the_result_after(config, s3, setup):
     spool, now = setup
-    pacs = FlakyPacs(down=config.retry.max_delivery_attempts)
+    config = replace(config, retry=replace(config.retry, max_backoff_s=300.0))
+    pacs = FlakyPacs(down=10_000)
+    d = _deliverer(config, spool, s3, pacs, now)
+    _run_until(d, now, 1000.0 + 6 * 3600)                        # six hours down
+    (pending,) = spool.pending_deliveries()
+    assert pending.attempts > config.retry.max_delivery_attempts and pending.refusals == 0
+    assert pending.next_attempt_at - now[0] <= config.retry.max_backoff_s       # capped back-off
+    assert spool.status()["deliveries_retrying"] == 1 and spool.status()["deliveries_refused"] == 0
+    pacs.down = 0                                                 # maintenance over
+    _run_until(d, now, now[0] + 3600)
+    assert spool.delivery_state("u1") == "done" and sorted(pacs.stored) == [b"report_sc.dcm", b"report_sr.dcm"]
+
+
+def test_a_pacs_down_past_the_maximum_age_dead_letters_with_the_resend_command_and_resend_delivers(
+        config, s3, setup, caplog):
+    spool, now = setup
+    config = replace(config, retry=replace(config.retry, max_delivery_age_s=72 * 3600.0, max_backoff_s=300.0))
+    pacs = FlakyPacs(down=10_000)
     d = _deliverer(config, spool, s3, pacs, now)
     with caplog.at_level(logging.INFO, logger="boneage.gateway.delivery"):
-        for _ in range(config.retry.max_delivery_attempts):
-            d.run_once()
-            now[0] += 10
-    assert spool.delivery_state("u1") == "dead" and spool.status()["dead_letters"] == 1
+        _run_until(d, now, 1000.0 + 71.9 * 3600)
+        assert spool.delivery_state("u1") == "pending"
+        _run_until(d, now, 1000.0 + 80 * 3600)
+    assert spool.delivery_state("u1") == "dead"
+    assert 72 * 3600 <= now[0] - 1000.0 <= 72 * 3600 + config.retry.max_backoff_s
+    status = spool.status()
+    assert status["dead_letters"] == 1 and status["dead_letters_max_age"] == 1 and status["dead_letters_refused"] == 0
+    assert status["dead"][0]["dead_reason"] == "max_age" and status["dead"][0]["last_error"] == "pacs_unreachable"
     (line,) = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert "boneage gateway resend --config /etc/boneage/gateway.json" in line.getMessage()
-    assert line.upload_id == "u1" and line.attempts == config.retry.max_delivery_attempts
+    assert line.upload_id == "u1" and line.dead_reason == "max_age" and line.refusals == 0
+    calls = pacs.calls
+    now[0] += 3600
     d.run_once()
-    assert pacs.stored == []                        # dead letters wait for the operator
+    assert pacs.calls == calls                      # dead letters wait for the operator
+    pacs.down = 0
     assert spool.resend() == ["u1"]
+    (pending,) = spool.pending_deliveries()
+    assert (pending.attempts, pending.refusals, pending.failing_since, pending.dead_reason) == (0, 0, 0.0, None)
     d.run_once()
     assert sorted(pacs.stored) == [b"report_sc.dcm", b"report_sr.dcm"] and spool.delivery_state("u1") == "done"
+
+
+@pytest.mark.parametrize("code", ["cstore_status_0xA900", "presentation_context_not_accepted", "stow_http_400"])
+def test_a_refusal_dead_letters_after_the_configured_attempts_and_resend_delivers(config, s3, setup, caplog, code):
+    spool, now = setup
+    assert config.retry.max_delivery_attempts == 3
+    pacs = FlakyPacs(down=3, error=DeliveryError(code, permanent=True))
+    d = _deliverer(config, spool, s3, pacs, now)
+    with caplog.at_level(logging.INFO, logger="boneage.gateway.delivery"):
+        d.run_once()
+        d.run_once()                                # not due: back-off applies to refusals too
+        assert pacs.calls == 1 and spool.status()["deliveries_refused"] == 1
+        _run_until(d, now, now[0] + 60)
+    assert pacs.calls == 3 and spool.delivery_state("u1") == "dead"
+    assert now[0] - 1000.0 < 60                     # minutes, not the 72 h a PACS outage gets
+    status = spool.status()
+    assert status["dead_letters_refused"] == 1 and status["dead"][0]["last_error"] == code
+    (line,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert line.refusals == 3 and line.dead_reason == "refused" and "boneage gateway resend" in line.getMessage()
+    assert spool.resend() == ["u1"]
+    d.run_once()
+    assert spool.delivery_state("u1") == "done"
+
+
+def test_refusals_and_outages_are_counted_apart(config, s3, setup):
+    """Two refusals mixed into an outage do not reach the three that dead-letter, however many outages."""
+    spool, now = setup
+
+    class Mixed(FlakyPacs):
+        def send(self, paths):
+            if self.calls in (1, 4):
+                self.calls += 1
+                raise DeliveryError("cstore_status_0xC000", permanent=True)
+            if self.calls < 19:
+                self.calls += 1
+                raise DeliveryError("association_rejected_transient")
+            return super().send(paths)
+
+    pacs = Mixed()
+    _run_until(_deliverer(config, spool, s3, pacs, now), now, now[0] + 3600)
+    assert pacs.calls == 20 and spool.delivery_state("u1") == "done"
 
 
 def test_results_bucket_unreachable_is_a_retried_failure_not_a_crash(config, s3, setup):

@@ -88,7 +88,8 @@ def test_status_counts_every_state(spool):
     status = spool.status()
     assert (status["pending_uploads"], status["pending_deliveries"], status["dead_letters"],
             status["rejections_and_failures"]) == (1, 1, 1, 1)
-    assert status["dead"] == [{"upload_id": "u2", "ref": "r2", "attempts": 3, "last_error": "pacs_unreachable"}]
+    assert status["dead"] == [{"upload_id": "u2", "ref": "r2", "attempts": 3, "refusals": 0,
+                                   "last_error": "pacs_unreachable", "dead_reason": None}]
     assert status["outcomes"] == [{"upload_id": "u3", "ref": "r3", "status": "rejected",
                                    "reason": "unsupported_modality"}]
     assert status["running"] is False
