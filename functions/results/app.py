@@ -18,7 +18,10 @@ Sign-in is the authorization code grant with PKCE (RFC 7636, S256; no implicit g
 ``/config.json`` gives the page the user pool's ``authorizeUrl`` and ``tokenUrl``, the app client's
 ``clientId`` (a public client, no secret), the ``redirectUri`` registered for it and the ``scope``; the
 page makes the verifier, the challenge and the state, and redeems the code at the token endpoint itself,
-so no token ever travels in a URL and this function never sees a code or a token of the sign-in.
+so no token ever travels in a URL. The one-time code comes back in the page request's query string
+(Cognito redirects to ``WorklistUrl?code=...&state=...``): this function serves the page for it but
+never reads, uses or logs the code (events are not logged), and the code is worthless without the
+verifier the page keeps.
 
 Responses are built from an allow-list of the record's fields (``result_view``): the record holds
 no names, patient ids or birth dates, and the accession number stays out as well (the study

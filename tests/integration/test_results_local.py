@@ -4,6 +4,7 @@ only its own results, over real HTTP."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -148,3 +149,16 @@ def test_local_sign_in_is_the_code_grant_with_pkce_over_http(server: ResultsServ
     assert redeem(verifier) == (400, {"error": "invalid_grant"})          # the code was spent
     token = server.sign_in(B)                                             # the helper tests and scripts use
     assert _get(server, "/results?limit=100", token)[0] == 200
+
+
+@pytest.mark.parametrize("length", ["-1", "twelve"])
+def test_a_malformed_content_length_gets_400_not_a_hang(server: ResultsServer, length: str) -> None:
+
+    url = urllib.parse.urlsplit(server.url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    connection.putrequest("POST", "/oauth2/token")
+    connection.putheader("Content-Length", length)
+    connection.endheaders()
+    response = connection.getresponse()
+    assert (response.status, response.read()) == (400, b"bad Content-Length")
+    connection.close()

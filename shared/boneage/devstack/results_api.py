@@ -273,8 +273,22 @@ def _handler_class(server: ResultsServer) -> type[BaseHTTPRequestHandler]:
             self._answer("GET", b"")
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            length = int(self.headers.get("Content-Length") or 0)
-            self._answer("POST", self.rfile.read(min(length, MAX_BODY)) if length <= MAX_BODY else None)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if length < 0:
+                self._refuse(400, b"bad Content-Length")
+                return
+            self._answer("POST", self.rfile.read(length) if length <= MAX_BODY else None)
+
+        def _refuse(self, status: int, body: bytes) -> None:
+            self.close_connection = True
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
         def _answer(self, method: str, request_body: bytes | None) -> None:
             try:

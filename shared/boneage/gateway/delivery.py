@@ -303,6 +303,8 @@ class Deliverer:
             stored = self.sender.send(paths) if paths else []
             for path in stored:
                 delivery.sent.append(path.name)
+            if stored:
+                delivery.failing_since = 0.0     # progress: the age limit counts from the last success
             if len(stored) < len(paths):
                 self.spool.save_delivery(delivery)
                 raise DeliveryError("partially_stored")      # the next attempt sends the rest and classifies its error

@@ -14,9 +14,9 @@ the copy the builders see; the rules, in order, for every public element of the 
    must fit the dictionary's VM (a backslash in a single-valued attribute splits it in two).
 4. Each value must be valid for its VR: pydicom's own validators (``pydicom.valuerep.VALIDATORS``:
    type, maximum length, character set of CS/AE/UI/DS/IS/AS/DA/TM/DT), and what pydicom does not
-   check, from PS3.5 section 6.2: no control character but ESC (ST, LT and UT may also hold TAB, LF,
-   FF and CR), at most 64 characters per PN component group and 5 components, a date or time
-   that is one value (not a query range) and exists on the calendar, a UID without padding. Without
+   check, from PS3.5 section 6.2: no control character (ST, LT and UT may hold TAB, LF, FF and CR;
+   ESC only under an ISO 2022 Specific Character Set, whose code extensions it announces), at most 64 characters per PN component group and 5 components, a date or time
+   that is one value (not a query range; a DT's "-" only in a UTC offset) and exists on the calendar, a UID without padding. Without
    a Specific Character Set only the default repertoire (ASCII) is valid.
 5. The one repair: free text whose meaning survives it (``_is_prose``: descriptions, comments,
    histories, the institution's name and address) has its forbidden control characters replaced
@@ -29,7 +29,10 @@ the copy the builders see; the rules, in order, for every public element of the 
 
 What the results *must* reference (SOP Class, SOP Instance, Study and Series Instance UIDs) is not
 left out quietly: ``derived.prepare_source`` refuses a source whose UIDs are missing or invalid
-(``UnusableSource``), and the caller delivers the PNG report alone. The results join the source's
+(``UnusableSource``), and the caller delivers the PNG report alone. So it does for a patient ID or
+name that the source has but that is not valid DICOM: results filed in the patient's study under an
+empty identity would not reconcile with the rest of the study (the archive would reject, orphan or
+flag them). The results join the source's
 study or none: a study UID of our own making would file the patient's results under a study the
 archive has never seen. Nothing here logs: the values are patient data.
 """
@@ -38,7 +41,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydicom.datadict import dictionary_is_retired, dictionary_VM, dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement
@@ -55,6 +58,15 @@ _STRING_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "
 _TEXT_VRS = frozenset({"LT", "ST", "UT"})      # single-valued, backslash allowed, a few control characters
 _FORBIDDEN_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f]")   # all but TAB LF FF CR ESC
 _FORBIDDEN_ELSEWHERE = re.compile(r"[\x00-\x1a\x1c-\x1f\x7f]")              # all but ESC
+_ESC = "\x1b"
+# A DT's UTC offset, &ZZXX, of at most 14 hours (PS3.5 table 6.2-1); a "-" anywhere else is a range.
+_DT_WITH_OFFSET = re.compile(r"[0-9.]+[+-](0\d|1[0-4])[0-5]\d")
+
+
+class _Repertoire(NamedTuple):
+    """What characters the copy's Specific Character Set allows beyond the rules for every VR."""
+    ascii_only: bool        # no usable Specific Character Set: the default repertoire only
+    escape: bool            # ESC only announces ISO 2022 code extensions
 _PROSE_ENDINGS = ("Description", "Comments", "History", "Comment")
 _PROSE_KEYWORDS = frozenset({"InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName"})
 _PROSE_VRS = frozenset({"LO", "LT", "ST", "UC", "UT"})
@@ -98,7 +110,7 @@ def _check_pn(text: str) -> None:
         raise _Invalid
 
 
-def _conform_value(keyword: str, vr: str, value: Any, ascii_only: bool) -> Any:
+def _conform_value(keyword: str, vr: str, value: Any, rep: _Repertoire) -> Any:
     """``value`` (one value of a string VR) made valid, or _Invalid."""
     if isinstance(value, PersonName):
         value = str(value)
@@ -111,7 +123,7 @@ def _conform_value(keyword: str, vr: str, value: Any, ascii_only: bool) -> Any:
         raise _Invalid             # bytes (undecoded), numbers in a text VR, anything else
     if _is_prose(keyword, vr):
         value = _repair_prose(vr, value)
-    if ascii_only and not value.isascii():
+    if (rep.ascii_only and not value.isascii()) or (not rep.escape and _ESC in value):
         raise _Invalid
     forbidden = _FORBIDDEN_IN_TEXT if vr in _TEXT_VRS else _FORBIDDEN_ELSEWHERE
     if forbidden.search(value):
@@ -122,7 +134,9 @@ def _conform_value(keyword: str, vr: str, value: Any, ascii_only: bool) -> Any:
     if vr == "PN":
         _check_pn(value)
     elif vr in _DATE_TIME and value:
-        if "-" in value.strip()[:1] or (vr != "DT" and "-" in value):
+        stripped = value.strip()
+        if "-" in stripped[:1] or (vr != "DT" and "-" in value) \
+                or (vr == "DT" and "-" in stripped and not _DT_WITH_OFFSET.fullmatch(stripped)):
             raise _Invalid          # a query range, not a value
         try:
             _DATE_TIME[vr](value)   # on the calendar, not only the right digits
@@ -131,7 +145,7 @@ def _conform_value(keyword: str, vr: str, value: Any, ascii_only: bool) -> Any:
     return value
 
 
-def _conform_element(elem: DataElement, ascii_only: bool) -> DataElement:
+def _conform_element(elem: DataElement, rep: _Repertoire) -> DataElement:
     """``elem`` as it may be copied (a new element where a value changed), or _Invalid."""
     tag = elem.tag
     try:
@@ -142,7 +156,7 @@ def _conform_element(elem: DataElement, ascii_only: bool) -> DataElement:
     if elem.VR not in allowed:
         raise _Invalid
     if elem.VR == "SQ":
-        return DataElement(tag, "SQ", [_conform_dataset(item, ascii_only, strict=True) for item in elem.value])
+        return DataElement(tag, "SQ", [_conform_dataset(item, rep, strict=True) for item in elem.value])
     if elem.VR not in _STRING_VRS or elem.value is None or elem.value == "":
         return elem
     values = list(elem.value) if isinstance(elem.value, MultiValue | list | tuple) else [elem.value]
@@ -151,7 +165,7 @@ def _conform_element(elem: DataElement, ascii_only: bool) -> DataElement:
     if not _vm_allows(vm, len(values)):
         raise _Invalid
     keyword = keyword_for_tag(tag)
-    conformed = [_conform_value(keyword, elem.VR, v, ascii_only) for v in values]
+    conformed = [_conform_value(keyword, elem.VR, v, rep) for v in values]
     if keyword == "PatientSex" and conformed[0] not in _SEX:
         raise _Invalid
     if conformed == values:
@@ -159,7 +173,7 @@ def _conform_element(elem: DataElement, ascii_only: bool) -> DataElement:
     return DataElement(tag, elem.VR, conformed if len(conformed) > 1 else conformed[0])
 
 
-def _conform_dataset(source: Dataset, ascii_only: bool, strict: bool) -> Dataset:
+def _conform_dataset(source: Dataset, rep: _Repertoire, strict: bool) -> Dataset:
     """The conforming elements of ``source``; ``strict`` (inside a sequence): any invalid one is _Invalid."""
     out = Dataset()
     for tag in source.keys():
@@ -173,7 +187,7 @@ def _conform_dataset(source: Dataset, ascii_only: bool, strict: bool) -> Dataset
                 raise _Invalid from None
             continue
         try:
-            out.add(_conform_element(elem, ascii_only))
+            out.add(_conform_element(elem, rep))
         except _Invalid:
             if strict:
                 raise
@@ -198,8 +212,10 @@ def conforming_copy(source: Dataset) -> Dataset:
             keep_charset = True
         except (ValueError, TypeError):
             pass
-    ascii_only = not keep_charset
-    out = _conform_dataset(source, ascii_only, strict=False)
+    terms = [charset] if isinstance(charset, str) else list(charset or [])
+    rep = _Repertoire(ascii_only=not keep_charset,
+                      escape=keep_charset and any("2022" in str(t) for t in terms))
+    out = _conform_dataset(source, rep, strict=False)
     if not keep_charset and "SpecificCharacterSet" in out:
         del out.SpecificCharacterSet
     return out

@@ -83,6 +83,20 @@ def test_after_a_partial_store_only_the_missing_file_is_sent(config, s3, setup):
     assert pacs.stored == [b"report_sc.dcm", b"report_sr.dcm"] and spool.delivery_state("u1") == "done"
 
 
+def test_a_partial_store_restarts_the_age_limit(config, s3, setup):
+    spool, now = setup
+    pacs = FlakyPacs(down=1)
+    d = _deliverer(config, spool, s3, pacs, now)
+    d.run_once()                                    # down: failing since 1000
+    (pending,) = spool.pending_deliveries()
+    assert pending.failing_since == 1000.0
+    pacs.partial = True
+    now[0] = pending.next_attempt_at
+    d.run_once()                                    # one file stored: progress
+    (pending,) = spool.pending_deliveries()
+    assert pending.sent == ["report_sc.dcm"] and pending.failing_since == now[0]
+
+
 def _run_until(d, now, until_s: float) -> None:
     """Run the delivery loop on the fake clock, jumping to each retry as it falls due."""
     while now[0] < until_s and d.spool.pending_deliveries():

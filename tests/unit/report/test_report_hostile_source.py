@@ -35,10 +35,13 @@ LONG_ACCESSION = "ACC-20241203-9981"                     # SH, 17 > 16
 LONG_SEX = "FEMALE-AS-WRITTEN"                           # CS, 17 > 16
 STUDY_DESCRIPTION = "Left\thand\x07 bone age " + "very long protocol text " * 4
 INSTITUTION = "Saint Hildegard of the Very Long Institution Name Regional Hospital Trust"   # LO, 72 > 64
-HOSTILE = {
-    # keyword: (VR as written, value as written)
+# A patient identity that is not valid DICOM: no DICOM results at all (they would not reconcile).
+HOSTILE_IDENTITY = {
     "PatientID": ("LO", LONG_PATIENT_ID),
     "PatientName": ("PN", LONG_NAME),
+}
+HOSTILE = {
+    # keyword: (VR as written, value as written)
     "AccessionNumber": ("SH", LONG_ACCESSION),
     "PatientSex": ("CS", LONG_SEX),
     "StudyID": ("SH", "12\\34"),                         # a backslash in a single-valued attribute
@@ -66,10 +69,10 @@ def no_validation(monkeypatch):
     monkeypatch.setattr(config.settings, "reading_validation_mode", config.IGNORE)
 
 
-def _hostile_case(rng):
+def _hostile_case(rng, hostile=HOSTILE):
     radiograph, output, result = make_case(rng)
     ds = radiograph.dataset
-    for keyword, (vr, value) in HOSTILE.items():
+    for keyword, (vr, value) in hostile.items():
         tag = pydicom.datadict.tag_for_keyword(keyword)
         ds[tag] = DataElement(tag, vr, value, validation_mode=config.IGNORE)
     study = Dataset()
@@ -118,7 +121,8 @@ def test_hostile_source_values_are_left_out_or_repaired_and_results_stay_valid(r
         ds = pydicom.dcmread(io.BytesIO(data))
         _assert_conforms(ds, name)
         # Invalid identifiers are left out (Type 2: present, empty), never cut or altered.
-        for keyword in ("PatientID", "PatientName", "AccessionNumber", "PatientSex", "StudyID",
+        assert ds.PatientID == source.PatientID and ds.PatientName == source.PatientName
+        for keyword in ("AccessionNumber", "PatientSex", "StudyID",
                         "ReferringPhysicianName", "PatientBirthDate", "StudyDate"):
             assert ds[keyword].value in ("", None), f"{name} {keyword}"
         for raw in (LONG_PATIENT_ID, LONG_PATIENT_ID[:64], LONG_NAME.split("^")[0], LONG_ACCESSION,
@@ -151,6 +155,21 @@ def test_template_sr_equals_highdicom_sr_for_a_hostile_source(rng, no_validation
     identity = SRIdentity("2.25.71", "2.25.72", "2.25.73", "2.25.74", dt.datetime(2025, 3, 4, 5, 6, 7, 8))
     assert build_sr(radiograph.dataset, result, identity) == builder.build_from_scratch(
         radiograph.dataset, result, identity)
+
+
+@pytest.mark.parametrize("keyword", sorted(HOSTILE_IDENTITY))
+def test_an_invalid_patient_identity_gives_png_only(rng, no_validation, keyword):
+    radiograph, output, result = _hostile_case(rng, {keyword: HOSTILE_IDENTITY[keyword]})
+    files = build_reports(radiograph, output, result)
+    # Results under an empty identity would not reconcile with the patient's study: none at all.
+    assert set(files) == {REPORT_PNG}
+    assert result.warnings == ["DICOM results (SC/SR) not produced: UnusableSource"]
+
+
+def test_a_patient_name_outside_the_character_set_gives_png_only(rng, no_validation):
+    radiograph, output, result = _hostile_case(rng, {"PatientName": ("PN", "Müller^Zoë")})
+    assert "SpecificCharacterSet" not in radiograph.dataset
+    assert set(build_reports(radiograph, output, result)) == {REPORT_PNG}
 
 
 @pytest.mark.parametrize("keyword", ["StudyInstanceUID", "SOPInstanceUID", "SeriesInstanceUID"])
@@ -221,3 +240,19 @@ def test_the_source_dataset_is_not_modified(rng, no_validation):
     before = {elem.tag: elem.value for elem in radiograph.dataset if elem.VR != "SQ"}
     conforming_copy(radiograph.dataset)
     assert {elem.tag: elem.value for elem in radiograph.dataset if elem.VR != "SQ"} == before
+
+
+def test_escape_is_kept_only_under_an_iso_2022_character_set():
+    assert "PatientID" not in conforming_copy(_source(PatientID="P\x1b1"))
+    assert "PatientID" not in conforming_copy(_source(SpecificCharacterSet="ISO_IR 192", PatientID="P\x1b1"))
+    kept = conforming_copy(_source(SpecificCharacterSet=["ISO 2022 IR 6", "ISO 2022 IR 100"], PatientID="P\x1b1"))
+    assert kept.PatientID == "P\x1b1"
+
+
+@pytest.mark.parametrize("value, kept", [
+    ("20200101120000", True), ("20200101120000.5-0500", True), ("20200101+1400", True),
+    ("2020-2021", False), ("20200101-", False), ("-2021", False), ("20200101-1500", False),
+])
+def test_a_date_time_keeps_an_offset_and_refuses_a_range(no_validation, value, kept):
+    out = conforming_copy(_as_sent(_source(AcquisitionDateTime=value)))
+    assert ("AcquisitionDateTime" in out) is kept
