@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pydicom import Dataset, dcmread
-from pydicom.uid import (UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian,
-                         ImplicitVRLittleEndian, JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless, RLELossless)
+from pydicom.uid import (UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
+                         JPEG2000Lossless, JPEGLossless, JPEGLosslessSV1, JPEGLSLossless, RLELossless)
 
 from boneage.gateway.config import GatewayConfig
 from boneage.gateway.retry import backoff_s
@@ -59,7 +59,7 @@ STORED = frozenset({0x0000, 0xB000, 0xB006, 0xB007})
 UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)     # in order of preference
 # Syntaxes whose decoded pixels are exactly the encoded ones: only these are decompressed for a PACS
 # that accepts nothing else (JPEGLosslessSV1 is "JPEG Lossless, first-order prediction").
-LOSSLESS = frozenset({JPEGLSLossless, JPEGLosslessSV1, UID("1.2.840.10008.1.2.4.57"), JPEG2000Lossless,
+LOSSLESS = frozenset({JPEGLSLossless, JPEGLosslessSV1, JPEGLossless, JPEG2000Lossless,
                       RLELossless, DeflatedExplicitVRLittleEndian})
 
 
@@ -74,8 +74,8 @@ class DeliveryError(Exception):
 
 
 def cstore_status_is_transient(code: int | None) -> bool:
-    """No response (timeout, abort), "out of resources" (0xA7xx, Part 4 B.2.3) or "processing failure"
-    (0x0110, Part 7 C): worth retrying. Every other failure (0xA9xx, 0xCxxx, 0x0122 SOP class not
+    """No response (timeout, abort), "out of resources" (0xA7xx, Part 4 B.2.3), "processing failure"
+    (0x0110) or "resource limitation" (0x0213, Part 7 C): worth retrying. Every other failure (0xA9xx, 0xCxxx, 0x0122 SOP class not
     supported, 0x0124 not authorised...) is a refusal of this object."""
     return code is None or code & 0xFF00 == 0xA700 or code in (0x0110, 0x0213)
 
