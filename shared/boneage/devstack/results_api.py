@@ -278,28 +278,22 @@ def _handler_class(server: ResultsServer) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 length = -1
             if length < 0:
-                self._refuse(400, b"bad Content-Length")
-                return
-            self._answer("POST", self.rfile.read(length) if length <= MAX_BODY else None)
+                self._write(400, {"Content-Type": "text/plain"}, b"bad Content-Length", close=True)
+            elif length > MAX_BODY:
+                self._write(413, {"Content-Type": "text/plain"}, b"request too large", close=True)
+            else:
+                self._answer("POST", self.rfile.read(length))
 
-        def _refuse(self, status: int, body: bytes) -> None:
-            self.close_connection = True
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _answer(self, method: str, request_body: bytes | None) -> None:
+        def _answer(self, method: str, request_body: bytes) -> None:
             try:
-                if request_body is None:
-                    status, headers, body = 413, {"Content-Type": "text/plain"}, b"request too large"
-                    self.close_connection = True
-                else:
-                    status, headers, body = server.respond(method, self.path, dict(self.headers.items()),
-                                                           request_body)
+                status, headers, body = server.respond(method, self.path, dict(self.headers.items()), request_body)
             except Exception:   # the function's own errors come back as 500 responses; this is ours
                 status, headers, body = 502, {"Content-Type": "text/plain"}, b"local gateway error"
+            self._write(status, headers, body)
+
+        def _write(self, status: int, headers: Mapping[str, str], body: bytes, close: bool = False) -> None:
+            if close:           # the request's body was not read: the connection cannot carry another
+                self.close_connection = True
             self.send_response(status)
             for k, v in headers.items():
                 self.send_header(k, v)

@@ -212,10 +212,10 @@ def downscale(arr: np.ndarray, rows: int, columns: int) -> np.ndarray:
     fractional rest with a box filter whose taps and rounding are Pillow's ``BOX`` (``_box``:
     horizontal pass, rounded, then vertical), computed in numpy with gathers instead of Pillow's
     per-pixel double loop; together ~2x faster than the block mean plus Pillow run one axis at a
-    time, and equal to that sample for sample (tests/unit/imaging/test_downscale.py). A single
-    Pillow ``resize`` call can run the vertical pass first (when the height shrinks by more than
-    twice as many pixels as the width) and then differs by at most one stored value (see ``_box``). Signed values are shifted into
-    unsigned range and back. Float images go to Pillow's ``BOX`` directly.
+    time, and equal to that sample for sample (tests/unit/imaging/test_downscale.py); for images
+    over twice as tall as wide a single Pillow ``resize`` call can differ by one stored value (see
+    ``_box``). Signed values are shifted into unsigned range and back. Float images go to Pillow's
+    ``BOX`` directly.
     """
     if arr.shape == (rows, columns):
         return arr
