@@ -549,13 +549,20 @@ def test_stow_rs_answered_415_sends_the_sc_again_uncompressed_with_identical_pix
     assert received[1][1][1] == files[1].read_bytes()                      # the SR was uncompressed already
 
 
+def _refusal(tmp_path: Path, port: int, files: list[Path]) -> Any:
+    """The DeliveryError a C-STORE of ``files`` to the SCP on ``port`` ends in."""
+    from boneage.gateway.delivery import CStoreSender, DeliveryError
+
+    with pytest.raises(DeliveryError) as failed:
+        CStoreSender(GatewayConfig.from_dict(_config_dict(tmp_path, port)), timeout_s=10).send(files)
+    return failed.value
+
+
 @pytest.mark.parametrize(("status", "code", "permanent"), [
     (0xA700, "cstore_status_0xA700", False), (0xA900, "cstore_status_0xA900", True),
     (0xC000, "cstore_status_0xC000", True)])
 def test_a_pynetdicom_pacs_out_of_resources_is_transient_and_its_refusals_permanent(tmp_path, status, code, permanent):
     from pynetdicom import AE, evt
-
-    from boneage.gateway.delivery import CStoreSender, DeliveryError
 
     ae = AE(ae_title="PACS")
     for sop_class in (dcm_uid.SecondaryCaptureImageStorage, dcm_uid.ComprehensiveSRStorage):
@@ -564,17 +571,14 @@ def test_a_pynetdicom_pacs_out_of_resources_is_transient_and_its_refusals_perman
     server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, lambda e: status)])
     files, _ = _report_files(tmp_path)
     try:
-        with pytest.raises(DeliveryError) as failed:
-            CStoreSender(GatewayConfig.from_dict(_config_dict(tmp_path, port)), timeout_s=10).send(files)
+        failed = _refusal(tmp_path, port, files)
     finally:
         server.shutdown()
-    assert (failed.value.code, failed.value.permanent) == (code, permanent)
+    assert (failed.code, failed.permanent) == (code, permanent)
 
 
 def test_an_association_rejected_permanently_is_a_refusal_and_a_pacs_down_is_not(tmp_path):
     from pynetdicom import AE
-
-    from boneage.gateway.delivery import CStoreSender, DeliveryError
 
     ae = AE(ae_title="PACS")
     ae.add_supported_context(dcm_uid.SecondaryCaptureImageStorage, dcm_uid.ExplicitVRLittleEndian)
@@ -583,11 +587,9 @@ def test_an_association_rejected_permanently_is_a_refusal_and_a_pacs_down_is_not
     server = ae.start_server(("127.0.0.1", port), block=False)
     files, _ = _report_files(tmp_path)
     try:
-        with pytest.raises(DeliveryError) as rejected:
-            CStoreSender(GatewayConfig.from_dict(_config_dict(tmp_path, port)), timeout_s=10).send(files)
+        rejected = _refusal(tmp_path, port, files)
     finally:
         server.shutdown()
-    with pytest.raises(DeliveryError) as down:          # nothing listens there any more
-        CStoreSender(GatewayConfig.from_dict(_config_dict(tmp_path, port)), timeout_s=10).send(files)
-    assert (rejected.value.code, rejected.value.permanent) == ("association_rejected_permanent", True)
-    assert (down.value.code, down.value.permanent) == ("pacs_unreachable", False)
+    down = _refusal(tmp_path, port, files)             # nothing listens there any more
+    assert (rejected.code, rejected.permanent) == ("association_rejected_permanent", True)
+    assert (down.code, down.permanent) == ("pacs_unreachable", False)
