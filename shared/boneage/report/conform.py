@@ -14,10 +14,11 @@ the copy the builders see; the rules, in order, for every public element of the 
    must fit the dictionary's VM (a backslash in a single-valued attribute splits it in two).
 4. Each value must be valid for its VR: pydicom's own validators (``pydicom.valuerep.VALIDATORS``:
    type, maximum length, character set of CS/AE/UI/DS/IS/AS/DA/TM/DT), and what pydicom does not
-   check, from PS3.5 section 6.2: no control character (ST, LT and UT may hold TAB, LF, FF and CR;
-   ESC only under an ISO 2022 Specific Character Set, whose code extensions it announces), at most 64 characters per PN component group and 5 components, a date or time
-   that is one value (not a query range; a DT's "-" only in a UTC offset) and exists on the calendar, a UID without padding. Without
-   a Specific Character Set only the default repertoire (ASCII) is valid.
+   check, from PS3.5 section 6.2: no control character (ST, LT and UT may hold TAB, LF, FF and
+   CR; ESC only under an ISO 2022 Specific Character Set, whose code extensions it announces), at
+   most 64 characters per PN component group and 5 components, a date or time that is one value
+   (not a query range; a DT's "-" only in a UTC offset) and exists on the calendar, a UID without
+   padding. Without a Specific Character Set only the default repertoire (ASCII) is valid.
 5. The one repair: free text whose meaning survives it (``_is_prose``: descriptions, comments,
    histories, the institution's name and address) has its forbidden control characters replaced
    by spaces and is cut to its VR's maximum length. Identifiers, names, codes, dates and UIDs are
@@ -32,9 +33,8 @@ left out quietly: ``derived.prepare_source`` refuses a source whose UIDs are mis
 (``UnusableSource``), and the caller delivers the PNG report alone. So it does for a patient ID or
 name that the source has but that is not valid DICOM: results filed in the patient's study under an
 empty identity would not reconcile with the rest of the study (the archive would reject, orphan or
-flag them). The results join the source's
-study or none: a study UID of our own making would file the patient's results under a study the
-archive has never seen. Nothing here logs: the values are patient data.
+flag them). The results join the source's study or none: a study UID of our own making would file
+the patient's results under a study the archive has never seen. Nothing here logs: the values are patient data.
 """
 
 from __future__ import annotations
