@@ -67,12 +67,13 @@ def worker(args: argparse.Namespace) -> int:
     # Accuracy: regressor output on phantom crops (any weights) and full assessments (trained weights).
     from boneage.model.regressor import sex_onehot
 
-    crop = shapes["regressor"][0][2]
+    # The whole film resized to each image input's shape (crop, and the wrist patch where there is one).
+    sizes = [tuple(shape[2:]) for shape in shapes["regressor"] if len(shape) == 4]
     ages, sigmas, assessed = [], [], []
     for img, labels in phantoms:
-        x = torch.nn.functional.interpolate(torch.from_numpy(img)[None, None], size=(crop, crop), mode="area")
+        x = [torch.nn.functional.interpolate(torch.from_numpy(img)[None, None], size=hw, mode="area") for hw in sizes]
         sex = "M" if labels["male"] else "F"
-        age, sigma = engine.regressor_fn(x, sex_onehot([sex]))[:2]
+        age, sigma = engine.regressor_fn(x[0], sex_onehot([sex]), *x[1:])[:2]
         ages.append(float(age[0]))
         sigmas.append(float(sigma[0]))
         out = engine.assessor.assess(img, sex)

@@ -52,12 +52,12 @@ def calibration_inputs(model_config: dict[str, Any] | Any, n: int = CALIBRATION_
 
     Seeded phantom films (mostly single left hands, some right, two-hand, non-hand and adult films,
     with the phantom's exposure, rotation and inversion nuisances) at the service's ingest size,
-    letterboxed for the detector; the hand crops around the phantom's own boxes for the regressor,
-    with male, female and unknown sex. None of these images is in the evaluation sets (own seed).
+    letterboxed for the detector; the hand crops (and wrist patches, where the config has a wrist
+    stage) around the phantom's own boxes for the regressor, with male, female and unknown sex. None of these images is in the evaluation sets (own seed).
     """
     import numpy as np
 
-    from boneage.model.preprocess import letterbox, square_crop
+    from boneage.model.preprocess import letterbox, square_crop, wrist_patch
     from boneage.model.regressor import sex_onehot
     from boneage.imaging.ingest import SERVICE_TARGET_LONG_SIDE
     from boneage.phantom import render_sample
@@ -73,7 +73,10 @@ def calibration_inputs(model_config: dict[str, Any] | Any, n: int = CALIBRATION_
         detector.append((boxed[None],))
         for box in labels["hand_boxes"][:1]:
             crop = square_crop(image, box, cfg.regressor.crop_margin, cfg.regressor.crop_size)
-            regressor.append((crop[None], sex_onehot([("M", "F", None)[i % 3]])))
+            inputs: Inputs = (crop[None], sex_onehot([("M", "F", None)[i % 3]]))
+            if cfg.regressor.has_wrist:
+                inputs += (wrist_patch(image, box, cfg.regressor.wrist_size)[None],)
+            regressor.append(inputs)
     return {"detector": detector, "regressor": regressor}
 
 

@@ -20,6 +20,10 @@ from typing import Any
 
 DETECTOR_CLASSES = ("left_hand", "right_hand")
 IMAGE_LABELS = ("inverted",)
+# The wrist patch (``preprocess.wrist_patch``): 0.44 x 0.84 of the hand box's height, so 192 x 368 px
+# keeps it within about 2.3x of a 1024 px film, where the residual physis is 1.4-3.2 px wide.
+WRIST_SIZE = (192, 368)
+WRIST_WIDTHS = (16, 24, 32, 48, 64)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,15 @@ class RegressorConfig:
     crop_margin: float = 1.15            # square crop side = margin * longest box side (Deeplasia uses 1.15)
     age_center: float = 120.0            # months; output = center + scale * raw (keeps the head well scaled)
     age_scale: float = 60.0
+    # Wrist maturity stage (``boneage.model.wrist``): a small network on the proximal part of the hand
+    # box (distal radius, ulna, carpals) at close to the working resolution, whose logit replaces the
+    # crop's mature head. (0, 0) = no wrist stage (the regressor then takes two inputs).
+    wrist_size: tuple[int, int] = (0, 0)     # patch height, width in pixels
+    wrist_widths: tuple[int, ...] = ()       # channels of its five conv layers
+
+    @property
+    def has_wrist(self) -> bool:
+        return self.wrist_size[0] > 0 and self.wrist_size[1] > 0
 
 
 @dataclass(frozen=True)
@@ -101,7 +114,8 @@ CONFIGS: dict[str, ModelConfig] = {
         detector=DetectorConfig(backbone="small", image_size=128, widths=(16, 24, 32, 64, 96),
                                 fpn_channels=48, strides=(8, 16, 32), head_convs=2,
                                 anchor_sizes=(32.0, 64.0, 128.0)),
-        regressor=RegressorConfig(backbone="small", crop_size=160, widths=(16, 32, 48, 96, 128), hidden=64),
+        regressor=RegressorConfig(backbone="small", crop_size=160, widths=(16, 32, 48, 96, 128), hidden=64,
+                                  wrist_size=WRIST_SIZE, wrist_widths=WRIST_WIDTHS),
     ),
     "clinical": ModelConfig(
         # RepVGG throughout: deployed, both stages are dense 3x3 conv + ReLU stacks (about 15 GFLOP
@@ -115,7 +129,8 @@ CONFIGS: dict[str, ModelConfig] = {
                                 anchor_sizes=(64.0, 128.0, 256.0)),
         # Regressor: RepVGG-A0 as published (widths 48/48/96/192/1280, depths 1/2/4/14/1) on 448 px crops.
         regressor=RegressorConfig(backbone="repvgg", crop_size=448, widths=(48, 48, 96, 192, 1280),
-                                  depths=(2, 4, 14, 1), hidden=256),
+                                  depths=(2, 4, 14, 1), hidden=256,
+                                  wrist_size=WRIST_SIZE, wrist_widths=WRIST_WIDTHS),
     ),
     "seed_equivalent": ModelConfig(
         name="seed_equivalent",

@@ -19,15 +19,16 @@ def build_regressor(cfg: ModelConfig) -> nn.Module:
 
 
 def example_inputs(cfg: ModelConfig, batch: int = 1) -> dict[str, tuple[torch.Tensor, ...]]:
-    """Fixed-shape inputs for tracing/export: detector (image,), regressor (crop, sex one-hot)."""
+    """Fixed-shape inputs for tracing/export: detector (image,), regressor (crop, sex one-hot) and,
+    with a wrist stage, the wrist patch third."""
     g = torch.Generator().manual_seed(0)
     s, c = cfg.detector.image_size, cfg.regressor.crop_size
     sex = torch.zeros(batch, 3)
     sex[:, 2] = 1.0
-    return {
-        "detector": (torch.rand(batch, 1, s, s, generator=g),),
-        "regressor": (torch.rand(batch, 1, c, c, generator=g), sex),
-    }
+    regressor: tuple[torch.Tensor, ...] = (torch.rand(batch, 1, c, c, generator=g), sex)
+    if cfg.regressor.has_wrist:
+        regressor += (torch.rand(batch, 1, *cfg.regressor.wrist_size, generator=g),)
+    return {"detector": (torch.rand(batch, 1, s, s, generator=g),), "regressor": regressor}
 
 
 def gflops(cfg: ModelConfig, deploy: bool = False) -> dict[str, float]:

@@ -9,7 +9,7 @@ TorchScript, torch.export or AOTInductor artifacts all plug in the same way. QC 
   regression (``qc["inverted"]``);
 - maturity: the Greulich & Pyle standards end at 228 months (boys) and 216 months (girls), and a
   hand whose growth plates are closing still has a bone age there. Only a hand the ``mature`` logit
-  puts past the end of the standards (``mature_threshold``, fitted on a calibration set of children
+  (the wrist stage's, ``boneage.model.wrist``, when the config has one) puts past the end of the standards (``mature_threshold``, fitted on a calibration set of children
   and adults) is rejected as ``skeletally_mature``. A near-mature hand (``mature`` probability at or
   above ``near_mature_threshold``, or a bone age in the standards' last ``NEAR_MATURITY_MONTHS``) is
   assessed: its bone age and interval are capped at the top of the reference for the sex, and
@@ -34,7 +34,7 @@ import torch
 from ..errors import Reason
 from .boxes import postprocess
 from .configs import ModelConfig
-from .preprocess import letterbox, square_crop
+from .preprocess import letterbox, square_crop, wrist_patch
 from .regressor import sex_onehot
 from .types import Box, ModelOutput, QcRejection
 
@@ -156,8 +156,10 @@ class TwoStageAssessor:
         if pending:
             crops = torch.stack([square_crop(p, b, cfg.regressor.crop_margin, cfg.regressor.crop_size)
                                  for _, p, b in pending])
-            sex_t = sex_onehot([sexes[i] for i, _, _ in pending])
-            regressed = self.regressor_fn(crops, sex_t)
+            inputs = [crops, sex_onehot([sexes[i] for i, _, _ in pending])]
+            if cfg.regressor.has_wrist:
+                inputs.append(torch.stack([wrist_patch(p, b, cfg.regressor.wrist_size) for _, p, b in pending]))
+            regressed = self.regressor_fn(*inputs)
             if self.decisions is not None:
                 regressed = self.decisions.regressed(regressed)
             age, sigma, male_logit, mature_logit = regressed[:4]

@@ -6,6 +6,10 @@ is learned, never defaulted. Outputs (tensors only, exportable):
   bone_age_months [B], sigma_months [B] (Gaussian spread: the 90 % interval is mean +- 1.645 sigma
   times a calibration factor), male_logit [B] (predicted sex from the image alone),
   mature_logit [B] (skeletally mature: all growth plates fused, bone age not defined).
+With a wrist stage in the config (``RegressorConfig.has_wrist``), a third input, the wrist patch
+[B, 1, H, W] (``preprocess.wrist_patch``), feeds ``boneage.model.wrist`` and mature_logit is that
+network's. The crop's own mature head is then not served; it stays as an auxiliary training target
+of the regressor stage, which trains on crops alone (``forward`` without a patch).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from torch import nn
 from .backbones import build_backbone
 from .configs import RegressorConfig
 from .layers import normalise_input
+from .wrist import WristMaturityNet
 
 SEX_INDEX = {"M": 0, "F": 1, None: 2}
 
@@ -35,11 +40,13 @@ class BoneAgeRegressor(nn.Module):
         self.sex_head = nn.Linear(c, 1)
         self.mature_head = nn.Linear(c, 1)
         self.fc = nn.Sequential(nn.Linear(c + 3, cfg.hidden), nn.ReLU(inplace=True), nn.Linear(cfg.hidden, 2))
+        self.wrist = WristMaturityNet(cfg.wrist_widths) if cfg.has_wrist else None
 
-    def forward(self, crop: torch.Tensor, sex: torch.Tensor
+    def forward(self, crop: torch.Tensor, sex: torch.Tensor, wrist: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         f = self.backbone(normalise_input(crop))[2].mean((2, 3))
         out = self.fc(torch.cat([f, sex], 1))
         age = self.cfg.age_center + self.cfg.age_scale * out[:, 0]
         sigma = F.softplus(out[:, 1]) * 10.0 + 0.5    # months; floor keeps the NLL finite
-        return age, sigma, self.sex_head(f)[:, 0], self.mature_head(f)[:, 0]
+        mature = self.mature_head(f)[:, 0] if wrist is None or self.wrist is None else self.wrist(wrist)
+        return age, sigma, self.sex_head(f)[:, 0], mature

@@ -32,9 +32,22 @@ def test_demo_regressor_outputs_age_spread_and_flags_per_image():
 def test_regressor_uses_the_sex_input():
     torch.manual_seed(0)
     reg = build_regressor(DEMO).eval()
-    crop, _ = example_inputs(DEMO)["regressor"]
-    ages = [float(reg(crop, torch.eye(3)[i:i + 1])[0]) for i in range(3)]
+    crop, _, wrist = example_inputs(DEMO)["regressor"]
+    ages = [float(reg(crop, torch.eye(3)[i:i + 1], wrist)[0]) for i in range(3)]
     assert len({round(a, 5) for a in ages}) == 3
+
+
+def test_mature_logit_comes_from_the_wrist_patch_when_the_config_has_a_wrist_stage():
+    torch.manual_seed(0)
+    reg = build_regressor(DEMO).eval()
+    crop, sex, wrist = example_inputs(DEMO, batch=2)["regressor"]
+    with torch.no_grad():
+        base = reg(crop, sex, wrist)
+        other = reg(crop, sex, torch.rand_like(wrist))
+        torch.testing.assert_close(base[0], other[0])          # age reads the crop only
+        assert not torch.allclose(base[3], other[3])          # maturity reads the wrist
+        torch.testing.assert_close(base[3], reg.wrist(wrist))
+    assert example_inputs(CONFIGS["seed_equivalent"])["regressor"][-1].shape == (1, 3)   # no wrist stage there
 
 
 @pytest.mark.parametrize("stage", ["detector", "regressor"])

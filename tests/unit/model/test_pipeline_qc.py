@@ -16,7 +16,7 @@ from boneage.model.boxes import anchors, box_iou, encode
 from boneage.model.configs import CONFIGS
 from boneage.model.pipeline import TwoStageAssessor
 from boneage.model.types import QcRejection
-from boneage.model.preprocess import square_crop
+from boneage.model.preprocess import square_crop, wrist_patch
 
 CFG = CONFIGS["demo"]
 S = CFG.detector.image_size
@@ -47,10 +47,12 @@ class FakeRegressor:
         self.out = (age, sigma, male_logit, mature_logit)
         self.crops: list[torch.Tensor] = []
         self.sexes: list[torch.Tensor] = []
+        self.wrists: list[torch.Tensor] = []
 
-    def __call__(self, crop, sex):
+    def __call__(self, crop, sex, wrist):
         self.crops.append(crop)
         self.sexes.append(sex)
+        self.wrists.append(wrist)
         return tuple(torch.full((crop.shape[0],), v) for v in self.out)
 
 
@@ -101,6 +103,9 @@ def test_right_hand_is_mirrored_before_regression_and_flagged():
     mirrored_box = [IMG - HAND[2], HAND[1], IMG - HAND[0], HAND[3]]
     want = square_crop(img[:, ::-1], mirrored_box, CFG.regressor.crop_margin, CFG.regressor.crop_size)
     torch.testing.assert_close(r.crops[0][0], want, atol=2e-3, rtol=0)
+    # The wrist stage reads the same mirrored hand: the proximal part of its box.
+    torch.testing.assert_close(r.wrists[0][0], wrist_patch(img[:, ::-1], mirrored_box, CFG.regressor.wrist_size),
+                               atol=2e-3, rtol=0)
 
 
 def test_inverted_image_is_flipped_back_before_regression_and_flagged():
@@ -110,6 +115,8 @@ def test_inverted_image_is_flipped_back_before_regression_and_flagged():
     assert out.qc["inverted"] is True
     want = square_crop(1.0 - img, HAND, CFG.regressor.crop_margin, CFG.regressor.crop_size)
     torch.testing.assert_close(r.crops[0][0], want, atol=2e-3, rtol=0)
+    torch.testing.assert_close(r.wrists[0][0], wrist_patch(1.0 - img, HAND, CFG.regressor.wrist_size),
+                               atol=2e-3, rtol=0)
 
 
 def test_mature_hand_is_rejected_as_skeletally_mature():
