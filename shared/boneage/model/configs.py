@@ -73,6 +73,10 @@ class ModelConfig:
     detector: DetectorConfig
     regressor: RegressorConfig
     score_threshold: float = 0.5         # a hand counts when its best class score reaches this
+    # Once one hand counts, a second detection (NMS-separate) at or above this also counts, so the film
+    # is rejected as ``multiple_hands``: a rotated second hand often scores just under
+    # ``score_threshold``, which is fitted against non-hand films. None = ``score_threshold``.
+    second_hand_threshold: float | None = None
     nms_iou: float = 0.4
     inverted_threshold: float = 0.5
     # Maturity (``pipeline``): reject as skeletally mature at or above ``mature_threshold``; assess

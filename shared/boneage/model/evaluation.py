@@ -187,17 +187,41 @@ def fit_score_threshold(valid: dict[str, list[float | None]], non_hand: dict[str
                                               / max(len(vs), 1), 4) for c, vs in non_hand.items()}}
 
 
+def fit_second_hand_threshold(valid: dict[str, list[float | None]], two_hands: dict[str, list[float | None]],
+                              score_threshold: float, target: float = SCORE_VALID_LOSS_TARGET) -> dict[str, Any]:
+    """The lowest second-hand threshold that turns at most ``target`` of the valid single hands into
+    ``multiple_hands``, clean and under every perturbation (``valid[condition]``: the best other
+    detection's score of each hand found alone, ``None`` where there is none or the hand was not
+    found alone). Two-hand films the detector saw as one hand (``two_hands[condition]``, the same
+    score) are what lowering it catches; their rate at the fitted threshold is reported."""
+    seconds = {c: np.array([v for v in vs if v is not None], float) for c, vs in valid.items()}
+    candidates = sorted({score_threshold, *(float(np.nextafter(v, 1.0)) for f in seconds.values() for v in f
+                                            if v < score_threshold)})
+    chosen = next(t for t in candidates if all(np.sum(seconds[c] >= t) <= target * len(valid[c]) for c in valid)
+                  or t == score_threshold)
+    return {"second_hand_threshold": chosen, "target": target,
+            "valid_as_two_hands": {c: round(float(np.sum(seconds[c] >= chosen)) / max(len(valid[c]), 1), 4)
+                                   for c in valid},
+            "two_hands_seen_as_one_caught": {c: round(float(np.sum(np.array([v for v in vs if v is not None])
+                                                                   >= chosen)) / max(len(vs), 1), 4)
+                                             for c, vs in two_hands.items()}}
+
+
 def _single_hand_scores(rows: list[dict[str, str]], index: dict[str, Path], assessor: Any, batch: int,
-                        perturb: Callable[[np.ndarray, int], np.ndarray] | None) -> list[float | None]:
+                        perturb: Callable[[np.ndarray, int], np.ndarray] | None
+                        ) -> list[tuple[float | None, float | None]]:
+    """(hand score, best other detection's score) of each film the detector found exactly one hand in;
+    (None, None) for the others."""
     males = [_bool(r.get("male", "")) for r in rows]
-    return [o.qc.get("hand_score") if o.qc.get("hand_count") == 1 else None
+    return [(o.qc.get("hand_score"), o.qc.get("second_hand_score")) if o.qc.get("hand_count") == 1 else (None, None)
             for o in _assess_rows(rows, index, males, assessor, batch, perturb)]
 
 
 def calibrate_folder(root: Path, assessor: Any, *, limit: int | None = None, batch: int = 16) -> dict[str, Any]:
     """Fit ``age_correction`` and ``interval_scale`` through the whole pipeline on a calibration folder;
-    the maturity threshold (``fit_mature_threshold``) when the folder also holds adult hands, and the
-    detector's score threshold (``fit_score_threshold``, clean and perturbed) when it holds non-hand films."""
+    the maturity threshold (``fit_mature_threshold``) when the folder also holds adult hands, the
+    detector's score threshold (``fit_score_threshold``, clean and perturbed) when it holds non-hand films,
+    and the second-hand threshold (``fit_second_hand_threshold``) when it holds two-hand films."""
     root = Path(root)
     index = _image_index(root)
     rows = [r for r in rsna_rows(root) if r.get("id", "").strip() in index and
@@ -237,12 +261,26 @@ def calibrate_folder(root: Path, assessor: Any, *, limit: int | None = None, bat
     kinds = [(r.get("kind") or "").strip() for r in all_rows]
     valid_rows = [r for r, k in zip(all_rows, kinds) if k in VALID_KINDS]
     non_hand_rows = [r for r, k in zip(all_rows, kinds) if k == "non_hand"]
-    if valid_rows and non_hand_rows:
-        conditions: dict[str, Callable[[np.ndarray, int], np.ndarray] | None] = {"clean": None, **perturbations()}
-        fit["detector"] = fit_score_threshold(
-            {c: _single_hand_scores(valid_rows, index, assessor, batch, fn) for c, fn in conditions.items()},
-            {c: _single_hand_scores(non_hand_rows, index, assessor, batch, fn) for c, fn in conditions.items()},
-            cfg.score_threshold)
+    two_hand_rows = [r for r, k in zip(all_rows, kinds) if k == "two_hands"]
+    conditions: dict[str, Callable[[np.ndarray, int], np.ndarray] | None] = {"clean": None, **perturbations()}
+    # Hands counted by the first threshold only, whatever second-hand threshold the checkpoint has.
+    one_threshold = assessor.with_config(cfg.with_updates(second_hand_threshold=None))
+
+    def scores(rows: list[dict[str, str]]) -> dict[str, list[tuple[float | None, float | None]]]:
+        return {c: _single_hand_scores(rows, index, one_threshold, batch, fn) for c, fn in conditions.items()}
+
+    valid = scores(valid_rows) if valid_rows and (non_hand_rows or two_hand_rows) else {}
+    if valid and non_hand_rows:
+        fit["detector"] = fit_score_threshold({c: [h for h, _ in v] for c, v in valid.items()},
+                                              {c: [h for h, _ in v] for c, v in scores(non_hand_rows).items()},
+                                              cfg.score_threshold)
+    if valid and two_hand_rows:
+        # Fitted at the score threshold in force (the one just fitted, if any): seconds above it count already.
+        first = fit.get("detector", {}).get("score_threshold", cfg.score_threshold)
+        fit["second_hand"] = fit_second_hand_threshold(
+            {c: [s if h is not None and h >= first else None for h, s in v] for c, v in valid.items()},
+            {c: [s if h is not None and h >= first else None for h, s in v] for c, v in scores(two_hand_rows).items()},
+            first)
     return fit
 
 

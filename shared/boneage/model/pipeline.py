@@ -3,7 +3,8 @@
 ``TwoStageAssessor`` takes the two stages as plain callables on tensors, so the eager modules,
 TorchScript, torch.export or AOTInductor artifacts all plug in the same way. QC (reason codes from
 ``boneage.errors.Reason``):
-- no hand above the score threshold -> ``no_hand_found``; two or more -> ``multiple_hands``;
+- no hand above the score threshold -> ``no_hand_found``; two or more -> ``multiple_hands`` (a second
+  hand counts from ``second_hand_threshold``, fitted on a calibration set, once the first counts);
 - a hand classified ``right_hand`` is mirrored to a left hand before regression (``qc["mirrored"]``);
 - the detector's image-level ``inverted`` logit flags a negative, which is flipped back before
   regression (``qc["inverted"]``);
@@ -45,6 +46,9 @@ MAX_BONE_AGE_MONTHS = 240.0
 REFERENCE_TOP_MONTHS = {"M": 228.0, "F": 216.0, None: 228.0}
 # A bone age in the last year of the standards is near maturity, whatever the mature logit says.
 NEAR_MATURITY_MONTHS = 12.0
+# Detections below this score are never looked at: ``qc["second_hand_score"]``, the best score after
+# the first hand's (what calibration fits ``second_hand_threshold`` on), is reported from here up.
+SECOND_HAND_SCORE_FLOOR = 0.2
 
 
 def _sigmoid(x: float) -> float:
@@ -84,6 +88,12 @@ class TwoStageAssessor:
         other.regressor_fn = regressor_fn or self.regressor_fn
         return other
 
+    def with_config(self, cfg: ModelConfig) -> TwoStageAssessor:
+        """A copy that decides with this config (thresholds, calibration); the networks are unchanged."""
+        other = copy.copy(self)
+        other.cfg = cfg
+        return other
+
     def with_decisions(self, decisions: StageDecisions | None) -> TwoStageAssessor:
         """A copy whose stage outputs pass through ``decisions`` before QC (see ``StageDecisions``)."""
         other = copy.copy(self)
@@ -119,12 +129,22 @@ class TwoStageAssessor:
 
         outputs: list[ModelOutput] = []
         pending: list[tuple[int, np.ndarray, np.ndarray]] = []   # (index, prepared image, source box)
+        second = cfg.score_threshold if cfg.second_hand_threshold is None else cfg.second_hand_threshold
+        floor = min(cfg.score_threshold, second, SECOND_HAND_SCORE_FLOOR)
         for i, (image, (_, geo)) in enumerate(zip(images, boxed)):
             boxes, scores, labels = postprocess(cls_logits[i], deltas[i], cfg.detector,
-                                                score_threshold=cfg.score_threshold, nms_iou=cfg.nms_iou)
+                                                score_threshold=floor, nms_iou=cfg.nms_iou)
+            # The best detection must reach the hand threshold; once it does, every other (NMS-separate)
+            # one at or above the second-hand threshold counts as a hand too.
+            counted = torch.zeros(len(scores), dtype=torch.bool)
+            if len(scores) and scores[0] >= cfg.score_threshold:
+                counted = scores >= second
+                counted[0] = True
             p_inv = _sigmoid(float(image_logits[i, 0]))
-            qc: dict[str, Any] = {"hand_count": int(len(boxes)), "inverted": p_inv >= cfg.inverted_threshold,
-                                  "inverted_probability": round(p_inv, 4), "mirrored": False}
+            qc: dict[str, Any] = {"hand_count": int(counted.sum()), "inverted": p_inv >= cfg.inverted_threshold,
+                                  "inverted_probability": round(p_inv, 4), "mirrored": False,
+                                  "second_hand_score": round(float(scores[1]), 4) if len(scores) > 1 else None}
+            boxes, scores, labels = boxes[counted], scores[counted], labels[counted]
             out = ModelOutput(None, None, None, model_version=self.model_version, qc=qc)
             outputs.append(out)
             src_boxes = [geo.to_source(b.tolist()) for b in boxes]

@@ -134,6 +134,8 @@ def calibrate_checkpoint(ckpt_path: Path, folder: Path, out: Path, limit: int | 
         updates["mature_threshold"] = fit["maturity"]["mature_threshold"]
     if "detector" in fit:
         updates["score_threshold"] = fit["detector"]["score_threshold"]
+    if "second_hand" in fit:
+        updates["second_hand_threshold"] = fit["second_hand"]["second_hand_threshold"]
     cfg = ck.cfg.with_updates(**updates)
     det, reg = build_detector(cfg), build_regressor(cfg)
     det.load_state_dict(ck.detector_state)

@@ -23,18 +23,19 @@ S = CFG.detector.image_size
 IMG = 2 * S            # square source images: detector coordinates are source / 2
 
 
-def fake_detector(hands: list[tuple[list[float], str]], inverted: bool = False):
-    """Detector emitting the given (source box, class) hands, each on its best-matching anchor."""
+def fake_detector(hands: list[tuple], inverted: bool = False):
+    """Detector emitting the given (source box, class[, logit]) hands, each on its best-matching anchor
+    (logit 10 unless given)."""
     anc = anchors(CFG.detector)
 
     def fn(x: torch.Tensor):
         b = x.shape[0]
         cls = torch.full((b, anc.shape[0], len(CFG.detector.classes)), -10.0)
         deltas = torch.zeros(b, anc.shape[0], 4)
-        for box, label in hands:
+        for box, label, *logit in hands:
             det_box = torch.tensor([box]) / 2
             k = int(box_iou(det_box, anc)[0].argmax())
-            cls[:, k, CFG.detector.classes.index(label)] = 10.0
+            cls[:, k, CFG.detector.classes.index(label)] = logit[0] if logit else 10.0
             deltas[:, k] = encode(det_box, anc[k:k + 1])[0]
         img = torch.full((b, 1), 10.0 if inverted else -10.0)
         return cls, deltas, img
@@ -81,6 +82,23 @@ def test_two_separate_hands_are_rejected_as_multiple_hands():
     out = a.assess(image(), "M")
     assert out.rejection[0] == Reason.MULTIPLE_HANDS
     assert out.qc["hand_count"] == 2
+
+
+def test_a_second_hand_counts_from_the_second_hand_threshold_once_the_first_reaches_the_hand_threshold():
+    cfg = CFG.with_updates(score_threshold=0.8, second_hand_threshold=0.5)
+    right, left = [10.0, 20.0, 110.0, 220.0], [140.0, 30.0, 250.0, 240.0]
+    weak = float(np.log(0.6 / 0.4))                            # score 0.6: under 0.8, over 0.5
+    for second_threshold, want in ((0.5, Reason.MULTIPLE_HANDS), (None, None), (0.7, None)):
+        a = TwoStageAssessor(cfg.with_updates(second_hand_threshold=second_threshold),
+                             fake_detector([(right, "right_hand"), (left, "left_hand", weak)]), FakeRegressor(),
+                             "test-v", demo=True)
+        out = a.assess(image(), "M")
+        assert (out.rejection.reason if out.rejection else None) == want, second_threshold
+        assert out.qc["second_hand_score"] == pytest.approx(0.6, abs=1e-3)
+        assert out.qc["hand_count"] == (2 if want else 1) == len(out.regions)
+    # A weak detection alone is no hand, whatever the second-hand threshold.
+    a = TwoStageAssessor(cfg, fake_detector([(left, "left_hand", weak)]), FakeRegressor(), "test-v", demo=True)
+    assert a.assess(image(), "M").rejection.reason == Reason.NO_HAND_FOUND
 
 
 def test_left_hand_is_assessed_with_box_in_source_pixels_and_90_percent_interval():

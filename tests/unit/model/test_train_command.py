@@ -71,8 +71,9 @@ def test_combine_takes_the_detector_of_one_run_and_the_regressor_of_another(tiny
 
 
 def test_calibrate_fits_the_maturity_and_detector_thresholds_on_children_adults_and_non_hands(tmp_path, capsys):
-    folder = phantom.generate_dataset(tmp_path / "cal", count=40, seed=8101, size=256,
-                                      mix={"left": 0.6, "right": 0.1, "adult": 0.15, "non_hand": 0.15})
+    folder = phantom.generate_dataset(tmp_path / "cal", count=48, seed=8101, size=256,
+                                      mix={"left": 0.5, "right": 0.1, "adult": 0.15, "non_hand": 0.15,
+                                           "two_hands": 0.1})
     rc = main(["train", "--out", str(tmp_path / "cal-out"), "--init", str(DEMO_WEIGHTS), "--calibrate", str(folder),
                "--threads", "1"])
     assert rc == 0
@@ -83,4 +84,8 @@ def test_calibrate_fits_the_maturity_and_detector_thresholds_on_children_adults_
     assert ck.cfg.score_threshold == fit["detector"]["score_threshold"] >= 0.5
     assert set(fit["detector"]["valid_lost"]) == {"clean", "rotation_25", "mirror", "inversion", "gamma_0.6",
                                                   "gamma_1.6", "noise_0.05", "off_centre_crop"}
+    second = fit["second_hand"]
+    assert ck.cfg.second_hand_threshold == second["second_hand_threshold"] <= ck.cfg.score_threshold
+    assert set(second["valid_as_two_hands"]) == set(fit["detector"]["valid_lost"])
+    assert max(second["valid_as_two_hands"].values()) <= 0.005
     assert ck.meta["pipeline_calibration"]["from"] == load_checkpoint(DEMO_WEIGHTS).model_version
