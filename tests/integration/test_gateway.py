@@ -5,6 +5,7 @@ process where a crash is the point. Orthanc round trips are in the PACS tests (p
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -547,6 +548,47 @@ def test_stow_rs_answered_415_sends_the_sc_again_uncompressed_with_identical_pix
     assert sc.file_meta.TransferSyntaxUID == dcm_uid.ExplicitVRLittleEndian and np.array_equal(sc.pixel_array, pixels)
     assert sc.SOPInstanceUID == dcmread(files[0], stop_before_pixels=True).SOPInstanceUID
     assert received[1][1][1] == files[1].read_bytes()                      # the SR was uncompressed already
+
+
+@pytest.mark.parametrize(("reply", "outcome"), [
+    ({"00081198": {"vr": "SQ", "Value": [{"00081197": {"vr": "US", "Value": [0xA700]}}]}}, "transient"),
+    ({"00081198": {"vr": "SQ", "Value": [{"00081197": {"vr": "US", "Value": [0xC000]}}]}}, "refused"),
+    ({"00081198": {"vr": "SQ", "Value": [{"00081150": {"vr": "UI", "Value": ["1.2.3"]}}]}}, "refused"),
+    ({"00081199": {"vr": "SQ", "Value": [{"00081197": {"vr": "US", "Value": [0xC000]}}]}}, "stored"),
+])
+def test_stow_rs_200_listing_failed_sops_waits_out_resource_shortages_and_refuses_the_rest(tmp_path, reply, outcome):
+    import http.server
+    import threading
+
+    from boneage.gateway.delivery import DeliveryError, StowSender
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):      # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps(reply).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/dicom+json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    files, _ = _report_files(tmp_path)
+    try:
+        sender = StowSender(f"http://127.0.0.1:{server.server_address[1]}/dicom-web/studies")
+        if outcome == "stored":                          # only a Referenced SOP Sequence: all stored
+            assert sender.send(files) == files
+            return
+        with pytest.raises(DeliveryError) as failed:
+            sender.send(files)
+    finally:
+        server.shutdown()
+    # PS3.4 Annex B: 0xA7xx "out of resources" is retried; any other reason, or none, is a refusal.
+    assert failed.value.code == "stow_failed_sop" and failed.value.permanent is (outcome == "refused")
 
 
 def _refusal(tmp_path: Path, port: int, files: list[Path]) -> Any:
