@@ -50,6 +50,11 @@ def summarise(config: str, rows: dict[str, dict[str, Any]], gflops: dict[str, fl
             deltas = [abs(a - b) for a, b in zip(row["regressor_ages"], ref_ages)]
             row["max_output_delta_months"] = round(max(deltas), 3)
             row["mean_output_delta_months"] = round(statistics.mean(deltas), 3)
+            if ref.get("regressor_mature_logits") and row.get("regressor_mature_logits"):
+                # The maturity call's input (the wrist stage's logit where there is one): reported, like
+                # the age deltas; the gate sees maturity through the assessed ages it removes.
+                row["max_mature_logit_delta"] = round(max(
+                    abs(a - b) for a, b in zip(row["regressor_mature_logits"], ref["regressor_mature_logits"])), 3)
             if ref.get("regressor_sigmas"):
                 half_width = INTERVAL_Z * statistics.mean(ref["regressor_sigmas"])
                 row["output_delta_allowed_months"] = round(INTERVAL_FRACTION * half_width, 3)
