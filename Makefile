@@ -83,6 +83,8 @@ IPEX_VENV := .venv-ipex
 $(IPEX_VENV)/.installed-stamp:
 	test -x $(IPEX_VENV)/bin/python || $(PYTHON) -m venv $(IPEX_VENV)
 	$(IPEX_VENV)/bin/pip install -q 'torch==2.8.*' 'intel-extension-for-pytorch==2.8.*' numpy pillow pytest pytest-timeout pytest-socket
+	# boneage.phantom (phantom films for the IPEX assessor test) imports pydicom; same bounds as pyproject.
+	$(IPEX_VENV)/bin/pip install -q 'pydicom>=3.0,<3.1'
 	touch $@
 
 ipex-env: $(IPEX_VENV)/.installed-stamp

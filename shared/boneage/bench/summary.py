@@ -50,6 +50,11 @@ def summarise(config: str, rows: dict[str, dict[str, Any]], gflops: dict[str, fl
             deltas = [abs(a - b) for a, b in zip(row["regressor_ages"], ref_ages)]
             row["max_output_delta_months"] = round(max(deltas), 3)
             row["mean_output_delta_months"] = round(statistics.mean(deltas), 3)
+            if ref.get("regressor_mature_logits") and row.get("regressor_mature_logits"):
+                # The maturity call's input (the wrist stage's logit where there is one) on the same
+                # resized films as the ages: reported, like the age deltas; it judges nothing.
+                row["max_mature_logit_delta"] = round(max(
+                    abs(a - b) for a, b in zip(row["regressor_mature_logits"], ref["regressor_mature_logits"])), 3)
             if ref.get("regressor_sigmas"):
                 half_width = INTERVAL_Z * statistics.mean(ref["regressor_sigmas"])
                 row["output_delta_allowed_months"] = round(INTERVAL_FRACTION * half_width, 3)
@@ -64,6 +69,13 @@ def summarise(config: str, rows: dict[str, dict[str, Any]], gflops: dict[str, fl
                 row["mean_assessed_delta_months"] = round(statistics.mean(abs(a - b) for a, b, _ in pairs), 3)
                 row["decisions_changed"] = sum((a is None) != (b is None)
                                                for a, b in zip(row["assessed_ages"], ref["assessed_ages"]))
+        mature = [(a, b) for a, b in zip(row.get("assessed_mature_probabilities") or [],
+                                         ref.get("assessed_mature_probabilities") or [])
+                  if a is not None and b is not None]
+        if mature:
+            # The maturity probability of the assessed films (the wrist stage's, on the real wrist patch,
+            # where the config has one): reported; it judges nothing yet.
+            row["max_mature_probability_delta"] = round(max(abs(a - b) for a, b in mature), 4)
         row["accurate_enough"] = accurate_enough(row)
     ok = {k: v for k, v in rows.items() if "p50_ms" in v and v["accurate_enough"] is not False}
     best = min(ok, key=lambda k: ok[k]["p50_ms"]) if ok else None

@@ -69,18 +69,22 @@ def worker(args: argparse.Namespace) -> int:
 
     # The whole film resized to each image input's shape (crop, and the wrist patch where there is one).
     sizes = [tuple(shape[2:]) for shape in shapes["regressor"] if len(shape) == 4]
-    ages, sigmas, assessed = [], [], []
+    ages, sigmas, mature, assessed, assessed_mature = [], [], [], [], []
     for img, labels in phantoms:
         x = [torch.nn.functional.interpolate(torch.from_numpy(img)[None, None], size=hw, mode="area") for hw in sizes]
         sex = "M" if labels["male"] else "F"
-        age, sigma = engine.regressor_fn(x[0], sex_onehot([sex]), *x[1:])[:2]
+        age, sigma, _, mature_logit = engine.regressor_fn(x[0], sex_onehot([sex]), *x[1:])[:4]
         ages.append(float(age[0]))
         sigmas.append(float(sigma[0]))
+        mature.append(float(mature_logit[0]))      # the wrist stage's logit where the config has one
         out = engine.assessor.assess(img, sex)
         assessed.append(out.bone_age_months)
+        assessed_mature.append(out.qc.get("mature_probability"))     # None: QC stopped before the regressor
     result["regressor_ages"] = ages
     result["regressor_sigmas"] = sigmas
+    result["regressor_mature_logits"] = mature
     result["assessed_ages"] = assessed
+    result["assessed_mature_probabilities"] = assessed_mature
     result["labels"] = [float(lb["boneage"]) for _, lb in phantoms]
     result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps({"event": "result", **result}), flush=True)

@@ -32,3 +32,59 @@ def built_artifacts(tmp_path_factory: pytest.TempPathFactory, demo_source) -> Pa
                        model_version=demo_source.model_version, weights_sha256=demo_source.weights_sha256,
                        demo=True, max_batch=4)
     return out
+
+
+def make_wrist_checkpoint(path: Path, seed: int = 13) -> Path:
+    """The committed demo weights plus a seeded random wrist stage (``boneage.model.wrist``), as a
+    checkpoint file: the shape a wrist-trained checkpoint will have, with the demo's trained detector
+    and regressor so a phantom still reaches the regressor."""
+    from boneage.model.configs import CONFIGS
+    from boneage.model.networks import build_detector, build_regressor
+    from boneage.model.weights import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(None)
+    want = CONFIGS["demo"].regressor
+    cfg = ckpt.cfg.with_updates(regressor={**ckpt.cfg.as_dict()["regressor"], "wrist_size": want.wrist_size,
+                                           "wrist_widths": want.wrist_widths})
+    torch.manual_seed(seed)
+    det, reg = build_detector(cfg), build_regressor(cfg)
+    det.load_state_dict(ckpt.detector_state)
+    missing, unexpected = reg.load_state_dict(ckpt.regressor_state, strict=False)
+    assert not unexpected and missing and all(k.startswith("wrist.") for k in missing)
+    reg.eval()
+    with torch.no_grad():
+        # A random net gives nearly the same logit for every patch (-0.118 +- 2e-4 here): global means of
+        # random features hardly move, and any compare of it drowns in rounding. So channel 0 of every
+        # layer passes channel 0 on (centre tap 1, identity BatchNorm): its pooled feature is the mean
+        # of the standardised patch's positive part, which does move from wrist to wrist. The head reads
+        # it so the patches below spread around logit -3.5 (sd 1), which puts phantom wrists around 0
+        # (sd 1.4). The other channels stay random, with random BatchNorm statistics, so folding and
+        # int8 quantisation still see a full network.
+        for block in reg.wrist.features:
+            conv, bn = block[0], block[1]
+            bn.running_mean.uniform_(-0.2, 0.2)
+            bn.running_var.uniform_(0.5, 2.0)
+            conv.weight[0].zero_()
+            conv.weight[0, 0, 1, 1] = 1.0
+            bn.running_mean[0], bn.running_var[0], bn.weight[0], bn.bias[0] = 0.0, 1.0, 1.0, 0.0
+        # Patches of blurred noise at gammas from 0.3 to 3 (skewed one way and the other); no phantom,
+        # whose package needs pydicom, which the IPEX venv lacks.
+        g = torch.Generator().manual_seed(seed)
+        noise = torch.nn.functional.avg_pool2d(torch.rand(16, 1, *cfg.regressor.wrist_size, generator=g), 9, 1, 4)
+        lo, hi = noise.amin((2, 3), keepdim=True), noise.amax((2, 3), keepdim=True)
+        patches = ((noise - lo) / (hi - lo)).pow(torch.linspace(0.3, 3.0, 16)[:, None, None, None])
+        head = reg.wrist.head
+        head.weight[0, 0] = 0.0
+        base = reg.wrist(patches)
+        head.weight[0, 0] = 1.0
+        f0 = reg.wrist(patches) - base
+        head.weight[0, 0] = 1.0 / float(f0.std())
+        logits = reg.wrist(patches)
+        head.bias -= float(logits.mean()) + 3.5
+    save_checkpoint(path, cfg, det, reg, demo=True, date="20261201", meta=dict(ckpt.meta, wrist="random, test only"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def wrist_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_wrist_checkpoint(tmp_path_factory.mktemp("wrist") / "demo-wrist.pt")

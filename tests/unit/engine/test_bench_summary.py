@@ -56,6 +56,28 @@ def test_qc_decisions_that_change_are_counted() -> None:
     assert rows["aoti-int8"]["decisions_changed"] == 1
 
 
+def test_the_mature_logit_is_compared_with_the_ages() -> None:
+    """The regressor's fourth output (the wrist stage's logit, where the config has one) decides
+    'skeletally mature'; its largest change against fp32 eager is reported beside the age deltas."""
+    ref = [101.0, 119.0, 141.0, 159.0]
+    rows = {"eager-fp32": dict(_row(200.0, ref, ref), regressor_mature_logits=[-3.0, -1.0, 0.5, 2.0]),
+            "aoti-int8": dict(_row(50.0, ref, ref), regressor_mature_logits=[-3.1, -1.0, 0.9, 2.0]),
+            "aoti-fp32": _row(100.0, ref, ref)}                              # a worker from before the field
+    summarise("demo", rows, {k: 1.0 for k in rows}, PEAKS)
+    assert rows["aoti-int8"]["max_mature_logit_delta"] == pytest.approx(0.4)
+    assert rows["eager-fp32"]["max_mature_logit_delta"] == 0.0
+    assert "max_mature_logit_delta" not in rows["aoti-fp32"]
+
+
+def test_the_assessed_films_maturity_probability_is_compared_where_both_reached_the_regressor() -> None:
+    ref = [101.0, 119.0, 141.0, 159.0]
+    rows = {"eager-fp32": dict(_row(200.0, ref, ref), assessed_mature_probabilities=[0.1, None, 0.5, 0.9]),
+            "aoti-int8": dict(_row(50.0, ref, ref), assessed_mature_probabilities=[0.12, 0.3, 0.44, None])}
+    summarise("demo", rows, {k: 1.0 for k in rows}, PEAKS)
+    assert rows["aoti-int8"]["max_mature_probability_delta"] == pytest.approx(0.06)
+    assert rows["aoti-int8"]["accurate_enough"] is True                      # reported, not gated
+
+
 def test_random_weights_are_not_judged_and_int8_is_rated_against_the_int8_peak() -> None:
     rows = {"eager-fp32": _row(200.0, [127.0, 127.1, 127.2]), "aoti-int8": _row(50.0, [126.2, 126.3, 126.4])}
     out = summarise("clinical", rows, {"eager-fp32": 20.0, "aoti-int8": 15.0}, PEAKS)

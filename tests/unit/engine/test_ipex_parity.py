@@ -21,12 +21,22 @@ from boneage.engine.build import StageSpec, build_artifact  # noqa: E402
 from boneage.engine.loader import discover, load_engine, load_stages  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def ipex_artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+@pytest.fixture(scope="module", params=["random-demo", "shipped", "wrist"])
+def ipex_artifacts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    """Three sources: seeded random demo weights (with the wrist stage the demo config has), the
+    committed checkpoint (no wrist stage: the regressor takes two inputs) and that checkpoint with a
+    seeded wrist stage (three inputs, mature_logit from the wrist net)."""
     from boneage.engine import weights
 
     torch.set_num_threads(1)
-    src = weights.random_weights("demo", seed=3)
+    if request.param == "random-demo":
+        src = weights.random_weights("demo", seed=3)
+    elif request.param == "shipped":
+        src = weights.from_checkpoint(None)
+        assert len(src.stages["regressor"].inputs) == 2
+    else:
+        src = weights.from_checkpoint(str(request.getfixturevalue("wrist_checkpoint")))
+        assert len(src.stages["regressor"].inputs) == 3
     out = tmp_path_factory.mktemp("ipex")
     for backend, precision in (("ipex", "fp32"), ("ipex", "bf16"), ("eager", "fp32")):
         build_artifact(src.stages, out, backend=backend, precision=precision, config_name=src.config_name,
@@ -67,3 +77,23 @@ def test_loader_picks_ipex_when_it_can_import_it(ipex_artifacts) -> None:
     engine = load_engine(folder, backend="ipex-fp32", threads=1, warm_up=True)
     assert (engine.backend, engine.precision) == ("ipex", "fp32")
     assert engine.manifest["ipex_version"].startswith("2.8")
+
+
+def test_ipex_assessor_passes_every_regressor_input_and_agrees_with_eager(ipex_artifacts) -> None:
+    """A phantom through the loaded IPEX engine: the same maturity probability and bone age as the eager
+    artifact (for the wrist checkpoint the probability is the wrist stage's, read from the patch)."""
+    import numpy as np
+
+    from boneage.phantom import render_sample
+
+    folder, _ = ipex_artifacts
+    rng = np.random.default_rng(2026)
+    films = [render_sample(rng, kind="left", size=512)[0] for _ in range(3)]
+    ipex_out = load_engine(folder, backend="ipex-fp32", threads=1).assessor.assess_batch(films, ["M", "F", None])
+    eager_out = load_engine(folder, backend="eager-fp32", threads=1).assessor.assess_batch(films, ["M", "F", None])
+    for a, b in zip(ipex_out, eager_out):
+        assert a.qc["hand_count"] == b.qc["hand_count"] and (a.rejection is None) == (b.rejection is None)
+        if "mature_probability" in b.qc:
+            assert abs(a.qc["mature_probability"] - b.qc["mature_probability"]) <= 2e-3
+            if b.bone_age_months is not None:
+                assert abs(a.bone_age_months - b.bone_age_months) <= 0.1

@@ -15,11 +15,15 @@ def test_calibration_inputs_are_shaped_like_the_service_inputs_and_vary() -> Non
     assert all(x.shape == (1, 1, cfg.detector.image_size, cfg.detector.image_size) for (x,) in cal["detector"])
     # one crop per film with a hand (the non-hand film has none)
     assert 8 <= len(cal["regressor"]) <= 10
-    for crop, sex in cal["regressor"]:
+    for crop, sex, wrist in cal["regressor"]:                                 # demo has a wrist stage
         assert crop.shape == (1, 1, cfg.regressor.crop_size, cfg.regressor.crop_size)
-        assert -1e-5 <= float(crop.min()) and float(crop.max()) <= 1.0 + 1e-5       # resampling rounding
+        assert wrist.shape == (1, 1, *cfg.regressor.wrist_size)
+        for x in (crop, wrist):
+            assert -1e-5 <= float(x.min()) and float(x.max()) <= 1.0 + 1e-5      # resampling rounding
         assert sex.shape == (1, 3) and float(sex.sum()) == 1.0
-    assert len({int(s.argmax()) for _, s in cal["regressor"]}) == 3           # male, female, unknown
+    assert len({int(s.argmax()) for _, s, _ in cal["regressor"]}) == 3        # male, female, unknown
+    no_wrist = weights.calibration_inputs(CONFIGS["seed_equivalent"], n=2)["regressor"]
+    assert [len(x) for x in no_wrist] == [2, 2]                               # crop, sex only
     means = [float(x.mean()) for (x,) in cal["detector"]]
     assert max(means) - min(means) > 0.02                                     # not one film repeated
     again = weights.calibration_inputs(cfg, n=10)
