@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import time
 import urllib.error
 import urllib.parse
@@ -64,6 +65,19 @@ def test_a_token_of_hospital_a_lists_only_a(server: ResultsServer, seeded: dict[
     status, body = _get(server, "/results?limit=100", server.issuer.mint(A))
     assert status == 200
     assert {r["upload_id"] for r in body["results"]} == set(seeded[A])
+
+
+def test_requests_neither_need_nor_touch_the_process_environment(server: ResultsServer, seeded: dict[str, list[str]],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # The function's clients were built at init, as Lambda's are: with the emulator's endpoint gone from
+    # os.environ (a test ending while the page still fetches), a request still reaches the table and
+    # puts nothing back into the environment another test would inherit.
+    for name in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(name)
+    before = dict(os.environ)
+    status, body = _get(server, "/results?limit=100", server.issuer.mint(A))
+    assert status == 200 and {r["upload_id"] for r in body["results"]} == set(seeded[A])
+    assert dict(os.environ) == before
 
 
 def test_b_ids_are_not_found_for_a(server: ResultsServer, seeded: dict[str, list[str]]) -> None:

@@ -180,9 +180,8 @@ class ResultsServer:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
-        # A request the browser left mid-way may still be in the function with the emulator's environment
-        # patched into os.environ: wait for it, and let none start after this (the process's other code,
-        # a later test among it, must not inherit the endpoint of an emulator that is going away).
+        # A request the browser left mid-way may still be in the function: wait for it, and let none
+        # start after this (its clients point at an emulator that is going away).
         with self._lock:
             self._stopped = True
 
@@ -225,8 +224,10 @@ class ResultsServer:
         with self._lock:
             if self._stopped:
                 return 503, {"Content-Type": "text/plain"}, b"stopped"
-            with _env(self.env):
-                response = self.app.handler(event, LambdaContext(function_name="boneage-local-results"))
+            # No environment patch here: the module built its clients (endpoints, credentials) at init.
+            # os.environ is the whole process's, and a request thread that saved and restored it could
+            # put back an endpoint a test (or ``make local``) had already taken away.
+            response = self.app.handler(event, LambdaContext(function_name="boneage-local-results"))
         out_headers = {k: str(v) for k, v in (response.get("headers") or {}).items()}
         body = response.get("body") or ""
         data = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
@@ -257,12 +258,6 @@ class WorklistService:
 
 def _not_allowed(allowed: str) -> tuple[int, dict[str, str], bytes]:
     return 405, {"Allow": allowed, "Content-Type": "text/plain"}, b"method not allowed"
-
-
-def _env(values: Mapping[str, str]) -> Any:
-    from .stack import _patched_env
-
-    return _patched_env(values)
 
 
 def _handler_class(server: ResultsServer) -> type[BaseHTTPRequestHandler]:
