@@ -29,6 +29,22 @@ def tiny_set(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def no_wrist_init(tmp_path_factory):
+    """The shipped detector and regressor without a wrist stage: what the wrist training adds one to."""
+    from boneage.model.networks import build_detector, build_regressor
+    from boneage.model.weights import save_checkpoint
+
+    ck = load_checkpoint(DEMO_WEIGHTS)
+    cfg = ck.cfg.with_updates(regressor={**ck.cfg.as_dict()["regressor"], "wrist_size": (0, 0), "wrist_widths": ()})
+    det, reg = build_detector(cfg), build_regressor(cfg)
+    det.load_state_dict(ck.detector_state)
+    reg.load_state_dict({k: v for k, v in ck.regressor_state.items() if not k.startswith("wrist.")})
+    path = tmp_path_factory.mktemp("init") / "init.pt"
+    save_checkpoint(path, cfg, det, reg, demo=True, date="20261201")
+    return path
+
+
+@pytest.fixture(scope="module")
 def init_assessor():
     ck = load_checkpoint(DEMO_WEIGHTS)
     cfg, det, reg = with_wrist(ck)
@@ -64,15 +80,16 @@ def test_hard_children_weigh_more_and_the_classes_balance():
     assert w[:2].sum() == pytest.approx(w[2:].sum())
 
 
-def test_only_the_wrist_network_trains_and_the_checkpoint_serves_with_it(tiny_set, tmp_path):
-    opts = WristOptions(init=DEMO_WEIGHTS, out=tmp_path, data=[tiny_set], seed=3, copies=1, steps=2, batch=4,
+def test_only_the_wrist_network_trains_and_the_checkpoint_serves_with_it(tiny_set, no_wrist_init, tmp_path):
+    opts = WristOptions(init=no_wrist_init, out=tmp_path, data=[tiny_set], seed=3, copies=1, steps=2, batch=4,
                         threads=1)
     torch.manual_seed(opts.seed)
-    _, _, fresh = with_wrist(load_checkpoint(DEMO_WEIGHTS))      # the wrist stage train_wrist starts from
+    _, _, fresh = with_wrist(load_checkpoint(no_wrist_init))     # the wrist stage train_wrist starts from
     summary = train_wrist(opts, log=lambda m: None)
     assert summary["steps"] == 2 and summary["patches"] >= 8      # 6 films, clean and one perturbed copy
 
-    init, ck = load_checkpoint(DEMO_WEIGHTS), load_checkpoint(tmp_path / "model.pt")
+    init, ck = load_checkpoint(no_wrist_init), load_checkpoint(tmp_path / "model.pt")
+    assert not init.cfg.regressor.has_wrist
     assert ck.model_version == summary["model_version"]
     assert ck.cfg.regressor.wrist_size == CONFIGS["demo"].regressor.wrist_size
     assert ck.cfg.regressor.wrist_widths == CONFIGS["demo"].regressor.wrist_widths
