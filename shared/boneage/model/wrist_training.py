@@ -89,7 +89,8 @@ def with_wrist(ck: Checkpoint) -> tuple[ModelConfig, torch.nn.Module, torch.nn.M
     det.load_state_dict(ck.detector_state)
     missing, unexpected = reg.load_state_dict(ck.regressor_state, strict=False)
     if unexpected or any(not k.startswith("wrist.") for k in missing):
-        raise ValueError(f"regressor state does not fit config {cfg.name!r}: missing {missing}, unexpected {unexpected}")
+        raise ValueError(f"regressor state does not fit config {cfg.name!r}: "
+                         f"missing {missing}, unexpected {unexpected}")
     det.eval()
     reg.eval()
     return cfg, det, reg
@@ -191,7 +192,8 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     b = len(x)
     x = x.float().clamp(0, 1)
     x = x ** torch.empty(b, 1, 1, 1).uniform_(0.6, 1.6, generator=g)
-    x = x * torch.empty(b, 1, 1, 1).uniform_(0.8, 1.2, generator=g) + torch.empty(b, 1, 1, 1).uniform_(-0.05, 0.05, generator=g)
+    x = x * torch.empty(b, 1, 1, 1).uniform_(0.8, 1.2, generator=g)
+    x = x + torch.empty(b, 1, 1, 1).uniform_(-0.05, 0.05, generator=g)
     x = x + torch.randn(x.shape, generator=g) * torch.empty(b, 1, 1, 1).uniform_(0.0, 0.04, generator=g)
     dy, dx = (int(v) for v in torch.randint(-8, 9, (2,), generator=g))
     x = torch.roll(x, (dy, dx), (2, 3))
@@ -272,7 +274,9 @@ def train_wrist(opts: WristOptions, log: Callable[[str], None] = print) -> dict[
 
 @torch.no_grad()
 def wrist_logits(net: torch.nn.Module, patches: torch.Tensor) -> torch.Tensor:
-    return torch.cat([net(patches[i:i + 64].float()) for i in range(0, len(patches), 64)]) if len(patches) else torch.zeros(0)
+    if not len(patches):
+        return torch.zeros(0)
+    return torch.cat([net(patches[i:i + 64].float()) for i in range(0, len(patches), 64)])
 
 
 def training_separation(net: torch.nn.Module, d: WristPatches, hard_age: float) -> dict[str, Any]:
