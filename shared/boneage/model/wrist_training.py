@@ -60,6 +60,7 @@ class WristOptions:
     hard_age_months: float = 168.0
     hard_weight: float = 4.0
     limit: int | None = None              # first N rows of each folder (tests)
+    max_rotation_deg: float = 30.0        # rotated copies turn the film by up to this much either way
 
 
 @dataclass
@@ -115,11 +116,12 @@ def record_patches(assessor: Any, images: Sequence[np.ndarray], sexes: Sequence[
     return [next(patches) if o.qc.get("hand_count") == 1 else None for o in outs]
 
 
-def random_perturbation(rng: np.random.Generator) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
+def random_perturbation(rng: np.random.Generator, max_rotation_deg: float = 30.0
+                        ) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
     """One of the evaluation's stress perturbations with random parameters (name, function)."""
     k = int(rng.integers(6))
     if k == 0:
-        deg = float(rng.uniform(-30, 30))
+        deg = float(rng.uniform(-max_rotation_deg, max_rotation_deg))
         return f"rotation_{deg:.0f}", lambda im: rotate(im, deg)
     if k == 1:
         frac = float(rng.uniform(0.03, 0.12))
@@ -137,7 +139,8 @@ def random_perturbation(rng: np.random.Generator) -> tuple[str, Callable[[np.nda
 
 
 def collect_patches(assessor: Any, folders: Sequence[Path], *, copies: int, seed: int, limit: int | None = None,
-                    batch: int = 16, log: Callable[[str], None] = print) -> WristPatches:
+                    batch: int = 16, max_rotation_deg: float = 30.0, log: Callable[[str], None] = print
+                    ) -> WristPatches:
     """Wrist patches of every labelled single hand (children and adults) in ``folders``, clean and
     under ``copies`` random perturbations each, cut by ``assessor``."""
     rng = np.random.default_rng(seed)
@@ -157,7 +160,7 @@ def collect_patches(assessor: Any, folders: Sequence[Path], *, copies: int, seed
             sexes = [{True: "M", False: "F"}.get(_bool(r.get("male", ""))) for r in chunk]
             versions = [("clean", images)]
             for _ in range(copies):
-                named = [random_perturbation(rng) for _ in chunk]
+                named = [random_perturbation(rng, max_rotation_deg) for _ in chunk]
                 versions.append(("perturbed", [fn(im) for (_, fn), im in zip(named, images)]))
             for cond, ims in versions:
                 for r, p in zip(chunk, record_patches(assessor, ims, sexes)):
@@ -221,7 +224,8 @@ def train_wrist(opts: WristOptions, log: Callable[[str], None] = print) -> dict[
     cfg, det, reg = with_wrist(ck)
     assessor = TwoStageAssessor(cfg, det, reg, ck.model_version, ck.demo)
     t_start = time.time()
-    d = collect_patches(assessor, opts.data, copies=opts.copies, seed=opts.seed, limit=opts.limit, log=log)
+    d = collect_patches(assessor, opts.data, copies=opts.copies, seed=opts.seed, limit=opts.limit,
+                        max_rotation_deg=opts.max_rotation_deg, log=log)
     t_patches = time.time() - t_start
     weights = sample_weights(d, opts.hard_age_months, opts.hard_weight)
     log(json.dumps({"patches": len(d.mature), "adult": int(d.mature.sum()),
@@ -258,7 +262,8 @@ def train_wrist(opts: WristOptions, log: Callable[[str], None] = print) -> dict[
     meta = {**{k: v for k, v in ck.meta.items() if k != "pipeline_calibration"},
             "previous_calibration": ck.meta.get("pipeline_calibration"),
             "wrist_training": {"init": ck.model_version, "data": [str(p) for p in opts.data], "seed": opts.seed,
-                               "copies": opts.copies, "steps": step, "batch": opts.batch, "lr": opts.lr,
+                               "copies": opts.copies, "max_rotation_deg": opts.max_rotation_deg, "steps": step,
+                               "batch": opts.batch, "lr": opts.lr,
                                "hard_age_months": opts.hard_age_months, "hard_weight": opts.hard_weight,
                                "patches": len(d.mature), "max_minutes": opts.max_minutes,
                                "train_seconds": round(time.time() - t_train), "training_separation": separation,

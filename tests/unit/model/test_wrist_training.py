@@ -72,6 +72,16 @@ def test_recorded_patch_is_the_one_serving_cuts_around_the_detected_box(init_ass
     assert outs[1].qc["mirrored"]
 
 
+def test_rotated_copies_stay_within_the_rotation_limit():
+    from boneage.model.wrist_training import random_perturbation
+
+    rng = np.random.default_rng(0)
+    names = [random_perturbation(rng, 45.0)[0] for _ in range(300)]
+    degs = [abs(float(n.split("_")[1])) for n in names if n.startswith("rotation_")]
+    assert degs and max(degs) <= 45.0 and max(degs) > 30.0
+    assert {n.split("_")[0] for n in names} == {"rotation", "off", "gamma", "noise", "mirror", "inversion"}
+
+
 def test_hard_children_weigh_more_and_the_classes_balance():
     d = WristPatches(torch.zeros(6, 1, 4, 4), torch.tensor([1.0, 1, 0, 0, 0, 0]),
                      torch.tensor([250.0, 260, 50, 100, 170, 200]), ["clean"] * 6)
