@@ -34,7 +34,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", action="append", type=Path, default=[],
                    help="prepared-data cache file; loaded when all given exist, else the first is written")
     p.add_argument("--prepare-only", action="store_true", help="render/prepare data into --cache and stop")
-    p.add_argument("--stage", choices=["both", "detector", "regressor"], default="both")
+    p.add_argument("--stage", choices=["both", "detector", "regressor", "wrist"], default="both",
+                   help="wrist: train only the wrist maturity stage of --init on the --data folders' single "
+                        "hands and adults, with patches cut by the init checkpoint's own assessor")
+    p.add_argument("--wrist-steps", type=int, default=400, help="--stage wrist: at most this many steps")
+    p.add_argument("--wrist-copies", type=int, default=2,
+                   help="--stage wrist: randomly perturbed copies of each film besides the clean one")
+    p.add_argument("--wrist-rotation", type=float, default=30.0, metavar="DEG",
+                   help="--stage wrist: rotated copies turn the film by up to this many degrees either way")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this long, then calibrate and save")
     p.add_argument("--combine", nargs=2, type=Path, metavar=("DETECTOR_CKPT", "REGRESSOR_CKPT"),
                    help="write OUT/model.pt from the detector of one run and the regressor of another")
@@ -78,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
         print(json.dumps(summary))
         return 0
+    if args.stage == "wrist":
+        return _train_wrist(args)
     stages = ("detector", "regressor") if args.stage == "both" else (args.stage,)
     mix = {"phantom_mix": args.phantom_mix} if args.phantom_mix else {}
     opts = TrainOptions(out=args.out, data=list(args.data), phantoms=args.phantoms, phantom_size=args.phantom_size,
@@ -87,6 +96,24 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = train(CONFIGS[args.config], opts, log=lambda m: print(m, file=sys.stderr, flush=True))
     except (ValueError, FileNotFoundError, Rejection) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary) if args.json else json.dumps(summary, indent=2))
+    return 0
+
+
+def _train_wrist(args: argparse.Namespace) -> int:
+    from boneage.model.wrist_training import WristOptions, train_wrist
+
+    if args.init is None or not args.data:
+        print("--stage wrist needs --init CHECKPOINT and at least one --data folder", file=sys.stderr)
+        return 2
+    opts = WristOptions(init=args.init, out=args.out, data=list(args.data), seed=args.seed, copies=args.wrist_copies,
+                        steps=args.wrist_steps, max_minutes=args.max_minutes, batch=args.batch, lr=args.lr,
+                        threads=args.threads, max_rotation_deg=args.wrist_rotation)
+    try:
+        summary = train_wrist(opts, log=lambda m: print(m, file=sys.stderr, flush=True))
+    except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary) if args.json else json.dumps(summary, indent=2))

@@ -140,26 +140,39 @@ MATURE_CHILDREN_TARGET = 0.02
 
 
 def fit_mature_threshold(child_ages: Sequence[float], child_p: Sequence[float], adult_p: Sequence[float],
-                         target: float = MATURE_CHILDREN_TARGET) -> dict[str, Any]:
+                         target: float = MATURE_CHILDREN_TARGET,
+                         perturbed: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None
+                         ) -> dict[str, Any]:
     """The lowest maturity threshold that rejects at most ``target`` of the children in every age band.
 
     Children come first: a child turned away gets no bone age at all, while a fused adult hand let
     through is reported at the end of the standards with the near-maturity warning. The lowest such
     threshold rejects as many adult hands as that allows; the adult rate it gives is reported, not
-    traded against the children's."""
-    ages, cp, ap = (np.asarray(v, float) for v in (child_ages, child_p, adult_p))
-    bands = {f"{a}-{b}": (ages >= a) & (ages < b) for a, b in AGE_BANDS}
-    bands = {name: m for name, m in bands.items() if m.any()}
+    traded against the children's. ``perturbed`` (condition -> (children's ages, probabilities) under
+    a stress perturbation) holds the threshold to the same line under each perturbation too, as
+    issue 13 gates it: a perturbation raises some children's maturity probability."""
+    conditions = {"clean": (child_ages, child_p), **(perturbed or {})}
+    sets = []
+    for cages, cprob in conditions.values():
+        ages, cp = np.asarray(cages, float), np.asarray(cprob, float)
+        bands = {f"{a}-{b}": (ages >= a) & (ages < b) for a, b in AGE_BANDS}
+        sets.append((cp, {name: m for name, m in bands.items() if m.any()}))
+    cp, bands = sets[0]
+    ap = np.asarray(adult_p, float)
 
     def worst(t: float) -> float:
-        return max(float(np.mean(cp[m] >= t)) for m in bands.values())
+        return max(float(np.mean(p[m] >= t)) for p, bs in sets for m in bs.values())
 
     # Candidates just above each child's probability: the decision only changes where one crosses.
-    candidates = sorted({0.5, *(float(np.nextafter(v, 1.0)) for v in cp if v >= 0.5)})
+    candidates = sorted({0.5, *(float(np.nextafter(v, 1.0)) for p, _ in sets for v in p if v >= 0.5)})
     t = next((c for c in candidates if worst(c) <= target), 1.0)
-    return {"mature_threshold": t, "target": target, "children_n": int(cp.size), "adults_n": int(ap.size),
-            "children_rejected_by_age_band": {name: round(float(np.mean(cp[m] >= t)), 4) for name, m in bands.items()},
-            "adults_rejected": round(float(np.mean(ap >= t)), 4) if ap.size else None}
+    fit = {"mature_threshold": t, "target": target, "children_n": int(cp.size), "adults_n": int(ap.size),
+           "children_rejected_by_age_band": {name: round(float(np.mean(cp[m] >= t)), 4) for name, m in bands.items()},
+           "adults_rejected": round(float(np.mean(ap >= t)), 4) if ap.size else None}
+    if perturbed:
+        fit["children_rejected_worst_perturbed"] = round(max(
+            float(np.mean(p[m] >= t)) for p, bs in sets[1:] for m in bs.values()), 4)
+    return fit
 
 
 # Valid hands the detector's score threshold may lose, at most, clean or under any perturbation.
@@ -207,21 +220,36 @@ def fit_second_hand_threshold(valid: dict[str, list[float | None]], two_hands: d
                                              for c, vs in two_hands.items()}}
 
 
-def _single_hand_scores(rows: list[dict[str, str]], index: dict[str, Path], assessor: Any, batch: int,
-                        perturb: Callable[[np.ndarray, int], np.ndarray] | None
-                        ) -> list[tuple[float | None, float | None]]:
-    """(hand score, best other detection's score) of each film the detector found exactly one hand in;
-    (None, None) for the others."""
+def _single_hand_outputs(rows: list[dict[str, str]], index: dict[str, Path], assessor: Any, batch: int,
+                         perturb: Callable[[np.ndarray, int], np.ndarray] | None) -> list[Any]:
     males = [_bool(r.get("male", "")) for r in rows]
-    return [(o.qc.get("hand_score"), o.qc.get("second_hand_score")) if o.qc.get("hand_count") == 1 else (None, None)
-            for o in _assess_rows(rows, index, males, assessor, batch, perturb)]
+    return _assess_rows(rows, index, males, assessor, batch, perturb)
+
+
+def _hand_scores(outputs: list[Any]) -> list[float | None]:
+    return [o.qc.get("hand_score") if o.qc.get("hand_count") == 1 else None for o in outputs]
+
+
+def _children_maturity(rows: list[dict[str, str]], outputs: list[Any]) -> tuple[list[float], list[float]]:
+    """(ages, mature probabilities) of the children the maturity decision saw (found alone, aged)."""
+    pairs = [(float(r["boneage"]), o.qc["mature_probability"]) for r, o in zip(rows, outputs)
+             if "mature_probability" in o.qc and (r.get("boneage") or "").strip()]
+    return [a for a, _ in pairs], [p for _, p in pairs]
+
+
+def _second_hand_scores(outputs: list[Any], first: float) -> list[float | None]:
+    """The best other detection's score of each film whose hand, found alone, reaches ``first``."""
+    return [o.qc.get("second_hand_score") if o.qc.get("hand_count") == 1 and o.qc.get("hand_score", 0.0) >= first
+            else None for o in outputs]
 
 
 def calibrate_folder(root: Path, assessor: Any, *, limit: int | None = None, batch: int = 16) -> dict[str, Any]:
     """Fit ``age_correction`` and ``interval_scale`` through the whole pipeline on a calibration folder;
     the maturity threshold (``fit_mature_threshold``) when the folder also holds adult hands, the
     detector's score threshold (``fit_score_threshold``, clean and perturbed) when it holds non-hand films,
-    and the second-hand threshold (``fit_second_hand_threshold``) when it holds two-hand films."""
+    and the second-hand threshold (``fit_second_hand_threshold``) when it holds two-hand films. The
+    maturity threshold also spares the children under each perturbation when the folder holds
+    non-hand or two-hand films (the valid hands' perturbed runs serve every fit)."""
     root = Path(root)
     index = _image_index(root)
     rows = [r for r in rsna_rows(root) if r.get("id", "").strip() in index and
@@ -253,10 +281,6 @@ def calibrate_folder(root: Path, assessor: Any, *, limit: int | None = None, bat
     pm = np.array(p_mature)
     fit["children_rejected_as_mature"] = round(float(np.mean(pm >= assessor.cfg.mature_threshold)), 4)
     fit["children_mature_probability_p99"] = round(float(np.quantile(pm, 0.99)), 4)
-    # Without adult hands the folder says what a threshold costs children, not what it lets through:
-    # the threshold is then left as it was.
-    if adult_p:
-        fit["maturity"] = fit_mature_threshold(truth, p_mature, adult_p)
     all_rows = [r for r in rsna_rows(root) if r.get("id", "").strip() in index][:limit]
     kinds = [(r.get("kind") or "").strip() for r in all_rows]
     valid_rows = [r for r, k in zip(all_rows, kinds) if k in VALID_KINDS]
@@ -266,21 +290,26 @@ def calibrate_folder(root: Path, assessor: Any, *, limit: int | None = None, bat
     # Hands counted by the first threshold only, whatever second-hand threshold the checkpoint has.
     one_threshold = assessor.with_config(cfg.with_updates(second_hand_threshold=None))
 
-    def scores(rows: list[dict[str, str]]) -> dict[str, list[tuple[float | None, float | None]]]:
-        return {c: _single_hand_scores(rows, index, one_threshold, batch, fn) for c, fn in conditions.items()}
+    def outputs(rows: list[dict[str, str]]) -> dict[str, list[Any]]:
+        return {c: _single_hand_outputs(rows, index, one_threshold, batch, fn) for c, fn in conditions.items()}
 
-    valid = scores(valid_rows) if valid_rows and (non_hand_rows or two_hand_rows) else {}
-    if valid and non_hand_rows:
-        fit["detector"] = fit_score_threshold({c: [h for h, _ in v] for c, v in valid.items()},
-                                              {c: [h for h, _ in v] for c, v in scores(non_hand_rows).items()},
+    valid_out = outputs(valid_rows) if valid_rows and (non_hand_rows or two_hand_rows) else {}
+    if valid_out and non_hand_rows:
+        fit["detector"] = fit_score_threshold({c: _hand_scores(o) for c, o in valid_out.items()},
+                                              {c: _hand_scores(o) for c, o in outputs(non_hand_rows).items()},
                                               cfg.score_threshold)
-    if valid and two_hand_rows:
+    if valid_out and two_hand_rows:
         # Fitted at the score threshold in force (the one just fitted, if any): seconds above it count already.
         first = fit.get("detector", {}).get("score_threshold", cfg.score_threshold)
         fit["second_hand"] = fit_second_hand_threshold(
-            {c: [s if h is not None and h >= first else None for h, s in v] for c, v in valid.items()},
-            {c: [s if h is not None and h >= first else None for h, s in v] for c, v in scores(two_hand_rows).items()},
-            first)
+            {c: _second_hand_scores(o, first) for c, o in valid_out.items()},
+            {c: _second_hand_scores(o, first) for c, o in outputs(two_hand_rows).items()}, first)
+    # Without adult hands the folder says what a threshold costs children, not what it lets through:
+    # the threshold is then left as it was.
+    if adult_p:
+        fit["maturity"] = fit_mature_threshold(
+            truth, p_mature, adult_p,
+            perturbed={c: _children_maturity(valid_rows, o) for c, o in valid_out.items() if c != "clean"})
     return fit
 
 

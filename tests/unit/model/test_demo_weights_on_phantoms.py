@@ -54,18 +54,22 @@ def test_right_hands_are_mirrored(assessor):
 def test_near_mature_children_get_a_capped_bone_age_with_their_interval_and_the_flag(assessor):
     # Boys at bone age 224 months and girls at 212, 4 months before the end of their standards: growth
     # plates closing (the phantom keeps a thin physis at the distal radius and ulna). None is turned
-    # away; each gets a bone age and interval within the reference; most carry the near-maturity flag
-    # (the rest are estimated below the standards' last year with a low mature probability).
-    flagged = 0
+    # away; each gets a bone age and interval within the reference. The wrist stage reads the open
+    # physis (mature probability well below 0.5), so the flag follows the estimate: the boys, estimated
+    # in their standards' last year, carry it; girls estimated more than a year before the end do not.
+    flags = {}
     for male, age, top in ((True, 224.0, 228.0), (False, 212.0, 216.0)):
         images = [phantom.render_sample(np.random.default_rng(930 + i), kind="left", bone_age_months=age, male=male,
                                         size=512, nuisance=False)[0] for i in range(8)]
+        flags[male] = 0
         for out in assessor.assess_batch(images, ["M" if male else "F"] * 8):
             assert out.rejection is None
             assert age - 30.0 <= out.bone_age_months <= top
             assert out.interval_months[0] < out.bone_age_months and out.interval_months[1] <= top
-            flagged += bool(out.qc["near_skeletal_maturity"])
-    assert flagged >= 11, flagged
+            assert out.qc["mature_probability"] < 0.5
+            assert out.qc["near_skeletal_maturity"] == (out.bone_age_months >= top - 12.0)
+            flags[male] += bool(out.qc["near_skeletal_maturity"])
+    assert flags[True] >= 6, flags
 
 
 def test_an_adult_hand_is_rejected_as_skeletally_mature(assessor):
@@ -75,3 +79,12 @@ def test_an_adult_hand_is_rejected_as_skeletally_mature(assessor):
     out = assessor.assess(image, "F")
     assert out.rejection is not None and out.rejection.reason == Reason.SKELETALLY_MATURE
     assert out.bone_age_months is None
+
+
+def test_adult_hands_of_both_sexes_are_rejected_by_the_wrist_stage(assessor):
+    # Fused hands past the end of the standards; the checkpoint's maturity decision is the wrist stage's.
+    assert assessor.cfg.regressor.has_wrist
+    samples = _render("adult", 8, 922)
+    outs = assessor.assess_batch([im for im, _ in samples], ["M" if lab["male"] else "F" for _, lab in samples])
+    rejected = [o.rejection is not None and o.rejection.reason == Reason.SKELETALLY_MATURE for o in outs]
+    assert sum(rejected) >= 7, [o.qc.get("mature_probability") for o in outs]

@@ -125,6 +125,22 @@ def test_mature_threshold_never_drops_below_one_half():
     assert fit["mature_threshold"] == 0.5 and fit["adults_rejected"] == 0.0
 
 
+def test_mature_threshold_also_spares_the_children_under_each_perturbation():
+    from boneage.model.evaluation import fit_mature_threshold
+
+    # Clean, no child reaches 0.5; under noise the oldest band's probabilities rise to 0.8.
+    ages = np.full(100, 200.0)
+    clean = np.linspace(0.0, 0.4, 100)
+    noisy = np.linspace(0.0, 0.8, 100)
+    adult_p = np.linspace(0.5, 1.0, 50)
+    plain = fit_mature_threshold(ages, clean, adult_p, target=0.02)
+    fit = fit_mature_threshold(ages, clean, adult_p, target=0.02, perturbed={"noise": (ages, noisy)})
+    assert plain["mature_threshold"] == 0.5
+    assert np.mean(noisy >= fit["mature_threshold"]) <= 0.02 < np.mean(noisy >= fit["mature_threshold"] - 1e-3)
+    assert fit["children_rejected_worst_perturbed"] == 0.02 and fit["children_rejected_by_age_band"] == {"168-240": 0.0}
+    assert fit["adults_rejected"] < plain["adults_rejected"]
+
+
 def test_score_threshold_is_the_highest_that_loses_no_more_valid_hands_than_allowed_in_any_condition():
     from boneage.model.evaluation import fit_score_threshold
 
