@@ -81,7 +81,7 @@ class ModelConfig:
     inverted_threshold: float = 0.5
     # Maturity (``pipeline``): reject as skeletally mature at or above ``mature_threshold``; assess
     # with the near-maturity warning at or above ``near_mature_threshold``. Both are probabilities of
-    # the regressor's mature logit; checkpoints fit both on a calibration set (``evaluation``).
+    # the regressor's mature logit; checkpoints fit the first on a calibration set.
     mature_threshold: float = 0.5
     near_mature_threshold: float = 0.5
     interval_z: float = 1.6449           # two-sided 90 % Gaussian quantile

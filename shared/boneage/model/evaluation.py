@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from .data import _bool, _image_index, read_png, rsna_rows
-from .pipeline import REFERENCE_TOP_MONTHS
 
 SCORED_KINDS = {"left", "right", "unknown"}
 AGE_BANDS = ((0, 24), (24, 60), (60, 120), (120, 168), (168, 240))   # months
@@ -176,33 +175,6 @@ def fit_mature_threshold(child_ages: Sequence[float], child_p: Sequence[float], 
     return fit
 
 
-# Near maturity: children this far or further before the end of their standards are not near it, and
-# at most this share of them may carry the warning.
-NEAR_MATURITY_FAR_MONTHS = 36.0
-NEAR_MATURITY_FAR_TARGET = 0.05
-
-
-def fit_near_mature_threshold(months_to_top: Sequence[float], child_p: Sequence[float], mature_threshold: float,
-                              target: float = NEAR_MATURITY_FAR_TARGET) -> dict[str, Any]:
-    """The lowest maturity probability that flags ``near_skeletal_maturity`` on at most ``target`` of the
-    children ``NEAR_MATURITY_FAR_MONTHS`` or more before the end of their standards (``months_to_top``:
-    the sex's last month minus the true bone age), never above ``mature_threshold``.
-
-    The wrist stage is trained to tell fused hands from open ones, so its probability stays well under
-    0.5 for a closing physis; the flag would then rest on the estimate alone, which regression to the
-    mean keeps below the standards' last year for many near-mature children. How many children of the
-    last 12 months the fitted threshold flags is reported."""
-    gap, cp = np.asarray(months_to_top, float), np.asarray(child_p, float)
-    far = cp[gap >= NEAR_MATURITY_FAR_MONTHS]
-    t = float(np.nextafter(np.quantile(far, 1.0 - target, method="higher"), 1.0)) if far.size else mature_threshold
-    t = min(t, mature_threshold)
-    last_year = cp[(gap >= 0) & (gap < 12)]
-    return {"near_mature_threshold": t, "target": target, "far_n": int(far.size),
-            "far_flagged": round(float(np.mean(far >= t)), 4) if far.size else None,
-            "last_year_n": int(last_year.size),
-            "last_year_flagged": round(float(np.mean(last_year >= t)), 4) if last_year.size else None}
-
-
 # Valid hands the detector's score threshold may lose, at most, clean or under any perturbation.
 SCORE_VALID_LOSS_TARGET = 0.005
 
@@ -294,7 +266,7 @@ def calibrate_folder(root: Path, assessor: Any, *, limit: int | None = None, bat
     cfg = assessor.cfg
     # Fit against raw outputs: undo any correction already present in the checkpoint's config.
     a0, b0 = cfg.age_correction
-    truth, raw, sig, p_mature, adult_p, to_top = [], [], [], [], [], []
+    truth, raw, sig, p_mature, adult_p = [], [], [], [], []
     for s in range(0, len(rows), batch):
         chunk = rows[s:s + batch]
         outs = assessor.assess_batch([read_png(index[r["id"].strip()]) for r in chunk],
@@ -309,7 +281,6 @@ def calibrate_folder(root: Path, assessor: Any, *, limit: int | None = None, bat
             if age is None or not (r.get("boneage") or "").strip():
                 continue
             truth.append(float(r["boneage"]))
-            to_top.append(REFERENCE_TOP_MONTHS[_sex(_bool(r.get("male", "")))] - truth[-1])
             raw.append((age - a0) / b0)
             sig.append(o.qc["sigma_months"] / abs(b0))
             p_mature.append(o.qc["mature_probability"])
@@ -348,7 +319,6 @@ def calibrate_folder(root: Path, assessor: Any, *, limit: int | None = None, bat
         fit["maturity"] = fit_mature_threshold(
             truth, p_mature, adult_p,
             perturbed={c: _children_maturity(valid_rows, o) for c, o in valid_out.items() if c != "clean"})
-        fit["near_maturity"] = fit_near_mature_threshold(to_top, p_mature, fit["maturity"]["mature_threshold"])
     return fit
 
 

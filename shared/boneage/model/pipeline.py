@@ -12,7 +12,7 @@ TorchScript, torch.export or AOTInductor artifacts all plug in the same way. QC 
   hand whose growth plates are closing still has a bone age there. Only a hand the ``mature`` logit
   (the wrist stage's, ``boneage.model.wrist``, when the config has one) puts past the end of the standards (``mature_threshold``, fitted on a calibration set of children
   and adults) is rejected as ``skeletally_mature``. A near-mature hand (``mature`` probability at or
-  above ``near_mature_threshold``, fitted so few children far from the end carry it, or a bone age in the standards' last ``NEAR_MATURITY_MONTHS``) is
+  above ``near_mature_threshold``, or a bone age in the standards' last ``NEAR_MATURITY_MONTHS``) is
   assessed: its bone age and interval are capped at the top of the reference for the sex, and
   ``qc["near_skeletal_maturity"]`` is set for the report's warning.
 

@@ -132,8 +132,6 @@ def calibrate_checkpoint(ckpt_path: Path, folder: Path, out: Path, limit: int | 
     updates: dict[str, Any] = {"age_correction": tuple(fit["age_correction"]), "interval_scale": fit["interval_scale"]}
     if "maturity" in fit:
         updates["mature_threshold"] = fit["maturity"]["mature_threshold"]
-    if "near_maturity" in fit:
-        updates["near_mature_threshold"] = fit["near_maturity"]["near_mature_threshold"]
     if "detector" in fit:
         updates["score_threshold"] = fit["detector"]["score_threshold"]
     if "second_hand" in fit:

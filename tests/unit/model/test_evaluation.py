@@ -168,17 +168,3 @@ def test_second_hand_threshold_is_the_lowest_that_splits_no_more_valid_hands_tha
     assert loose == pytest.approx(0.25) and loose > 0.25
     # It never rises above the hand threshold: a second detection there counts already.
     assert fit_second_hand_threshold({"clean": [0.9, 0.9]}, {}, 0.83, target=0.0)["second_hand_threshold"] == 0.83
-
-
-def test_near_maturity_threshold_flags_few_children_far_from_the_end_and_reports_the_last_year():
-    from boneage.model.evaluation import fit_near_mature_threshold
-
-    far = [(60.0 + i, 0.001 * i) for i in range(100)]           # p 0 .. 0.099, 60+ months before the end
-    near = [(6.0, 0.2), (3.0, 0.3), (10.0, 0.05), (1.0, 0.4)]
-    gaps, probs = zip(*(far + near))
-    fit = fit_near_mature_threshold(gaps, probs, mature_threshold=0.83, target=0.05)
-    assert 0.095 < fit["near_mature_threshold"] < 0.096      # just above the 95th of the far children's
-    assert fit["far_flagged"] == 0.04 and fit["far_n"] == 100
-    assert fit["last_year_n"] == 4 and fit["last_year_flagged"] == 0.75    # 0.05 stays unflagged
-    # Never above the maturity threshold: a hand it rejects is past the warning.
-    assert fit_near_mature_threshold(gaps, [1.0] * len(gaps), 0.83)["near_mature_threshold"] == 0.83

@@ -86,7 +86,6 @@ def test_calibrate_fits_the_maturity_and_detector_thresholds_on_children_adults_
     assert ck.cfg.score_threshold == fit["detector"]["score_threshold"] >= 0.5
     assert set(fit["detector"]["valid_lost"]) == {"clean", "rotation_25", "mirror", "inversion", "gamma_0.6",
                                                   "gamma_1.6", "noise_0.05", "off_centre_crop"}
-    assert ck.cfg.near_mature_threshold == fit["near_maturity"]["near_mature_threshold"] <= ck.cfg.mature_threshold
     second = fit["second_hand"]
     assert ck.cfg.second_hand_threshold == second["second_hand_threshold"] <= ck.cfg.score_threshold
     assert set(second["valid_as_two_hands"]) == set(fit["detector"]["valid_lost"])
