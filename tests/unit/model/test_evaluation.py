@@ -153,18 +153,16 @@ def test_score_threshold_is_the_highest_that_loses_no_more_valid_hands_than_allo
     assert fit_score_threshold(valid, non_hand, current=0.5, target=0.25)["score_threshold"] == 0.9
 
 
-def test_second_hand_threshold_is_the_lowest_that_splits_no_more_valid_hands_than_allowed_in_any_condition():
+def test_second_hand_threshold_lies_midway_between_the_valid_hands_highest_second_detection_and_the_hand_threshold():
     from boneage.model.evaluation import fit_second_hand_threshold
 
-    valid = {"clean": [None, None, 0.3, None] * 50, "rotation": [None, 0.6, 0.25, None] * 50}
+    valid = {"clean": [None, None, 0.3, None] * 50, "rotation": [None, 0.43, 0.25, None] * 50}
     two_hands = {"clean": [0.82, None], "rotation": [0.78, 0.5]}
-    fit = fit_second_hand_threshold(valid, two_hands, score_threshold=0.83, target=0.0)
-    assert fit["second_hand_threshold"] == pytest.approx(0.6)      # rotation splits a hand at 0.6
-    assert fit["second_hand_threshold"] > 0.6
+    fit = fit_second_hand_threshold(valid, two_hands, score_threshold=0.83)
+    assert fit["second_hand_threshold"] == pytest.approx((0.43 + 0.83) / 2)
+    assert fit["highest_valid_second"] == 0.43
     assert fit["valid_as_two_hands"] == {"clean": 0.0, "rotation": 0.0}
     assert fit["two_hands_seen_as_one_caught"] == {"clean": 0.5, "rotation": 0.5}
-    # Allowing a quarter of the valid hands lets it drop to just above the lowest, 0.25.
-    loose = fit_second_hand_threshold(valid, two_hands, 0.83, target=0.25)["second_hand_threshold"]
-    assert loose == pytest.approx(0.25) and loose > 0.25
-    # It never rises above the hand threshold: a second detection there counts already.
-    assert fit_second_hand_threshold({"clean": [0.9, 0.9]}, {}, 0.83, target=0.0)["second_hand_threshold"] == 0.83
+    # No valid hand with a second detection: midway from zero. One above the hand threshold: the threshold.
+    assert fit_second_hand_threshold({"clean": [None] * 4}, {}, 0.8)["second_hand_threshold"] == pytest.approx(0.4)
+    assert fit_second_hand_threshold({"clean": [0.9, None]}, {}, 0.83)["second_hand_threshold"] == 0.83

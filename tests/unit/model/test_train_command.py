@@ -90,4 +90,5 @@ def test_calibrate_fits_the_maturity_and_detector_thresholds_on_children_adults_
     assert ck.cfg.second_hand_threshold == second["second_hand_threshold"] <= ck.cfg.score_threshold
     assert set(second["valid_as_two_hands"]) == set(fit["detector"]["valid_lost"])
     assert max(second["valid_as_two_hands"].values()) == 0.0           # no calibration hand split
+    assert second["highest_valid_second"] < second["second_hand_threshold"]
     assert ck.meta["pipeline_calibration"]["from"] == load_checkpoint(DEMO_WEIGHTS).model_version
