@@ -53,7 +53,8 @@ def calibration_inputs(model_config: dict[str, Any] | Any, n: int = CALIBRATION_
     Seeded phantom films (mostly single left hands, some right, two-hand, non-hand and adult films,
     with the phantom's exposure, rotation and inversion nuisances) at the service's ingest size,
     letterboxed for the detector; the hand crops (and wrist patches, where the config has a wrist
-    stage) around the phantom's own boxes for the regressor, with male, female and unknown sex. None of these images is in the evaluation sets (own seed).
+    stage) around the phantom's own boxes for the regressor, with male, female and unknown sex. None
+    of these images is in the evaluation sets (own seed).
     """
     import numpy as np
 

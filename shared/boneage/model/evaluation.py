@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .data import _bool, _image_index, read_png, rsna_rows
+from .pipeline import SECOND_HAND_SCORE_FLOOR
 
 SCORED_KINDS = {"left", "right", "unknown"}
 AGE_BANDS = ((0, 24), (24, 60), (60, 120), (120, 168), (168, 240))   # months
@@ -170,8 +171,8 @@ def fit_mature_threshold(child_ages: Sequence[float], child_p: Sequence[float], 
            "children_rejected_by_age_band": {name: round(float(np.mean(cp[m] >= t)), 4) for name, m in bands.items()},
            "adults_rejected": round(float(np.mean(ap >= t)), 4) if ap.size else None}
     if perturbed:
-        fit["children_rejected_worst_perturbed"] = round(max(
-            float(np.mean(p[m] >= t)) for p, bs in sets[1:] for m in bs.values()), 4)
+        worst_perturbed = max((float(np.mean(p[m] >= t)) for p, bs in sets[1:] for m in bs.values()), default=None)
+        fit["children_rejected_worst_perturbed"] = None if worst_perturbed is None else round(worst_perturbed, 4)
     return fit
 
 
@@ -212,7 +213,8 @@ def fit_second_hand_threshold(valid: dict[str, list[float | None]], two_hands: d
     scores 0.77-0.83 on the films seen. Two-hand films the detector saw as one hand
     (``two_hands[condition]``, the same score) are what it catches; their rate is reported."""
     seconds = {c: np.array([v for v in vs if v is not None], float) for c, vs in valid.items()}
-    highest = max((float(f.max()) for f in seconds.values() if f.size), default=0.0)
+    # A hand without a second detection had none at or above the floor the pipeline reports from.
+    highest = max((float(f.max()) for f in seconds.values() if f.size), default=SECOND_HAND_SCORE_FLOOR)
     chosen = (min(highest, score_threshold) + score_threshold) / 2
     return {"second_hand_threshold": chosen, "highest_valid_second": round(highest, 4),
             "valid_as_two_hands": {c: round(float(np.sum(seconds[c] >= chosen)) / max(len(valid[c]), 1), 4)

@@ -10,8 +10,9 @@ TorchScript, torch.export or AOTInductor artifacts all plug in the same way. QC 
   regression (``qc["inverted"]``);
 - maturity: the Greulich & Pyle standards end at 228 months (boys) and 216 months (girls), and a
   hand whose growth plates are closing still has a bone age there. Only a hand the ``mature`` logit
-  (the wrist stage's, ``boneage.model.wrist``, when the config has one) puts past the end of the standards (``mature_threshold``, fitted on a calibration set of children
-  and adults) is rejected as ``skeletally_mature``. A near-mature hand (``mature`` probability at or
+  (the wrist stage's, ``boneage.model.wrist``, when the config has one) puts past the end of the
+  standards (``mature_threshold``, fitted on a calibration set of children and adults) is rejected as
+  ``skeletally_mature``. A near-mature hand (``mature`` probability at or
   above ``near_mature_threshold``, or a bone age in the standards' last ``NEAR_MATURITY_MONTHS``) is
   assessed: its bone age and interval are capped at the top of the reference for the sex, and
   ``qc["near_skeletal_maturity"]`` is set for the report's warning.
@@ -129,7 +130,9 @@ class TwoStageAssessor:
 
         outputs: list[ModelOutput] = []
         pending: list[tuple[int, np.ndarray, np.ndarray]] = []   # (index, prepared image, source box)
-        second = cfg.score_threshold if cfg.second_hand_threshold is None else cfg.second_hand_threshold
+        # Never above the hand threshold: a second detection that reaches it counts whatever else was fitted.
+        second = cfg.score_threshold if cfg.second_hand_threshold is None else min(cfg.second_hand_threshold,
+                                                                                   cfg.score_threshold)
         floor = min(cfg.score_threshold, second, SECOND_HAND_SCORE_FLOOR)
         for i, (image, (_, geo)) in enumerate(zip(images, boxed)):
             boxes, scores, labels = postprocess(cls_logits[i], deltas[i], cfg.detector,

@@ -162,11 +162,18 @@ def train(cfg: ModelConfig, opts: TrainOptions, log: Callable[[str], None] = pri
         return {"prepared": {"detector": len(p.det_images), "regressor": len(p.reg_crops)},
                 "cache": [str(c) for c in opts.cache]}
 
+    init = load_checkpoint(opts.init) if opts.init is not None else None
+    if cfg.regressor.has_wrist and not (init is not None and init.cfg.regressor.has_wrist):
+        # The regressor stage trains on crops alone and never the wrist stage (``--stage wrist``,
+        # ``wrist_training``, does, on the detector's patches): without trained wrist weights to carry
+        # over, the checkpoint has none, and its crop's mature head serves the maturity decision.
+        cfg = cfg.with_updates(regressor={**cfg.as_dict()["regressor"], "wrist_size": (0, 0), "wrist_widths": ()})
+        log("no trained wrist stage to carry over: the checkpoint serves the crop's mature head "
+            "(train one with --stage wrist)")
     det, reg = build_detector(cfg), build_regressor(cfg)
-    if opts.init is not None:
-        ck = load_checkpoint(opts.init)
-        det.load_state_dict(ck.detector_state)
-        reg.load_state_dict(ck.regressor_state)
+    if init is not None:
+        det.load_state_dict(init.detector_state)
+        reg.load_state_dict(init.regressor_state)
     det.to(device).train()
     reg.to(device).train()
     params = [q for m in (det, reg) for q in m.parameters()]

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from .configs import CONFIGS, ModelConfig
 from .data import _bool, _image_index, read_png, rsna_rows
-from .evaluation import off_centre_crop, rotate
+from .evaluation import _sex, off_centre_crop, rotate
 from .networks import build_detector, build_regressor
 from .weights import Checkpoint, load_checkpoint, save_checkpoint
 
@@ -157,7 +157,7 @@ def collect_patches(assessor: Any, folders: Sequence[Path], *, copies: int, seed
         for s in range(0, len(rows), batch):
             chunk = rows[s:s + batch]
             images = [read_png(index[r["id"].strip()]) for r in chunk]
-            sexes = [{True: "M", False: "F"}.get(_bool(r.get("male", ""))) for r in chunk]
+            sexes = [_sex(_bool(r.get("male", ""))) for r in chunk]
             versions = [("clean", images)]
             for _ in range(copies):
                 named = [random_perturbation(rng, max_rotation_deg) for _ in chunk]
@@ -269,6 +269,9 @@ def train_wrist(opts: WristOptions, log: Callable[[str], None] = print) -> dict[
                                "train_seconds": round(time.time() - t_train), "training_separation": separation,
                                "torch": str(torch.__version__)}}
     out = Path(opts.out) / "model.pt"
+    # The init's maturity threshold was fitted on another network's probabilities: back to the config's
+    # default until ``--calibrate`` fits one for this wrist stage.
+    cfg = cfg.with_updates(mature_threshold=CONFIGS[cfg.name].mature_threshold)
     version = save_checkpoint(out, cfg, det, reg, demo=ck.demo, date=date, meta=meta)
     summary = {"model_version": version, "checkpoint": str(out), "steps": step, "patches": len(d.mature),
                "patch_seconds": round(t_patches), "train_seconds": round(time.time() - t_train),

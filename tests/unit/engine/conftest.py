@@ -34,10 +34,30 @@ def built_artifacts(tmp_path_factory: pytest.TempPathFactory, demo_source) -> Pa
     return out
 
 
+def _without_wrist(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if not k.startswith("wrist.")}
+
+
+def make_no_wrist_checkpoint(path: Path) -> Path:
+    """The committed demo weights without their wrist stage (the regressor takes two inputs and its
+    crop's mature head serves), as checkpoints trained before the wrist stage are."""
+    from boneage.model.networks import build_detector, build_regressor
+    from boneage.model.weights import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(None)
+    cfg = ckpt.cfg.with_updates(regressor={**ckpt.cfg.as_dict()["regressor"], "wrist_size": (0, 0),
+                                           "wrist_widths": ()})
+    det, reg = build_detector(cfg), build_regressor(cfg)
+    det.load_state_dict(ckpt.detector_state)
+    reg.load_state_dict(_without_wrist(ckpt.regressor_state))
+    save_checkpoint(path, cfg, det, reg, demo=True, date="20261201", meta=dict(ckpt.meta, wrist="removed, test only"))
+    return path
+
+
 def make_wrist_checkpoint(path: Path, seed: int = 13) -> Path:
-    """The committed demo weights plus a seeded random wrist stage (``boneage.model.wrist``), as a
-    checkpoint file: the shape a wrist-trained checkpoint will have, with the demo's trained detector
-    and regressor so a phantom still reaches the regressor."""
+    """The committed demo weights with a seeded random wrist stage (``boneage.model.wrist``) in place of
+    theirs, as a checkpoint file: a wrist logit that moves with the patch in a known way, with the
+    demo's trained detector and regressor so a phantom still reaches the regressor."""
     from boneage.model.configs import CONFIGS
     from boneage.model.networks import build_detector, build_regressor
     from boneage.model.weights import load_checkpoint, save_checkpoint
@@ -49,7 +69,7 @@ def make_wrist_checkpoint(path: Path, seed: int = 13) -> Path:
     torch.manual_seed(seed)
     det, reg = build_detector(cfg), build_regressor(cfg)
     det.load_state_dict(ckpt.detector_state)
-    missing, unexpected = reg.load_state_dict(ckpt.regressor_state, strict=False)
+    missing, unexpected = reg.load_state_dict(_without_wrist(ckpt.regressor_state), strict=False)
     assert not unexpected and missing and all(k.startswith("wrist.") for k in missing)
     reg.eval()
     with torch.no_grad():
@@ -83,6 +103,11 @@ def make_wrist_checkpoint(path: Path, seed: int = 13) -> Path:
         head.bias -= float(logits.mean()) + 3.5
     save_checkpoint(path, cfg, det, reg, demo=True, date="20261201", meta=dict(ckpt.meta, wrist="random, test only"))
     return path
+
+
+@pytest.fixture(scope="session")
+def no_wrist_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_no_wrist_checkpoint(tmp_path_factory.mktemp("no-wrist") / "demo-no-wrist.pt")
 
 
 @pytest.fixture(scope="session")

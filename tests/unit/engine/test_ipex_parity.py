@@ -21,18 +21,18 @@ from boneage.engine.build import StageSpec, build_artifact  # noqa: E402
 from boneage.engine.loader import discover, load_engine, load_stages  # noqa: E402
 
 
-@pytest.fixture(scope="module", params=["random-demo", "shipped", "wrist"])
+@pytest.fixture(scope="module", params=["random-demo", "no-wrist", "wrist"])
 def ipex_artifacts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     """Three sources: seeded random demo weights (with the wrist stage the demo config has), the
-    committed checkpoint (no wrist stage: the regressor takes two inputs) and that checkpoint with a
-    seeded wrist stage (three inputs, mature_logit from the wrist net)."""
+    committed checkpoint without its wrist stage (the regressor takes two inputs) and with a seeded
+    one in place of its own (three inputs, mature_logit from the wrist net)."""
     from boneage.engine import weights
 
     torch.set_num_threads(1)
     if request.param == "random-demo":
         src = weights.random_weights("demo", seed=3)
-    elif request.param == "shipped":
-        src = weights.from_checkpoint(None)
+    elif request.param == "no-wrist":
+        src = weights.from_checkpoint(str(request.getfixturevalue("no_wrist_checkpoint")))
         assert len(src.stages["regressor"].inputs) == 2
     else:
         src = weights.from_checkpoint(str(request.getfixturevalue("wrist_checkpoint")))

@@ -31,12 +31,13 @@ ARTIFACTS = [("eager", "fp32"), ("torchscript", "fp32"), ("aoti", "fp32"), ("eag
 NAMES = [f"{b}-{p}" for b, p in ARTIFACTS]
 
 
-@pytest.fixture(scope="module", params=["wrist", "shipped"])
+@pytest.fixture(scope="module", params=["wrist", "no-wrist"])
 def source(request: pytest.FixtureRequest) -> weights.Weights:
     torch.set_num_threads(1)
-    if request.param == "shipped":
-        return weights.from_checkpoint(None)
-    return weights.from_checkpoint(str(request.getfixturevalue("wrist_checkpoint")))
+    fixture = "wrist_checkpoint" if request.param == "wrist" else "no_wrist_checkpoint"
+    src = weights.from_checkpoint(str(request.getfixturevalue(fixture)))
+    assert len(src.stages["regressor"].inputs) == (3 if request.param == "wrist" else 2)
+    return src
 
 
 @pytest.fixture(scope="module")

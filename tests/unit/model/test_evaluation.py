@@ -163,6 +163,7 @@ def test_second_hand_threshold_lies_midway_between_the_valid_hands_highest_secon
     assert fit["highest_valid_second"] == 0.43
     assert fit["valid_as_two_hands"] == {"clean": 0.0, "rotation": 0.0}
     assert fit["two_hands_seen_as_one_caught"] == {"clean": 0.5, "rotation": 0.5}
-    # No valid hand with a second detection: midway from zero. One above the hand threshold: the threshold.
-    assert fit_second_hand_threshold({"clean": [None] * 4}, {}, 0.8)["second_hand_threshold"] == pytest.approx(0.4)
+    # No valid hand with a second detection (none at or above the reported floor, 0.2): midway from the
+    # floor. One above the hand threshold: the threshold itself.
+    assert fit_second_hand_threshold({"clean": [None] * 4}, {}, 0.8)["second_hand_threshold"] == pytest.approx(0.5)
     assert fit_second_hand_threshold({"clean": [0.9, None]}, {}, 0.83)["second_hand_threshold"] == 0.83

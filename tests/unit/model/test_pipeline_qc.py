@@ -96,6 +96,12 @@ def test_a_second_hand_counts_from_the_second_hand_threshold_once_the_first_reac
         assert (out.rejection.reason if out.rejection else None) == want, second_threshold
         assert out.qc["second_hand_score"] == pytest.approx(0.6, abs=1e-3)
         assert out.qc["hand_count"] == (2 if want else 1) == len(out.regions)
+    # A second-hand threshold above the hand threshold never hides a second hand that reaches the latter.
+    strong = float(np.log(0.85 / 0.15))
+    a = TwoStageAssessor(cfg.with_updates(second_hand_threshold=0.95),
+                         fake_detector([(right, "right_hand"), (left, "left_hand", strong)]), FakeRegressor(),
+                         "test-v", demo=True)
+    assert a.assess(image(), "M").rejection.reason == Reason.MULTIPLE_HANDS
     # A weak detection alone is no hand, whatever the second-hand threshold.
     a = TwoStageAssessor(cfg, fake_detector([(left, "left_hand", weak)]), FakeRegressor(), "test-v", demo=True)
     assert a.assess(image(), "M").rejection.reason == Reason.NO_HAND_FOUND

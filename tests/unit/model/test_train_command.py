@@ -29,6 +29,9 @@ def test_train_then_evaluate_on_a_tiny_rsna_layout_set(tiny_set, tmp_path, capsy
     assert ck.model_version == summary["model_version"] and ck.model_version.startswith("demo-")
     assert ck.meta["training_data"]["rsna_folders"] == [str(tiny_set)]
     assert ck.cfg.interval_scale > 0
+    # Training from scratch never trains a wrist stage, so the checkpoint has none: its maturity decision
+    # is the crop's mature head, not an untrained wrist network.
+    assert not ck.cfg.regressor.has_wrist and not any(k.startswith("wrist.") for k in ck.regressor_state)
 
     rc = main(["evaluate", str(tiny_set), "--weights", str(out / "model.pt"), "--json"])
     assert rc == 0
@@ -68,6 +71,19 @@ def test_combine_takes_the_detector_of_one_run_and_the_regressor_of_another(tiny
     for k, v in both.regressor_state.items():
         assert torch.equal(v, reg.regressor_state[k])
     assert both.cfg.interval_scale == reg.cfg.interval_scale
+
+
+def test_fine_tuning_a_checkpoint_with_a_wrist_stage_carries_it_over_unchanged(tiny_set, tmp_path, capsys):
+    import torch
+
+    main(["train", "--data", str(tiny_set), "--out", str(tmp_path / "ft"), "--epochs", "1", "--batch", "4",
+          "--seed", "4", "--threads", "1", "--stage", "regressor", "--init", str(DEMO_WEIGHTS)])
+    capsys.readouterr()
+    shipped, tuned = load_checkpoint(DEMO_WEIGHTS), load_checkpoint(tmp_path / "ft" / "model.pt")
+    assert shipped.cfg.regressor.has_wrist and tuned.cfg.regressor.has_wrist
+    wrist = [k for k in shipped.regressor_state if k.startswith("wrist.")]
+    assert wrist and all(torch.equal(tuned.regressor_state[k], shipped.regressor_state[k]) for k in wrist)
+    assert not torch.equal(tuned.regressor_state["fc.0.weight"], shipped.regressor_state["fc.0.weight"])
 
 
 def test_calibrate_fits_the_maturity_and_detector_thresholds_on_children_adults_and_non_hands(tmp_path, capsys):

@@ -14,7 +14,7 @@ SIZE = CONFIGS["demo"].regressor.wrist_size
 
 
 @pytest.mark.parametrize("kind", ["left", "right", "adult"])
-def test_the_wrist_window_holds_the_phantoms_wrist_box_at_any_rotation_scale_and_position(kind):
+def test_the_wrist_window_holds_the_phantoms_wrist_box_across_its_rotations_scales_and_positions(kind):
     rng = np.random.default_rng(20261201)
     for _ in range(12):
         _, labels = render_sample(rng, kind=kind, size=384)
