@@ -15,7 +15,8 @@ TorchScript, torch.export or AOTInductor artifacts all plug in the same way. QC 
   ``skeletally_mature``. A near-mature hand (``mature`` probability at or
   above ``near_mature_threshold``, or a bone age in the standards' last ``NEAR_MATURITY_MONTHS``) is
   assessed: its bone age and interval are capped at the top of the reference for the sex, and
-  ``qc["near_skeletal_maturity"]`` is set for the report's warning.
+  ``qc["near_skeletal_maturity"]`` is set for the report's warning. A wrist window with too few source
+  pixels (``MIN_WRIST_WINDOW_PX``) cannot reject: ``qc["maturity_not_judged"]``.
 
 Two documented injection points serve measurement, never the service: ``with_stages`` wraps or swaps
 the two stage callables (the benchmark times them), and ``with_decisions`` rewrites what the networks
@@ -36,7 +37,7 @@ import torch
 from ..errors import Reason
 from .boxes import postprocess
 from .configs import ModelConfig
-from .preprocess import letterbox, square_crop, wrist_patch
+from .preprocess import WRIST_HEIGHT, letterbox, square_crop, wrist_patch
 from .regressor import sex_onehot
 from .types import Box, ModelOutput, QcRejection
 
@@ -47,6 +48,12 @@ MAX_BONE_AGE_MONTHS = 240.0
 REFERENCE_TOP_MONTHS = {"M": 228.0, "F": 216.0, None: 228.0}
 # A bone age in the last year of the standards is near maturity, whatever the mature logit says.
 NEAR_MATURITY_MONTHS = 12.0
+# The wrist stage reads a physis 1.4-3.2 px wide on a 1024 px film, with at least 245 source pixels in
+# its window's height in training. With fewer than this (a hand box under about 390 px tall) it sees
+# open plates as fused: phantom children at 256-384 px were rejected 3-33 % by window height (0 % from
+# 170 px up). Below it the wrist stage may not turn a hand away: the hand is assessed, near maturity
+# flagged as usual, and ``qc["maturity_not_judged"]`` says why no rejection was possible.
+MIN_WRIST_WINDOW_PX = 170.0
 # Detections below this score are never looked at: ``qc["second_hand_score"]``, the best score after
 # the first hand's (what calibration fits ``second_hand_threshold`` on), is reported from here up.
 SECOND_HAND_SCORE_FLOOR = 0.2
@@ -186,7 +193,9 @@ class TwoStageAssessor:
             if self.decisions is not None:
                 regressed = self.decisions.regressed(regressed)
             age, sigma, male_logit, mature_logit = regressed[:4]
-            for j, (i, _, _) in enumerate(pending):
+            for j, (i, _, box) in enumerate(pending):
+                if cfg.regressor.has_wrist and WRIST_HEIGHT * float(box[3] - box[1]) < MIN_WRIST_WINDOW_PX:
+                    outputs[i].qc["maturity_not_judged"] = "wrist_resolution"
                 self._fill(outputs[i], sexes[i], float(age[j]), float(sigma[j]), float(male_logit[j]),
                            float(mature_logit[j]))
         t_reg = (time.perf_counter() - t1) * 1000 / max(len(pending), 1)
@@ -209,7 +218,7 @@ class TwoStageAssessor:
             p_male = _sigmoid(male_logit)
             out.predicted_sex = "M" if p_male >= 0.5 else "F"
             out.predicted_sex_probability_male = round(p_male, 4)
-        if p_mature >= cfg.mature_threshold:
+        if p_mature >= cfg.mature_threshold and "maturity_not_judged" not in out.qc:
             out.qc["bone_age_estimate_months"] = round(age, 1)
             out.rejection = QcRejection(Reason.SKELETALLY_MATURE,
                                         "the hand is skeletally mature (growth plates fused, past the end of the "

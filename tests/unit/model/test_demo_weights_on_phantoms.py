@@ -72,6 +72,15 @@ def test_near_mature_children_get_a_capped_bone_age_with_their_interval_and_the_
     assert flags[True] >= 6, flags
 
 
+def test_children_on_small_films_are_assessed_not_turned_away_as_mature(assessor):
+    # 256 px films (the PACS benchmark's): the wrist window holds 70-110 source pixels, too few to see an
+    # open physis, so the wrist stage may not reject; the children get a bone age and the reason.
+    outs = assessor.assess_batch([phantom.render_sample(np.random.default_rng(4100 + i), kind="left", size=256)[0]
+                                  for i in range(12)], ["F"] * 12)
+    assert all(o.rejection is None for o in outs), [o.rejection for o in outs]
+    assert all(o.qc.get("maturity_not_judged") == "wrist_resolution" for o in outs)
+
+
 def test_an_adult_hand_is_rejected_as_skeletally_mature(assessor):
     # A woman's hand past the end of the standards: every physis fused, the epiphyses merged.
     image, labels = phantom.render_sample(np.random.default_rng(921), kind="adult", male=False, size=512)
@@ -82,9 +91,11 @@ def test_an_adult_hand_is_rejected_as_skeletally_mature(assessor):
 
 
 def test_adult_hands_of_both_sexes_are_rejected_by_the_wrist_stage(assessor):
-    # Fused hands past the end of the standards; the checkpoint's maturity decision is the wrist stage's.
+    # Fused hands past the end of the standards, on films the size of the service's working image (the
+    # wrist stage judges a window of 170 source pixels or more); the maturity decision is the wrist's.
     assert assessor.cfg.regressor.has_wrist
-    samples = _render("adult", 8, 922)
+    rng = np.random.default_rng(922)
+    samples = [phantom.render_sample(rng, kind="adult", size=1024) for _ in range(8)]
     outs = assessor.assess_batch([im for im, _ in samples], ["M" if lab["male"] else "F" for _, lab in samples])
     rejected = [o.rejection is not None and o.rejection.reason == Reason.SKELETALLY_MATURE for o in outs]
     assert sum(rejected) >= 7, [o.qc.get("mature_probability") for o in outs]

@@ -50,7 +50,7 @@ class FakeRegressor:
         self.sexes: list[torch.Tensor] = []
         self.wrists: list[torch.Tensor] = []
 
-    def __call__(self, crop, sex, wrist):
+    def __call__(self, crop, sex, wrist=None):
         self.crops.append(crop)
         self.sexes.append(sex)
         self.wrists.append(wrist)
@@ -143,6 +143,35 @@ def test_inverted_image_is_flipped_back_before_regression_and_flagged():
                                atol=2e-3, rtol=0)
 
 
+@pytest.fixture
+def wrist_judged_at_any_size(monkeypatch):
+    """These synthetic films are 256 px, their hands' wrist windows 84 px: let the maturity decision
+    apply there (the resolution gate has its own test below)."""
+    from boneage.model import pipeline
+
+    monkeypatch.setattr(pipeline, "MIN_WRIST_WINDOW_PX", 0.0)
+
+
+def test_a_wrist_window_with_too_few_pixels_cannot_turn_a_hand_away(monkeypatch):
+    from boneage.model import pipeline
+
+    window = 0.44 * (HAND[3] - HAND[1])                     # 83.6 source pixels
+    for minimum, rejected in ((window - 1, True), (window + 1, False)):
+        monkeypatch.setattr(pipeline, "MIN_WRIST_WINDOW_PX", minimum)
+        a, _ = assessor([(HAND, "left_hand")], age=180.0, mature_logit=4.0)
+        out = a.assess(image(), "M")
+        assert (out.rejection is not None) is rejected
+        if not rejected:
+            assert out.qc["maturity_not_judged"] == "wrist_resolution" and out.bone_age_months == 180.0
+            assert out.qc["near_skeletal_maturity"] is True           # its probability, 0.98, still warns
+    # A config without a wrist stage decides on the crop at any size.
+    no_wrist = CFG.with_updates(regressor={**CFG.as_dict()["regressor"], "wrist_size": (0, 0), "wrist_widths": ()})
+    a = TwoStageAssessor(no_wrist, fake_detector([(HAND, "left_hand")]), FakeRegressor(mature_logit=4.0),
+                         "test-v", demo=True)
+    assert a.assess(image(), "M").rejection.reason == Reason.SKELETALLY_MATURE
+
+
+@pytest.mark.usefixtures("wrist_judged_at_any_size")
 def test_mature_hand_is_rejected_as_skeletally_mature():
     a, _ = assessor([(HAND, "left_hand")], mature_logit=4.0)
     out = a.assess(image(), "M")
@@ -181,6 +210,7 @@ def test_bone_age_in_the_last_year_of_the_standards_is_near_maturity_whatever_th
     assert near_mature_assessor(200.0, 0.01).assess(image(), "F").qc["near_skeletal_maturity"] is False
 
 
+@pytest.mark.usefixtures("wrist_judged_at_any_size")
 def test_only_a_hand_past_the_standards_is_rejected_as_skeletally_mature():
     out = near_mature_assessor(226.0, 0.95).assess(image(), "M")
     assert out.rejection is not None and out.rejection.reason == Reason.SKELETALLY_MATURE
@@ -245,6 +275,7 @@ class MatureDecisions:
         return age, sigma, male, torch.full_like(mature, 10.0)
 
 
+@pytest.mark.usefixtures("wrist_judged_at_any_size")
 def test_injected_decisions_rewrite_stage_outputs_before_qc_in_a_copy_of_the_assessor():
     base = TwoStageAssessor(CFG, fake_detector([(HAND, "left_hand")]), FakeRegressor(), "test", demo=True)
     decisions = MatureDecisions()
