@@ -104,6 +104,10 @@ class ModelConfig:
         reg = RegressorConfig(**tup(d.pop("regressor")))
         return cls(detector=det, regressor=reg, **d)
 
+    def with_wrist(self, size: tuple[int, int] = (0, 0), widths: tuple[int, ...] = ()) -> "ModelConfig":
+        """This config with the regressor's wrist stage set to ``size``/``widths`` (the defaults: none)."""
+        return self.with_updates(regressor={**self.as_dict()["regressor"], "wrist_size": size, "wrist_widths": widths})
+
     def with_updates(self, **kw: Any) -> "ModelConfig":
         d = self.as_dict()
         d.update(kw)

@@ -167,7 +167,7 @@ def train(cfg: ModelConfig, opts: TrainOptions, log: Callable[[str], None] = pri
         # The regressor stage trains on crops alone and never the wrist stage (``--stage wrist``,
         # ``wrist_training``, does, on the detector's patches): without trained wrist weights to carry
         # over, the checkpoint has none, and its crop's mature head serves the maturity decision.
-        cfg = cfg.with_updates(regressor={**cfg.as_dict()["regressor"], "wrist_size": (0, 0), "wrist_widths": ()})
+        cfg = cfg.with_wrist()
         log("no trained wrist stage to carry over: the checkpoint serves the crop's mature head "
             "(train one with --stage wrist)")
     det, reg = build_detector(cfg), build_regressor(cfg)

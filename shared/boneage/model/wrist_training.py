@@ -78,8 +78,7 @@ def wrist_config(cfg: ModelConfig) -> ModelConfig:
     ref = CONFIGS[cfg.name].regressor
     if not ref.has_wrist:
         raise ValueError(f"config {cfg.name!r} has no wrist stage")
-    return cfg.with_updates(regressor={**cfg.as_dict()["regressor"], "wrist_size": ref.wrist_size,
-                                       "wrist_widths": ref.wrist_widths})
+    return cfg.with_wrist(ref.wrist_size, ref.wrist_widths)
 
 
 def with_wrist(ck: Checkpoint) -> tuple[ModelConfig, torch.nn.Module, torch.nn.Module]:

@@ -45,8 +45,7 @@ def make_no_wrist_checkpoint(path: Path) -> Path:
     from boneage.model.weights import load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(None)
-    cfg = ckpt.cfg.with_updates(regressor={**ckpt.cfg.as_dict()["regressor"], "wrist_size": (0, 0),
-                                           "wrist_widths": ()})
+    cfg = ckpt.cfg.with_wrist()
     det, reg = build_detector(cfg), build_regressor(cfg)
     det.load_state_dict(ckpt.detector_state)
     reg.load_state_dict(_without_wrist(ckpt.regressor_state))
@@ -64,8 +63,7 @@ def make_wrist_checkpoint(path: Path, seed: int = 13) -> Path:
 
     ckpt = load_checkpoint(None)
     want = CONFIGS["demo"].regressor
-    cfg = ckpt.cfg.with_updates(regressor={**ckpt.cfg.as_dict()["regressor"], "wrist_size": want.wrist_size,
-                                           "wrist_widths": want.wrist_widths})
+    cfg = ckpt.cfg.with_wrist(want.wrist_size, want.wrist_widths)
     torch.manual_seed(seed)
     det, reg = build_detector(cfg), build_regressor(cfg)
     det.load_state_dict(ckpt.detector_state)

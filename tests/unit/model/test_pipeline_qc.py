@@ -165,7 +165,7 @@ def test_a_wrist_window_with_too_few_pixels_cannot_turn_a_hand_away(monkeypatch)
             assert out.qc["maturity_not_judged"] == "wrist_resolution" and out.bone_age_months == 180.0
             assert out.qc["near_skeletal_maturity"] is True           # its probability, 0.98, still warns
     # A config without a wrist stage decides on the crop at any size.
-    no_wrist = CFG.with_updates(regressor={**CFG.as_dict()["regressor"], "wrist_size": (0, 0), "wrist_widths": ()})
+    no_wrist = CFG.with_wrist()
     a = TwoStageAssessor(no_wrist, fake_detector([(HAND, "left_hand")]), FakeRegressor(mature_logit=4.0),
                          "test-v", demo=True)
     assert a.assess(image(), "M").rejection.reason == Reason.SKELETALLY_MATURE

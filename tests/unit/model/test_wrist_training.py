@@ -35,7 +35,7 @@ def no_wrist_init(tmp_path_factory):
     from boneage.model.weights import save_checkpoint
 
     ck = load_checkpoint(DEMO_WEIGHTS)
-    cfg = ck.cfg.with_updates(regressor={**ck.cfg.as_dict()["regressor"], "wrist_size": (0, 0), "wrist_widths": ()})
+    cfg = ck.cfg.with_wrist()
     det, reg = build_detector(cfg), build_regressor(cfg)
     det.load_state_dict(ck.detector_state)
     reg.load_state_dict({k: v for k, v in ck.regressor_state.items() if not k.startswith("wrist.")})
