@@ -1,4 +1,5 @@
-"""The wrist patch covers the wrist wherever the phantom puts the hand, and is cut like the crop."""
+"""The wrist patch covers the wrist wherever the phantom puts the hand, turns with a steeply tilted
+hand, and is cut like the crop."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import pytest
 import torch
 
 from boneage.model.configs import CONFIGS
-from boneage.model.preprocess import wrist_patch, wrist_window
+from boneage.model import preprocess
+from boneage.model.evaluation import rotate
+from boneage.model.preprocess import WINDOW_TURNS_FROM_DEG, hand_axis, wrist_patch, wrist_window
+from boneage.model.pipeline import TwoStageAssessor
+from boneage.model.weights import load_checkpoint
 from boneage.phantom import render_sample
 
 SIZE = CONFIGS["demo"].regressor.wrist_size
@@ -51,3 +56,91 @@ def test_the_patch_resamples_the_window_in_order_top_to_bottom_and_left_to_right
         scale = 500 if axis == 1 else 600
         assert float(centre[0]) * scale == pytest.approx(lo, abs=2.0)
         assert float(centre[-1]) * scale == pytest.approx(lo + span, abs=2.0)
+
+
+@pytest.mark.parametrize("kind", ["left", "adult"])
+def test_the_hand_axis_finds_the_phantoms_tilt(kind):
+    rng = np.random.default_rng(20261202)
+    for _ in range(12):
+        image, labels = render_sample(rng, kind=kind, size=384)
+        axis = hand_axis(image, labels["hand_boxes"][0])
+        assert axis is not None
+        # The phantom turns its hand counter-clockwise on the film for a positive rotation_deg: the
+        # fingertips lean towards -x.
+        assert axis.tilt_deg == pytest.approx(-labels["rotation_deg"], abs=4.0)
+
+
+def _rotated(image: np.ndarray, deg: float, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The film turned ``deg`` counter-clockwise (``evaluation.rotate``) and where ``points`` land on it."""
+    out = rotate(image, deg)
+    t = np.radians(deg)
+    d = points - [image.shape[1] / 2, image.shape[0] / 2]
+    turned = np.stack([d[:, 0] * np.cos(t) + d[:, 1] * np.sin(t), -d[:, 0] * np.sin(t) + d[:, 1] * np.cos(t)], 1)
+    return out, turned + [out.shape[1] / 2, out.shape[0] / 2]
+
+
+def _corners(box: list[float]) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    return np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def assessor() -> TwoStageAssessor:
+    return TwoStageAssessor.from_checkpoint(load_checkpoint())
+
+
+@pytest.mark.parametrize("deg", [-55.0, -40.0, 40.0, 55.0])
+@pytest.mark.parametrize("kind", ["left", "adult"])
+def test_a_hand_tilted_past_the_turn_gets_its_wrist_window_in_its_own_frame(assessor, kind, deg):
+    rng = np.random.default_rng(7)
+    image, labels = render_sample(rng, kind=kind, size=512, nuisance=False)
+    film, _ = _rotated(image, deg, _corners(labels["hand_boxes"][0]))
+    _, wrist = _rotated(image, deg, _corners(labels["wrist_boxes"][0]))
+    hand = assessor.assess(film, "F").hand_box     # the box the service would cut from
+    box = [hand.x0, hand.y0, hand.x1, hand.y1]
+    axis = hand_axis(film, box)
+    assert axis is not None and axis.tilt_deg == pytest.approx(-deg, abs=5.0)
+    # The wrist box, carried onto the turned film and into the hand's frame, lies inside the window.
+    ux, uy = axis.up
+    d = wrist - axis.centre
+    a, b = -d[:, 0] * uy + d[:, 1] * ux, -d[:, 0] * ux - d[:, 1] * uy
+    left, top, w, h = wrist_window(axis.extent, SIZE)
+    slack = 0.01 * (axis.extent[3] - axis.extent[1])
+    assert left - slack <= a.min() and a.max() <= left + w + slack
+    assert top - slack <= b.min() and b.max() <= top + h + slack
+    # The patch is that window, upright: it resembles the upright film's own patch.
+    upright = wrist_patch(image, labels["hand_boxes"][0], SIZE)[0]
+    turned = wrist_patch(film, box, SIZE)[0]
+    assert np.corrcoef(upright.flatten().numpy(), turned.flatten().numpy())[0, 1] > 0.6
+
+
+def test_adults_tilted_45_degrees_are_rejected_as_mature_and_near_mature_children_are_assessed(assessor):
+    for seed in (1, 2, 3):
+        for kind, age in (("adult", None), ("left", 200.0)):
+            image, labels = render_sample(np.random.default_rng(seed), kind=kind, bone_age_months=age, size=1024,
+                                          nuisance=False)
+            for deg in (-45.0, 45.0):
+                out = assessor.assess(_rotated(image, deg, _corners(labels["hand_boxes"][0]))[0],
+                                      "M" if labels["male"] else "F")
+                reason = out.rejection.reason.value if out.rejection else None
+                assert reason == ("skeletally_mature" if kind == "adult" else None), (seed, kind, deg, out.qc)
+
+
+def test_below_the_turn_the_window_stays_in_the_image_frame(monkeypatch):
+    rng = np.random.default_rng(7)
+    image, labels = render_sample(rng, kind="adult", size=512, nuisance=False)
+    deg = WINDOW_TURNS_FROM_DEG - 8.0
+    film, hand = _rotated(image, deg, _corners(labels["hand_boxes"][0]))
+    box = [*hand.min(0), *hand.max(0)]
+    axis = hand_axis(film, box)
+    assert axis is not None and abs(axis.tilt_deg) < WINDOW_TURNS_FROM_DEG
+    patch = wrist_patch(film, box, SIZE)
+    monkeypatch.setattr(preprocess, "hand_axis", lambda *_: None)
+    torch.testing.assert_close(patch, wrist_patch(film, box, SIZE), rtol=0, atol=0)
+
+
+def test_a_silhouette_too_round_to_point_anywhere_keeps_the_image_frame():
+    yy, xx = np.mgrid[0:400, 0:400].astype(np.float32)
+    disc = ((xx - 200) ** 2 + (yy - 200) ** 2 < 150 ** 2).astype(np.float32)
+    assert hand_axis(disc, [40.0, 40.0, 360.0, 360.0]) is None
+    assert hand_axis(np.zeros((400, 400), np.float32), [40.0, 40.0, 360.0, 360.0]) is None
