@@ -52,13 +52,14 @@ def calibration_inputs(model_config: dict[str, Any] | Any, n: int = CALIBRATION_
 
     Seeded phantom films (mostly single left hands, some right, two-hand, non-hand and adult films,
     with the phantom's exposure, rotation and inversion nuisances) at the service's ingest size,
-    letterboxed for the detector; the hand crops (and wrist patches, where the config has a wrist
-    stage) around the phantom's own boxes for the regressor, with male, female and unknown sex. None
+    letterboxed for the detector; for the regressor, the hand crops (and wrist patches, where the config
+    has a wrist stage) around the phantom's own box of each single-hand film, turned upright and left
+    as the pipeline turns them (``preprocess.upright_left``), with male, female and unknown sex. None
     of these images is in the evaluation sets (own seed).
     """
     import numpy as np
 
-    from boneage.model.preprocess import letterbox, square_crop, wrist_patch
+    from boneage.model.preprocess import letterbox, square_crop, upright_left, wrist_patch
     from boneage.model.regressor import sex_onehot
     from boneage.imaging.ingest import SERVICE_TARGET_LONG_SIDE
     from boneage.phantom import render_sample
@@ -72,12 +73,15 @@ def calibration_inputs(model_config: dict[str, Any] | Any, n: int = CALIBRATION_
                                       size=SERVICE_TARGET_LONG_SIDE)
         boxed, _ = letterbox(image, cfg.detector.image_size)
         detector.append((boxed[None],))
-        for box in labels["hand_boxes"][:1]:
-            crop = square_crop(image, box, cfg.regressor.crop_margin, cfg.regressor.crop_size)
-            inputs: Inputs = (crop[None], sex_onehot([("M", "F", None)[i % 3]]))
-            if cfg.regressor.has_wrist:
-                inputs += (wrist_patch(image, box, cfg.regressor.wrist_size)[None],)
-            regressor.append(inputs)
+        if len(labels["hand_boxes"]) != 1:          # the service rejects these before the regressor
+            continue
+        # What the pipeline hands the regressor: the film turned back if inverted, a right hand mirrored.
+        prepared, box = upright_left(image, labels["hand_boxes"][0], labels["inverted"], labels["mirrored"])
+        crop = square_crop(prepared, box, cfg.regressor.crop_margin, cfg.regressor.crop_size)
+        inputs: Inputs = (crop[None], sex_onehot([("M", "F", None)[i % 3]]))
+        if cfg.regressor.has_wrist:
+            inputs += (wrist_patch(prepared, box, cfg.regressor.wrist_size)[None],)
+        regressor.append(inputs)
     return {"detector": detector, "regressor": regressor}
 
 

@@ -37,7 +37,7 @@ import torch
 from ..errors import Reason
 from .boxes import postprocess
 from .configs import ModelConfig
-from .preprocess import WRIST_HEIGHT, letterbox, square_crop, wrist_patch
+from .preprocess import WRIST_HEIGHT, letterbox, square_crop, upright_left, wrist_patch
 from .regressor import sex_onehot
 from .types import Box, ModelOutput, QcRejection
 
@@ -172,14 +172,8 @@ class TwoStageAssessor:
             qc["hand_label"] = cfg.detector.classes[int(labels[0])]
             # The hand box is reported in the coordinates of the image as given, before mirroring.
             out.hand_box = Box(*(float(v) for v in box), score=float(scores[0]), label=qc["hand_label"])
-            prepared = np.asarray(image, dtype=np.float32)
-            if qc["inverted"]:
-                prepared = 1.0 - prepared
-            if qc["hand_label"] == "right_hand":
-                prepared = prepared[:, ::-1]
-                w = image.shape[1]
-                box = np.array([w - box[2], box[1], w - box[0], box[3]])
-                qc["mirrored"] = True
+            qc["mirrored"] = qc["hand_label"] == "right_hand"
+            prepared, box = upright_left(image, box, qc["inverted"], qc["mirrored"])
             pending.append((i, prepared, box))
 
         t1 = time.perf_counter()

@@ -52,6 +52,21 @@ def letterbox(image: np.ndarray, size: int) -> tuple[torch.Tensor, Letterbox]:
     return out, Letterbox(scale=nw / w, pad_x=float(px), pad_y=float(py))
 
 
+def upright_left(image: np.ndarray, box: np.ndarray | list[float], inverted: bool, mirrored: bool
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The film as the regressor and wrist stage see it, and the hand box on it: bright bone on dark
+    (an inverted film turned back) and a left hand (a right one mirrored, its box with it)."""
+    prepared = np.asarray(image, dtype=np.float32)
+    b = np.asarray(box, dtype=np.float64)
+    if inverted:
+        prepared = 1.0 - prepared
+    if mirrored:
+        prepared = prepared[:, ::-1]
+        w = image.shape[1]
+        b = np.array([w - b[2], b[1], w - b[0], b[3]])
+    return prepared, b
+
+
 def crop_window(box: np.ndarray | list[float], margin: float) -> tuple[float, float, float]:
     """(centre x, centre y, side) of the square crop around ``box``."""
     x0, y0, x1, y1 = (float(v) for v in box)

@@ -38,3 +38,15 @@ def test_random_weight_sources_carry_an_equivalent_deploy_form() -> None:
         with torch.no_grad():
             for a, b in zip(spec.deploy(*spec.inputs), spec.module(*spec.inputs)):
                 torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_calibration_crops_are_turned_upright_as_the_pipeline_turns_them() -> None:
+    # Every tenth phantom film is inverted (bright background); the pipeline turns it back before the
+    # regressor, so a calibration crop must show a dark background too, or int8 ranges are fitted to
+    # pixels the service never feeds.
+    cal = weights.calibration_inputs(CONFIGS["demo"], n=40)["regressor"]
+    assert len(cal) == 32                                                     # the single-hand films
+    for crop, *_ in cal:
+        c = crop[0, 0]
+        corners = torch.cat([c[:8, :8].flatten(), c[:8, -8:].flatten(), c[-8:, :8].flatten(), c[-8:, -8:].flatten()])
+        assert float(corners.median()) < 0.3
