@@ -54,8 +54,9 @@ NEAR_MATURITY_MONTHS = 12.0
 # 170 px up). Below it the wrist stage may not turn a hand away: the hand is assessed, near maturity
 # flagged as usual, and ``qc["maturity_not_judged"]`` says why no rejection was possible.
 MIN_WRIST_WINDOW_PX = 170.0
-# Detections below this score are never looked at: ``qc["second_hand_score"]``, the best score after
-# the first hand's (what calibration fits ``second_hand_threshold`` on), is reported from here up.
+# Detections below this score are never looked at: ``qc["detection_score"]`` (the best detection's score,
+# what calibration fits ``score_threshold`` on) and ``qc["second_hand_score"]`` (the best after it, what
+# it fits ``second_hand_threshold`` on) are reported from here up.
 SECOND_HAND_SCORE_FLOOR = 0.2
 
 
@@ -153,6 +154,7 @@ class TwoStageAssessor:
             p_inv = _sigmoid(float(image_logits[i, 0]))
             qc: dict[str, Any] = {"hand_count": int(counted.sum()), "inverted": p_inv >= cfg.inverted_threshold,
                                   "inverted_probability": round(p_inv, 4), "mirrored": False,
+                                  "detection_score": round(float(scores[0]), 4) if len(scores) else None,
                                   "second_hand_score": round(float(scores[1]), 4) if len(scores) > 1 else None}
             boxes, scores, labels = boxes[counted], scores[counted], labels[counted]
             out = ModelOutput(None, None, None, model_version=self.model_version, qc=qc)

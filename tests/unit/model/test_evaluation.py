@@ -141,16 +141,39 @@ def test_mature_threshold_also_spares_the_children_under_each_perturbation():
     assert fit["adults_rejected"] < plain["adults_rejected"]
 
 
-def test_score_threshold_is_the_highest_that_loses_no_more_valid_hands_than_allowed_in_any_condition():
+def test_score_threshold_lies_midway_between_the_highest_non_hand_and_the_valid_hands_low_tail():
     from boneage.model.evaluation import fit_score_threshold
 
-    valid = {"clean": [0.99, 0.98, 0.97, 0.95] * 50, "noise": [0.99, 0.9, 0.8, None] * 50}
-    non_hand = {"clean": [0.85, 0.6, None, None], "noise": [0.92, None, None, None]}
-    fit = fit_score_threshold(valid, non_hand, current=0.5, target=0.0)
-    assert fit["score_threshold"] == 0.8                   # noise keeps a hand at 0.8, so no higher
+    valid = {"clean": [0.99, 0.98, 0.97, 0.95] * 50, "noise": [0.99, 0.9, 0.8, 0.7] * 50}
+    non_hand = {"clean": [0.25, 0.21, None, None], "noise": [0.3, None, None, None]}
+    fit = fit_score_threshold(valid, non_hand, target=0.0)
+    # The worst condition on each side: noise's lowest valid hand (0.7), noise's highest non-hand (0.3).
+    assert fit["score_threshold"] == pytest.approx(0.5)
+    assert (fit["valid_low_quantile"], fit["highest_non_hand"]) == (0.7, 0.3)
     assert fit["valid_lost"] == {"clean": 0.0, "noise": 0.0}
-    assert fit["non_hand_as_one_hand"] == {"clean": 0.25, "noise": 0.25}
-    assert fit_score_threshold(valid, non_hand, current=0.5, target=0.25)["score_threshold"] == 0.9
+    assert fit["non_hand_as_one_hand"] == {"clean": 0.0, "noise": 0.0}
+    # A valid film with no detection at all counts as a score of 0: the 25 % quantile falls to it.
+    lost = {"clean": [0.99, 0.9, 0.9, None] * 50}
+    fit = fit_score_threshold(lost, non_hand, target=0.25)
+    assert fit["valid_low_quantile"] < 0.9 and fit["valid_lost"]["clean"] == 0.25
+    # No non-hand film reached the reported floor (0.2): the threshold is measured from the floor.
+    assert fit_score_threshold(valid, {"clean": [None] * 4}, target=0.0)["score_threshold"] == pytest.approx(0.45)
+
+
+def test_second_hand_scores_are_read_at_the_new_hand_threshold_from_the_reported_scores():
+    from types import SimpleNamespace
+
+    from boneage.model.evaluation import _second_hand_scores
+
+    def out(best, second):
+        # What a run at a higher hand threshold (0.83) reports: the scores, whatever was counted.
+        return SimpleNamespace(qc={"detection_score": best, "second_hand_score": second,
+                                   "hand_count": int(best is not None and best >= 0.83)})
+
+    films = [out(0.95, 0.3), out(0.75, 0.25), out(0.75, None), out(0.6, 0.3), out(None, None), out(0.9, 0.8)]
+    # At 0.74: the 0.75 films are found alone (not counted at 0.83); 0.6 is not found; a second at 0.8
+    # counts as a hand at any second-hand threshold, so that film is not "alone".
+    assert _second_hand_scores(films, 0.74) == [0.3, 0.25, None, None, None, None]
 
 
 def test_second_hand_threshold_lies_midway_between_the_valid_hands_highest_second_detection_and_the_hand_threshold():

@@ -95,6 +95,7 @@ def test_a_second_hand_counts_from_the_second_hand_threshold_once_the_first_reac
         out = a.assess(image(), "M")
         assert (out.rejection.reason if out.rejection else None) == want, second_threshold
         assert out.qc["second_hand_score"] == pytest.approx(0.6, abs=1e-3)
+        assert out.qc["detection_score"] > 0.99                 # the best detection's, whatever counted
         assert out.qc["hand_count"] == (2 if want else 1) == len(out.regions)
     # A second-hand threshold above the hand threshold never hides a second hand that reaches the latter.
     strong = float(np.log(0.85 / 0.15))
