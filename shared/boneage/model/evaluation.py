@@ -176,35 +176,45 @@ def fit_mature_threshold(child_ages: Sequence[float], child_p: Sequence[float], 
     return fit
 
 
-# The share of valid hands, in their worst condition, whose best detection marks the valid side of the
-# detector's score threshold (the low quantile that a film or two cannot move).
+# The share of detected valid hands, in their worst condition, whose best detection marks the valid
+# side of the detector's score threshold (a low quantile rather than the lowest, which one odd film sets).
 SCORE_VALID_LOSS_TARGET = 0.005
 
 
 def fit_score_threshold(valid: dict[str, list[float | None]], non_hand: dict[str, list[float | None]],
-                        target: float = SCORE_VALID_LOSS_TARGET) -> dict[str, Any]:
+                        current: float, target: float = SCORE_VALID_LOSS_TARGET) -> dict[str, Any]:
     """The detector's hand threshold: midway between the highest best detection of any non-hand film and
     the ``target`` quantile of the valid hands' best detections, each side in its worst condition (clean
     or under any perturbation; ``valid[condition]``/``non_hand[condition]``: each film's best detection
-    score, ``None`` where none reached ``SECOND_HAND_SCORE_FLOOR``). A margin is kept on both sides. The
-    first rule, the highest threshold losing at most ``target`` calibration hands, put it at 0.83 where
-    rotated valid hands start to score (0.5 % of them below 0.78 on seed 13101, 2.1 % lost on seed
-    13709) while no non-hand film scored above 0.29 in any condition."""
+    score, ``None`` where none reached ``SECOND_HAND_SCORE_FLOOR``). A margin is kept on both sides.
+    Valid films without any detection are lost at every threshold: they are counted in ``valid_lost``
+    and ``valid_undetected``, not in the quantile. Where the two sides overlap (or no valid hand was
+    detected) no threshold separates them: ``current`` is kept and ``overlap`` says so.
+    The first rule, the highest threshold losing at most ``target`` calibration hands, put it at 0.8304
+    where rotated valid hands start to score (their 0.5 % quantile 0.71 on development seed 13709, 2.1 %
+    of them lost there) while no calibration non-hand film scored above 0.64 in any condition."""
     from .pipeline import SECOND_HAND_SCORE_FLOOR
 
-    def scores(vs: list[float | None]) -> np.ndarray:
-        return np.array([0.0 if v is None else float(v) for v in vs], float)
+    def detected(vs: list[float | None]) -> np.ndarray:
+        return np.array([float(v) for v in vs if v is not None], float)
 
-    lows = {c: float(np.quantile(scores(vs), target)) for c, vs in valid.items() if vs}
-    low = min(lows.values(), default=1.0)
-    high = max((float(scores(vs).max()) for vs in non_hand.values() if vs), default=SECOND_HAND_SCORE_FLOOR)
-    chosen = float(np.clip((max(low, SECOND_HAND_SCORE_FLOOR) + max(high, SECOND_HAND_SCORE_FLOOR)) / 2,
-                           SECOND_HAND_SCORE_FLOOR, 1.0))
-    return {"score_threshold": round(chosen, 4), "target": target, "valid_low_quantile": round(low, 4),
-            "highest_non_hand": round(high, 4),
-            "valid_lost": {c: round(float(np.mean(scores(vs) < chosen)), 4) for c, vs in valid.items() if vs},
-            "non_hand_as_one_hand": {c: round(float(np.mean(scores(vs) >= chosen)), 4)
-                                     for c, vs in non_hand.items() if vs}}
+    lows = {c: float(np.quantile(detected(vs), target)) for c, vs in valid.items() if detected(vs).size}
+    low = min(lows.values(), default=None)
+    high = max((float(detected(vs).max()) for vs in non_hand.values() if detected(vs).size),
+               default=SECOND_HAND_SCORE_FLOOR)
+    overlap = low is None or low <= high
+    chosen = current if overlap else round((low + high) / 2, 4)
+
+    def share(vs: list[float | None], above: bool) -> float:
+        d = detected(vs)
+        return round(float(np.sum(d >= chosen) if above else len(vs) - np.sum(d >= chosen)) / max(len(vs), 1), 4)
+
+    return {"score_threshold": chosen, "target": target, "overlap": overlap,
+            "valid_low_quantile": None if low is None else round(low, 4), "highest_non_hand": round(high, 4),
+            "valid_undetected": {c: round(float(sum(v is None for v in vs)) / max(len(vs), 1), 4)
+                                 for c, vs in valid.items() if vs},
+            "valid_lost": {c: share(vs, above=False) for c, vs in valid.items() if vs},
+            "non_hand_as_one_hand": {c: share(vs, above=True) for c, vs in non_hand.items() if vs}}
 
 
 def fit_second_hand_threshold(valid: dict[str, list[float | None]], two_hands: dict[str, list[float | None]],
@@ -312,7 +322,8 @@ def calibrate_folder(root: Path, assessor: Any, *, limit: int | None = None, bat
     valid_out = outputs(valid_rows) if valid_rows and (non_hand_rows or two_hand_rows) else {}
     if valid_out and non_hand_rows:
         fit["detector"] = fit_score_threshold({c: _best_scores(o) for c, o in valid_out.items()},
-                                              {c: _best_scores(o) for c, o in outputs(non_hand_rows).items()})
+                                              {c: _best_scores(o) for c, o in outputs(non_hand_rows).items()},
+                                              cfg.score_threshold)
     if valid_out and two_hand_rows:
         # Fitted at the score threshold in force (the one just fitted, if any): seconds above it count already.
         first = fit.get("detector", {}).get("score_threshold", cfg.score_threshold)

@@ -37,7 +37,7 @@ import torch
 from ..errors import Reason
 from .boxes import postprocess
 from .configs import ModelConfig
-from .preprocess import WRIST_HEIGHT, letterbox, square_crop, upright_left, wrist_patch
+from .preprocess import letterbox, square_crop, upright_left, wrist_cut
 from .regressor import sex_onehot
 from .types import Box, ModelOutput, QcRejection
 
@@ -183,14 +183,17 @@ class TwoStageAssessor:
             crops = torch.stack([square_crop(p, b, cfg.regressor.crop_margin, cfg.regressor.crop_size)
                                  for _, p, b in pending])
             inputs = [crops, sex_onehot([sexes[i] for i, _, _ in pending])]
+            window_px: list[float] = []
             if cfg.regressor.has_wrist:
-                inputs.append(torch.stack([wrist_patch(p, b, cfg.regressor.wrist_size) for _, p, b in pending]))
+                cuts = [wrist_cut(p, b, cfg.regressor.wrist_size) for _, p, b in pending]
+                inputs.append(torch.stack([patch for patch, _ in cuts]))
+                window_px = [height for _, height in cuts]
             regressed = self.regressor_fn(*inputs)
             if self.decisions is not None:
                 regressed = self.decisions.regressed(regressed)
             age, sigma, male_logit, mature_logit = regressed[:4]
-            for j, (i, _, box) in enumerate(pending):
-                if cfg.regressor.has_wrist and WRIST_HEIGHT * float(box[3] - box[1]) < MIN_WRIST_WINDOW_PX:
+            for j, (i, _, _) in enumerate(pending):
+                if cfg.regressor.has_wrist and window_px[j] < MIN_WRIST_WINDOW_PX:
                     outputs[i].qc["maturity_not_judged"] = "wrist_resolution"
                 self._fill(outputs[i], sexes[i], float(age[j]), float(sigma[j]), float(male_logit[j]),
                            float(mature_logit[j]))

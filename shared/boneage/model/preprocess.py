@@ -3,7 +3,7 @@
 ``letterbox`` fits any image into the detector's square input (aspect kept, zero border);
 ``square_crop`` cuts the regressor's input around a hand box from the full-resolution image;
 ``wrist_patch`` cuts the wrist stage's input from the proximal part of the same box, turned with
-the hand when ``hand_axis`` finds it tilted past ``WINDOW_TURNS_FROM_DEG``. All three downscale with
+the hand when ``hand_axis`` finds it tilted ``WINDOW_TURNS_FROM_DEG`` or more. All three downscale with
 antialiasing: plain bilinear sampling at 4x reduction would alias the fine trabecular and
 growth-plate detail the regressor needs.
 """
@@ -102,13 +102,18 @@ def wrist_window(box: np.ndarray | list[float], size: tuple[int, int]) -> tuple[
 
 
 # From this tilt on, the wrist window is cut in the hand's own frame (``hand_axis``) instead of the
-# image's. The wrist stage was trained on axis-aligned windows of hands tilted up to about 30
-# degrees and keeps its calibration there; beyond that the axis-aligned window holds a wrist lying
-# askew and off-centre, and adults were missed. Chosen on the calibration seed (13101, 197 adults,
-# demo-20261201-de7167ea's wrist stage): adults rejected clean / rotated +-25 deg / gamma 1.6 were
-# 99.0 / 82.7 / 95.9 % with axis-aligned windows only, 96.4 / 92.4 / 95.9 % with every window
-# turned, and 99.0 / 94.4 / 96.4 % turning from 30 degrees (from 25: 98.0 / 94.4 / 98.0 %).
+# image's. The wrist stage was trained on axis-aligned windows (films tilted up to 32 degrees, copies
+# turned up to 30 more), and keeps its calibration on hands tilted up to about 30 degrees in all;
+# beyond that the axis-aligned window holds a wrist lying askew and off-centre, and adults were missed
+# (calibration seed 13101 under the +-25 degree rotation: 97.8 % rejected at 15-30 degrees of total
+# tilt, 62 % beyond). Chosen on that seed (197 adults, demo-20261201-de7167ea's wrist stage): adults
+# rejected clean / rotated +-25 deg / gamma 1.6 were 99.0 / 82.7 / 95.9 % with axis-aligned windows
+# only and 99.0 / 94.9 / 96.4 % turning from 30 degrees; turning every window (96.4 % clean) or from
+# 25 degrees (98.0 % clean) cost upright adults (a first implementation's figures).
 WINDOW_TURNS_FROM_DEG = 30.0
+# Past this tilt the axis no longer says which end is the wrist (a hand lying across the film, where
+# the axis's direction is decided by a few degrees): the window stays in the image frame.
+WINDOW_TURNS_UP_TO_DEG = 75.0
 # The hand's silhouette must be this much longer than wide (ratio of the principal second moments)
 # for its axis to be trusted; a rounder mask (a cut-off or overexposed hand) keeps the image frame.
 MIN_AXIS_ELONGATION = 1.5
@@ -161,7 +166,8 @@ def hand_axis(image: np.ndarray, box: np.ndarray | list[float]) -> HandAxis | No
     ys, xs = np.nonzero(region > _otsu(region))
     if len(xs) < 50:
         return None
-    pts = np.stack([xs * step + x0 + step / 2, ys * step + y0 + step / 2], 1).astype(np.float64)
+    # The centre of each sampled pixel.
+    pts = np.stack([xs * step + x0 + 0.5, ys * step + y0 + 0.5], 1).astype(np.float64)
     d = pts - pts.mean(0)
     values, vectors = np.linalg.eigh(d.T @ d / len(d))
     elongation = float(values[1] / max(values[0], 1e-9))
@@ -200,15 +206,23 @@ def _turned_patch(image: np.ndarray, axis: HandAxis, size: tuple[int, int]) -> t
                          align_corners=False)[0]
 
 
-def wrist_patch(image: np.ndarray, box: np.ndarray | list[float], size: tuple[int, int]) -> torch.Tensor:
-    """The wrist stage's input, [1, H, W]: ``wrist_window`` of an upright (fingers up, left) hand,
-    or of the hand's own frame when it is tilted ``WINDOW_TURNS_FROM_DEG`` or more."""
+def wrist_cut(image: np.ndarray, box: np.ndarray | list[float], size: tuple[int, int]
+              ) -> tuple[torch.Tensor, float]:
+    """The wrist stage's input, [1, H, W], and the height of the window it was cut from in source
+    pixels: ``wrist_window`` of an upright (fingers up, left) hand, or of the hand's own frame when it
+    is tilted between ``WINDOW_TURNS_FROM_DEG`` and ``WINDOW_TURNS_UP_TO_DEG``."""
     axis = hand_axis(image, box)
-    if axis is not None and abs(axis.tilt_deg) >= WINDOW_TURNS_FROM_DEG:
-        return _turned_patch(image, axis, size)
+    if axis is not None and WINDOW_TURNS_FROM_DEG <= abs(axis.tilt_deg) <= WINDOW_TURNS_UP_TO_DEG:
+        return _turned_patch(image, axis, size), wrist_window(axis.extent, size)[3]
     left, top, pw, ph = wrist_window(box, size)
     t = _cut(image, int(round(left)), int(round(top)), max(int(round(pw)), 1), max(int(round(ph)), 1))
-    return _resize(t, size[0], size[1])[0]
+    return _resize(t, size[0], size[1])[0], ph
+
+
+def wrist_patch(image: np.ndarray, box: np.ndarray | list[float], size: tuple[int, int]) -> torch.Tensor:
+    """The wrist stage's input (``wrist_cut`` without the window's height)."""
+    return wrist_cut(image, box, size)[0]
+
 
 
 def square_crop(image: np.ndarray, box: np.ndarray | list[float], margin: float, size: int) -> torch.Tensor:

@@ -123,12 +123,21 @@ def combine(detector_ckpt: Path, regressor_ckpt: Path, out: Path) -> str:
 
 def calibrate_checkpoint(ckpt_path: Path, folder: Path, out: Path, limit: int | None = None) -> dict[str, Any]:
     """Fit the mean correction and interval scale on an RSNA-layout calibration folder (never the test
-    set) through the full pipeline, and write the recalibrated checkpoint to ``out``."""
+    set) through the full pipeline, and write the recalibrated checkpoint to ``out``. Where the detector's
+    hand threshold moves, the other fits run a second time at the new one."""
     from .evaluation import calibrate_folder
     from .pipeline import TwoStageAssessor
 
     ck = load_checkpoint(ckpt_path)
-    fit = calibrate_folder(folder, TwoStageAssessor.from_checkpoint(ck), limit=limit)
+    assessor = TwoStageAssessor.from_checkpoint(ck)
+    fit = calibrate_folder(folder, assessor, limit=limit)
+    moved = fit.get("detector", {}).get("score_threshold", ck.cfg.score_threshold)
+    if moved != ck.cfg.score_threshold:
+        # The age and maturity fits ran at the old hand threshold: run them again at the new one, so they
+        # see the hands it now admits (the detector fits read every film's scores and come out the same).
+        second = fit.get("second_hand", {}).get("second_hand_threshold", ck.cfg.second_hand_threshold)
+        fit = calibrate_folder(folder, assessor.with_config(ck.cfg.with_updates(
+            score_threshold=moved, second_hand_threshold=second)), limit=limit)
     updates: dict[str, Any] = {"age_correction": tuple(fit["age_correction"]), "interval_scale": fit["interval_scale"]}
     if "maturity" in fit:
         updates["mature_threshold"] = fit["maturity"]["mature_threshold"]

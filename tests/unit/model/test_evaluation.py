@@ -146,18 +146,35 @@ def test_score_threshold_lies_midway_between_the_highest_non_hand_and_the_valid_
 
     valid = {"clean": [0.99, 0.98, 0.97, 0.95] * 50, "noise": [0.99, 0.9, 0.8, 0.7] * 50}
     non_hand = {"clean": [0.25, 0.21, None, None], "noise": [0.3, None, None, None]}
-    fit = fit_score_threshold(valid, non_hand, target=0.0)
+    fit = fit_score_threshold(valid, non_hand, current=0.83, target=0.0)
     # The worst condition on each side: noise's lowest valid hand (0.7), noise's highest non-hand (0.3).
-    assert fit["score_threshold"] == pytest.approx(0.5)
+    assert fit["score_threshold"] == pytest.approx(0.5) and fit["overlap"] is False
     assert (fit["valid_low_quantile"], fit["highest_non_hand"]) == (0.7, 0.3)
     assert fit["valid_lost"] == {"clean": 0.0, "noise": 0.0}
     assert fit["non_hand_as_one_hand"] == {"clean": 0.0, "noise": 0.0}
-    # A valid film with no detection at all counts as a score of 0: the 25 % quantile falls to it.
-    lost = {"clean": [0.99, 0.9, 0.9, None] * 50}
-    fit = fit_score_threshold(lost, non_hand, target=0.25)
-    assert fit["valid_low_quantile"] < 0.9 and fit["valid_lost"]["clean"] == 0.25
     # No non-hand film reached the reported floor (0.2): the threshold is measured from the floor.
-    assert fit_score_threshold(valid, {"clean": [None] * 4}, target=0.0)["score_threshold"] == pytest.approx(0.45)
+    assert fit_score_threshold(valid, {"clean": [None] * 4}, 0.83, target=0.0)["score_threshold"] == pytest.approx(0.45)
+
+
+def test_score_threshold_counts_undetected_hands_as_lost_without_letting_them_drag_the_quantile():
+    from boneage.model.evaluation import fit_score_threshold
+
+    valid = {"clean": [0.95] * 196 + [None] * 4}
+    fit = fit_score_threshold(valid, {"clean": [0.3]}, current=0.83)
+    assert fit["valid_low_quantile"] == 0.95 and fit["score_threshold"] == pytest.approx(0.625)
+    assert fit["valid_undetected"] == {"clean": 0.02} and fit["valid_lost"] == {"clean": 0.02}
+
+
+def test_score_threshold_is_kept_where_no_threshold_separates_the_two_sides():
+    from boneage.model.evaluation import fit_score_threshold
+
+    valid = {"clean": [0.9, 0.6, 0.95, 0.92] * 50}
+    for non_hand in ({"clean": [0.7, None]}, {"rotation": [0.6]}):
+        fit = fit_score_threshold(valid, non_hand, current=0.83, target=0.0)
+        assert fit["overlap"] is True and fit["score_threshold"] == 0.83
+    # No valid hand detected at all.
+    fit = fit_score_threshold({"clean": [None] * 10}, {"clean": [0.3]}, current=0.83)
+    assert fit["overlap"] is True and fit["score_threshold"] == 0.83 and fit["valid_lost"] == {"clean": 1.0}
 
 
 def test_second_hand_scores_are_read_at_the_new_hand_threshold_from_the_reported_scores():

@@ -10,7 +10,7 @@ import torch
 from boneage.model.configs import CONFIGS
 from boneage.model import preprocess
 from boneage.model.evaluation import rotate
-from boneage.model.preprocess import WINDOW_TURNS_FROM_DEG, hand_axis, wrist_patch, wrist_window
+from boneage.model.preprocess import WINDOW_TURNS_FROM_DEG, WINDOW_TURNS_UP_TO_DEG, hand_axis, wrist_cut, wrist_patch, wrist_window
 from boneage.model.pipeline import TwoStageAssessor
 from boneage.model.weights import load_checkpoint
 from boneage.phantom import render_sample
@@ -144,3 +144,40 @@ def test_a_silhouette_too_round_to_point_anywhere_keeps_the_image_frame():
     disc = ((xx - 200) ** 2 + (yy - 200) ** 2 < 150 ** 2).astype(np.float32)
     assert hand_axis(disc, [40.0, 40.0, 360.0, 360.0]) is None
     assert hand_axis(np.zeros((400, 400), np.float32), [40.0, 40.0, 360.0, 360.0]) is None
+
+
+def test_the_turned_window_reports_its_own_height_and_is_zero_past_the_film_edge():
+    rng = np.random.default_rng(7)
+    image, labels = render_sample(rng, kind="adult", size=512, nuisance=False)
+    film, hand = _rotated(image, 45.0, _corners(labels["hand_boxes"][0]))
+    box = [*hand.min(0), *hand.max(0)]
+    axis = hand_axis(film, box)
+    patch, height = wrist_cut(film, box, SIZE)
+    # The resolution gate measures the window actually cut: a fraction of the hand's length, not of the
+    # (taller) box of the tilted hand.
+    assert height == pytest.approx(wrist_window(axis.extent, SIZE)[3])
+    assert height < wrist_window(box, SIZE)[3]
+    # A bar tilted 40 degrees whose wrist end leaves the film at the bottom-left corner: the part of the
+    # window off the film reads zeros (the film's background is 0.03), and nothing raises.
+    yy, xx = np.mgrid[0:400, 0:400].astype(np.float32)
+    t = np.radians(40.0)
+    ux, uy = np.sin(t), -np.cos(t)                  # towards the fingertips: up and to the right
+    a = -(xx - 120) * uy + (yy - 330) * ux
+    b = -(xx - 120) * ux - (yy - 330) * uy
+    bar = np.where((np.abs(a) < 60) & (np.abs(b) < 180), 0.8, 0.03).astype(np.float32)
+    ys, xs = np.nonzero(bar > 0.5)
+    edge_patch, _ = wrist_cut(bar, [float(xs.min()), float(ys.min()), float(xs.max()) + 1, float(ys.max()) + 1], SIZE)
+    assert edge_patch.shape == patch.shape and float((edge_patch == 0).float().mean()) > 0.1
+    assert float(edge_patch.max()) == pytest.approx(0.8, abs=0.01)
+
+
+def test_a_hand_lying_across_the_film_keeps_the_image_frame(monkeypatch):
+    rng = np.random.default_rng(7)
+    image, labels = render_sample(rng, kind="adult", size=512, nuisance=False)
+    film, hand = _rotated(image, 90.0, _corners(labels["hand_boxes"][0]))
+    box = [*hand.min(0), *hand.max(0)]
+    axis = hand_axis(film, box)
+    assert axis is not None and abs(axis.tilt_deg) > WINDOW_TURNS_UP_TO_DEG
+    patch = wrist_patch(film, box, SIZE)
+    monkeypatch.setattr(preprocess, "hand_axis", lambda *_: None)
+    torch.testing.assert_close(patch, wrist_patch(film, box, SIZE), rtol=0, atol=0)
