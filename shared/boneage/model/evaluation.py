@@ -193,28 +193,24 @@ def fit_score_threshold(valid: dict[str, list[float | None]], non_hand: dict[str
     The first rule, the highest threshold losing at most ``target`` calibration hands, put it at 0.8304
     where rotated valid hands start to score (their 0.5 % quantile 0.71 on development seed 13709, 2.1 %
     of them lost there) while no calibration non-hand film scored above 0.64 in any condition."""
-    from .pipeline import SECOND_HAND_SCORE_FLOOR
+    def detected(side: dict[str, list[float | None]]) -> dict[str, np.ndarray]:
+        return {c: np.array([float(v) for v in vs if v is not None], float) for c, vs in side.items() if vs}
 
-    def detected(vs: list[float | None]) -> np.ndarray:
-        return np.array([float(v) for v in vs if v is not None], float)
-
-    lows = {c: float(np.quantile(detected(vs), target)) for c, vs in valid.items() if detected(vs).size}
-    low = min(lows.values(), default=None)
-    high = max((float(detected(vs).max()) for vs in non_hand.values() if detected(vs).size),
-               default=SECOND_HAND_SCORE_FLOOR)
+    valid_d, non_hand_d = detected(valid), detected(non_hand)
+    low = min((float(np.quantile(d, target)) for d in valid_d.values() if d.size), default=None)
+    high = max((float(d.max()) for d in non_hand_d.values() if d.size), default=SECOND_HAND_SCORE_FLOOR)
     overlap = low is None or low <= high
     chosen = current if overlap else round((low + high) / 2, 4)
 
-    def share(vs: list[float | None], above: bool) -> float:
-        d = detected(vs)
-        return round(float(np.sum(d >= chosen) if above else len(vs) - np.sum(d >= chosen)) / max(len(vs), 1), 4)
+    def reached(side: dict[str, list[float | None]], d: dict[str, np.ndarray]) -> dict[str, float]:
+        """Per condition, the share of the films whose best detection reaches the chosen threshold."""
+        return {c: float(np.sum(d[c] >= chosen)) / len(side[c]) for c in d}
 
     return {"score_threshold": chosen, "target": target, "overlap": overlap,
             "valid_low_quantile": None if low is None else round(low, 4), "highest_non_hand": round(high, 4),
-            "valid_undetected": {c: round(float(sum(v is None for v in vs)) / max(len(vs), 1), 4)
-                                 for c, vs in valid.items() if vs},
-            "valid_lost": {c: share(vs, above=False) for c, vs in valid.items() if vs},
-            "non_hand_as_one_hand": {c: share(vs, above=True) for c, vs in non_hand.items() if vs}}
+            "valid_undetected": {c: round(1.0 - d.size / len(valid[c]), 4) for c, d in valid_d.items()},
+            "valid_lost": {c: round(1.0 - r, 4) for c, r in reached(valid, valid_d).items()},
+            "non_hand_as_one_hand": {c: round(r, 4) for c, r in reached(non_hand, non_hand_d).items()}}
 
 
 def fit_second_hand_threshold(valid: dict[str, list[float | None]], two_hands: dict[str, list[float | None]],

@@ -140,6 +140,16 @@ class HandAxis:
         ux, uy = self.up
         return self.centre[0] - uy * a - ux * b, self.centre[1] + ux * a - uy * b
 
+    def to_axis(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Image (x, y) -> turned-frame coordinates (``a`` across, ``b`` towards the wrist)."""
+        return _to_axis(self.centre, self.up, x, y)
+
+
+def _to_axis(centre: tuple[float, float], up: tuple[float, float], x: np.ndarray, y: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    (cx, cy), (ux, uy) = centre, up
+    return -(x - cx) * uy + (y - cy) * ux, -(x - cx) * ux - (y - cy) * uy
+
 
 def _otsu(values: np.ndarray, bins: int = 64) -> float:
     hist, edges = np.histogram(values, bins=bins)
@@ -176,18 +186,18 @@ def hand_axis(image: np.ndarray, box: np.ndarray | list[float]) -> HandAxis | No
     ux, uy = (float(v) for v in vectors[:, 1])
     if uy > 0:                              # point it at the fingers (towards the top of the film)
         ux, uy = -ux, -uy
-    cx, cy = (float(box[0]) + float(box[2])) / 2, (float(box[1]) + float(box[3])) / 2
-    a = -(pts[:, 0] - cx) * uy + (pts[:, 1] - cy) * ux     # across the axis
-    b = -(pts[:, 0] - cx) * ux - (pts[:, 1] - cy) * uy     # along it, towards the wrist
+    centre = ((float(box[0]) + float(box[2])) / 2, (float(box[1]) + float(box[3])) / 2)
+    a, b = _to_axis(centre, (ux, uy), pts[:, 0], pts[:, 1])
     lo_a, hi_a = np.percentile(a, [0.5, 99.5])
     lo_b, hi_b = np.percentile(b, [0.5, 99.5])
     return HandAxis(up=(ux, uy), tilt_deg=float(np.degrees(np.arctan2(ux, -uy))), elongation=elongation,
-                    centre=(cx, cy), extent=(float(lo_a), float(lo_b), float(hi_a), float(hi_b)))
+                    centre=centre, extent=(float(lo_a), float(lo_b), float(hi_a), float(hi_b)))
 
 
-def _turned_patch(image: np.ndarray, axis: HandAxis, size: tuple[int, int]) -> torch.Tensor:
-    """``wrist_window`` of the hand's extent in its own frame, sampled from the image: the bounding
-    region is cut and downscaled with antialiasing to the patch's scale, then rotated bilinearly."""
+def _turned_patch(image: np.ndarray, axis: HandAxis, size: tuple[int, int]) -> tuple[torch.Tensor, float]:
+    """``wrist_window`` of the hand's extent in its own frame, sampled from the image (the bounding
+    region is cut and downscaled with antialiasing to the patch's scale, then rotated bilinearly), and
+    the window's height."""
     left, top, pw, ph = wrist_window(axis.extent, size)
     ca = np.array([left, left + pw, left, left + pw])
     cb = np.array([top, top, top + ph, top + ph])
@@ -203,7 +213,7 @@ def _turned_patch(image: np.ndarray, axis: HandAxis, size: tuple[int, int]) -> t
     # Normalised sampling coordinates of the downscaled region (align_corners=False: -1 and 1 are its outer edges).
     grid = np.stack([(gx - sx0) / sw * 2 - 1, (gy - sy0) / sh * 2 - 1], -1)
     return F.grid_sample(region, torch.from_numpy(grid).float()[None], mode="bilinear", padding_mode="zeros",
-                         align_corners=False)[0]
+                         align_corners=False)[0], ph
 
 
 def wrist_cut(image: np.ndarray, box: np.ndarray | list[float], size: tuple[int, int]
@@ -213,7 +223,7 @@ def wrist_cut(image: np.ndarray, box: np.ndarray | list[float], size: tuple[int,
     is tilted between ``WINDOW_TURNS_FROM_DEG`` and ``WINDOW_TURNS_UP_TO_DEG``."""
     axis = hand_axis(image, box)
     if axis is not None and WINDOW_TURNS_FROM_DEG <= abs(axis.tilt_deg) <= WINDOW_TURNS_UP_TO_DEG:
-        return _turned_patch(image, axis, size), wrist_window(axis.extent, size)[3]
+        return _turned_patch(image, axis, size)
     left, top, pw, ph = wrist_window(box, size)
     t = _cut(image, int(round(left)), int(round(top)), max(int(round(pw)), 1), max(int(round(ph)), 1))
     return _resize(t, size[0], size[1])[0], ph
@@ -222,7 +232,6 @@ def wrist_cut(image: np.ndarray, box: np.ndarray | list[float], size: tuple[int,
 def wrist_patch(image: np.ndarray, box: np.ndarray | list[float], size: tuple[int, int]) -> torch.Tensor:
     """The wrist stage's input (``wrist_cut`` without the window's height)."""
     return wrist_cut(image, box, size)[0]
-
 
 
 def square_crop(image: np.ndarray, box: np.ndarray | list[float], margin: float, size: int) -> torch.Tensor:

@@ -101,9 +101,7 @@ def test_a_hand_tilted_past_the_turn_gets_its_wrist_window_in_its_own_frame(asse
     axis = hand_axis(film, box)
     assert axis is not None and axis.tilt_deg == pytest.approx(-deg, abs=5.0)
     # The wrist box, carried onto the turned film and into the hand's frame, lies inside the window.
-    ux, uy = axis.up
-    d = wrist - axis.centre
-    a, b = -d[:, 0] * uy + d[:, 1] * ux, -d[:, 0] * ux - d[:, 1] * uy
+    a, b = axis.to_axis(wrist[:, 0], wrist[:, 1])
     left, top, w, h = wrist_window(axis.extent, SIZE)
     slack = 0.01 * (axis.extent[3] - axis.extent[1])
     assert left - slack <= a.min() and a.max() <= left + w + slack
