@@ -3,7 +3,8 @@
 ``letterbox`` fits any image into the detector's square input (aspect kept, zero border);
 ``square_crop`` cuts the regressor's input around a hand box from the full-resolution image;
 ``wrist_patch`` cuts the wrist stage's input from the proximal part of the same box, turned with
-the hand when ``hand_axis`` finds it tilted ``WINDOW_TURNS_FROM_DEG`` or more. All three downscale with
+the hand when ``hand_axis`` finds it tilted ``WINDOW_TURNS_FROM_DEG`` or more; ``upright_left`` turns a
+negative back with its ``edge_padding`` kept black. All three crops downscale with
 antialiasing: plain bilinear sampling at 4x reduction would alias the fine trabecular and
 growth-plate detail the regressor needs.
 """
@@ -55,16 +56,55 @@ def letterbox(image: np.ndarray, size: int) -> tuple[torch.Tensor, Letterbox]:
 def upright_left(image: np.ndarray, box: np.ndarray | list[float], inverted: bool, mirrored: bool
                  ) -> tuple[np.ndarray, np.ndarray]:
     """The film as the regressor and wrist stage see it, and the hand box on it: bright bone on dark
-    (an inverted film turned back) and a left hand (a right one mirrored, its box with it)."""
+    (an inverted film turned back, any ``edge_padding`` around it kept black) and a left hand (a right
+    one mirrored, its box with it)."""
     prepared = np.asarray(image, dtype=np.float32)
     b = np.asarray(box, dtype=np.float64)
     if inverted:
+        padding = edge_padding(prepared)
         prepared = 1.0 - prepared
+        prepared[padding] = 0.0
     if mirrored:
         prepared = prepared[:, ::-1]
         w = image.shape[1]
         b = np.array([w - b[2], b[1], w - b[0], b[3]])
     return prepared, b
+
+
+# Padding is blanked only where it is solid over this many pixels each way (a clipped, noisy border
+# reaches the same lowest value in scattered pixels, which are left as they are).
+_PADDING_SOLID_PX = 5
+
+
+def _box_count(mask: np.ndarray, radius: int) -> np.ndarray:
+    """For each pixel, how many pixels of ``mask`` lie in the square of side 2 * radius + 1 around it."""
+    k = 2 * radius + 1
+    c = np.zeros((mask.shape[0] + k, mask.shape[1] + k), dtype=np.int32)
+    c[1:, 1:] = np.pad(mask.astype(np.int32), radius).cumsum(0).cumsum(1)
+    return c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]
+
+
+def edge_padding(image: np.ndarray) -> np.ndarray:
+    """Where ``image`` holds padding that software added around the film when it rotated or shifted
+    it: pixels at the image's lowest value that an edge reaches along their row or column without
+    crossing anything else, in areas solid over ``_PADDING_SOLID_PX`` pixels, grown by one pixel to
+    take in the interpolated seam. A boolean mask of the image's shape.
+
+    On a negative the padding is black like its anatomy's brightest bone; turned back it would be the
+    whitest thing on the film, and beside the wrist it reads as a white border the networks never saw
+    there (a rotated negative's corner fill took adult wrists for open growth plates)."""
+    img = np.asarray(image)
+    low = float(img.min()) + 1e-6
+    if not any(bool((edge <= low).any()) for edge in (img[0], img[-1], img[:, 0], img[:, -1])):
+        return np.zeros(img.shape, dtype=bool)
+    flat = img <= low
+    reach = np.zeros_like(flat)
+    for axis in (0, 1):
+        reach |= np.logical_and.accumulate(flat, axis=axis)
+        reach |= np.flip(np.logical_and.accumulate(np.flip(flat, axis), axis=axis), axis)
+    r = _PADDING_SOLID_PX // 2
+    solid = _box_count(reach, r) == (2 * r + 1) ** 2
+    return _box_count(solid, r + 1) > 0
 
 
 def crop_window(box: np.ndarray | list[float], margin: float) -> tuple[float, float, float]:
