@@ -236,12 +236,6 @@ def fit_second_hand_threshold(valid: dict[str, list[float | None]], two_hands: d
                                              for c, vs in two_hands.items()}}
 
 
-def _single_hand_outputs(rows: list[dict[str, str]], index: dict[str, Path], assessor: Any, batch: int,
-                         perturb: Callable[[np.ndarray, int], np.ndarray] | None) -> list[Any]:
-    males = [_bool(r.get("male", "")) for r in rows]
-    return _assess_rows(rows, index, males, assessor, batch, perturb)
-
-
 def _best_scores(outputs: list[Any]) -> list[float | None]:
     return [o.qc.get("detection_score") for o in outputs]
 
@@ -313,7 +307,8 @@ def calibrate_folder(root: Path, assessor: Any, *, limit: int | None = None, bat
     one_threshold = assessor.with_config(cfg.with_updates(second_hand_threshold=None))
 
     def outputs(rows: list[dict[str, str]]) -> dict[str, list[Any]]:
-        return {c: _single_hand_outputs(rows, index, one_threshold, batch, fn) for c, fn in conditions.items()}
+        males = [_bool(r.get("male", "")) for r in rows]
+        return {c: _assess_rows(rows, index, males, one_threshold, batch, fn) for c, fn in conditions.items()}
 
     valid_out = outputs(valid_rows) if valid_rows and (non_hand_rows or two_hand_rows) else {}
     if valid_out and non_hand_rows:
