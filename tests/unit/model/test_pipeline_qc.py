@@ -167,16 +167,35 @@ def test_a_wrist_window_with_too_few_pixels_cannot_turn_a_hand_away(monkeypatch)
             assert out.qc["near_skeletal_maturity"] is True           # its probability, 0.98, still warns
     # A config without a wrist stage decides on the crop at any size.
     no_wrist = CFG.with_wrist()
-    a = TwoStageAssessor(no_wrist, fake_detector([(HAND, "left_hand")]), FakeRegressor(mature_logit=4.0),
+    a = TwoStageAssessor(no_wrist, fake_detector([(HAND, "left_hand")]), FakeRegressor(age=220.0, mature_logit=4.0),
                          "test-v", demo=True)
     assert a.assess(image(), "M").rejection.reason == Reason.SKELETALLY_MATURE
 
 
 @pytest.mark.usefixtures("wrist_judged_at_any_size")
 def test_mature_hand_is_rejected_as_skeletally_mature():
-    a, _ = assessor([(HAND, "left_hand")], mature_logit=4.0)
+    a, _ = assessor([(HAND, "left_hand")], age=220.0, mature_logit=4.0)
     out = a.assess(image(), "M")
     assert out.rejection[0] == Reason.SKELETALLY_MATURE and out.bone_age_months is None
+    assert out.qc["bone_age_estimate_months"] == pytest.approx(220.0)
+
+
+@pytest.mark.usefixtures("wrist_judged_at_any_size")
+@pytest.mark.parametrize("age", [7.0, 143.0])
+def test_a_hand_the_regressor_places_before_any_fusion_is_assessed_whatever_the_wrist_stage_says(age):
+    a, _ = assessor([(HAND, "left_hand")], age=age, mature_logit=4.0)
+    out = a.assess(image(), "F")
+    assert out.rejection is None and out.bone_age_months == pytest.approx(age)
+    assert out.qc["maturity_not_judged"] == "bone_age_estimate"
+    assert out.qc["near_skeletal_maturity"] is False      # an infant is not near maturity, whatever p says
+    # From the earliest fusion on, the wrist stage decides again.
+    a, _ = assessor([(HAND, "left_hand")], age=145.0, mature_logit=4.0)
+    out = a.assess(image(), "F")
+    assert out.rejection is not None and out.rejection.reason == Reason.SKELETALLY_MATURE
+    assert "maturity_not_judged" not in out.qc
+    # A hand the wrist stage does not call mature is untouched by the rule.
+    a, _ = assessor([(HAND, "left_hand")], age=age, mature_logit=-4.0)
+    assert "maturity_not_judged" not in a.assess(image(), "F").qc
 
 
 def _logit(p: float) -> float:
@@ -261,7 +280,8 @@ def test_age_correction_and_interval_scale_from_the_config_are_applied():
 
 
 class MatureDecisions:
-    """A ``StageDecisions`` that keeps the detector's outputs and calls every hand skeletally mature."""
+    """A ``StageDecisions`` that keeps the detector's outputs and calls every hand skeletally mature (and
+    old enough for that to be possible)."""
 
     def __init__(self) -> None:
         self.calls: list[str] = []
@@ -273,7 +293,7 @@ class MatureDecisions:
     def regressed(self, outputs):
         self.calls.append("regressed")
         age, sigma, male, mature = outputs[:4]
-        return age, sigma, male, torch.full_like(mature, 10.0)
+        return torch.full_like(age, 220.0), sigma, male, torch.full_like(mature, 10.0)
 
 
 @pytest.mark.usefixtures("wrist_judged_at_any_size")
