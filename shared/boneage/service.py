@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from boneage.clinical import interpret, predict_adult_height
-from boneage.clinical.text import near_maturity_text
+from boneage.clinical.text import MATURITY_DISAGREEMENT_TEXT, near_maturity_text
 from boneage.errors import Rejection
 from boneage.imaging import Limits, ingest
 from boneage.imaging.ingest import SERVICE_TARGET_LONG_SIDE
@@ -172,6 +172,8 @@ class AssessmentService:
         if output.qc.get("near_skeletal_maturity"):
             result.near_skeletal_maturity = True
             result.warnings.append(near_maturity_text(meta.sex))
+        if output.qc.get("maturity_not_judged") == "bone_age_estimate":
+            result.warnings.append(MATURITY_DISAGREEMENT_TEXT)
         result.message = "bone age estimated by a demonstration model, not for clinical use" if result.demo_model \
             else "bone age estimated"
         interpretation = interpret(output.bone_age_months, output.interval_months, meta.sex,

@@ -19,6 +19,10 @@ DEMO_DISCLAIMER = "NOT FOR CLINICAL USE - demonstration model"
 # Where the Greulich & Pyle standards end, by sex, in the words of the reports.
 _STANDARDS_END = {"M": "19 y (228 months) for boys", "F": "18 y (216 months) for girls"}
 NEAR_MATURITY_FLAG = "near skeletal maturity"
+# When the wrist stage reads fused growth plates on a hand whose bone age lies before any plate fuses.
+MATURITY_DISAGREEMENT_TEXT = ("maturity not judged: the wrist stage read the growth plates as fused, but the "
+                              "bone age lies before any hand growth plate starts to fuse; check the plates on "
+                              "the image")
 
 
 def near_maturity_text(sex: str | None) -> str:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from boneage.model.evaluation import off_centre_crop, rotate
-from boneage.model.preprocess import edge_padding, upright_left
+from boneage.model.preprocess import PADDING_MIN_FRACTION, edge_padding, upright_left
 from boneage.phantom import render_sample
 
 
@@ -62,3 +62,17 @@ def test_a_negative_turned_back_keeps_its_padding_black_and_its_film_as_it_was()
     positive = rotate(1.0 - _negative(), 25.0)
     same, _ = upright_left(positive, box, inverted=False, mirrored=False)
     assert np.array_equal(same, positive)
+
+
+def test_bone_clipped_to_black_where_it_runs_off_a_negative_is_not_padding():
+    # The display window clips a negative's densest bone to its lowest value; a forearm running off the
+    # bottom edge then reaches the edge, solid, at that value. It is anatomy and stays as it is.
+    film = _negative()
+    h, w = film.shape
+    bone = np.zeros(film.shape, bool)
+    bone[h - 60:, w // 2 - 6:w // 2 + 6] = True            # a dense bar, 60 x 12 px, touching the edge
+    assert bone.mean() < PADDING_MIN_FRACTION
+    film[bone] = 0.0
+    assert not edge_padding(film).any()
+    turned_back, _ = upright_left(film, [0.0, 0.0, float(w), float(h)], inverted=True, mirrored=False)
+    assert float(turned_back[bone].min()) == 1.0

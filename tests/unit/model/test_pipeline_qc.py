@@ -165,6 +165,12 @@ def test_a_wrist_window_with_too_few_pixels_cannot_turn_a_hand_away(monkeypatch)
         if not rejected:
             assert out.qc["maturity_not_judged"] == "wrist_resolution" and out.bone_age_months == 180.0
             assert out.qc["near_skeletal_maturity"] is True           # its probability, 0.98, still warns
+    # Both reasons at once: the resolution is named, and a hand placed before any fusion is not warned.
+    monkeypatch.setattr(pipeline, "MIN_WRIST_WINDOW_PX", window + 1)
+    a, _ = assessor([(HAND, "left_hand")], age=100.0, mature_logit=4.0)
+    out = a.assess(image(), "M")
+    assert out.rejection is None and out.qc["maturity_not_judged"] == "wrist_resolution"
+    assert out.qc["near_skeletal_maturity"] is False
     # A config without a wrist stage decides on the crop at any size.
     no_wrist = CFG.with_wrist()
     a = TwoStageAssessor(no_wrist, fake_detector([(HAND, "left_hand")]), FakeRegressor(age=220.0, mature_logit=4.0),

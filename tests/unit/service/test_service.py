@@ -94,3 +94,32 @@ def test_a_batch_gives_the_same_results_as_one_at_a_time(service):
     assert [r.status for r, _ in batch] == [r.status for r, _ in single] == [COMPLETED, COMPLETED, REJECTED]
     for (b, _), (s, _) in zip(batch[:2], single[:2]):
         assert b.bone_age_months == pytest.approx(s.bone_age_months, abs=0.2)
+
+
+class _WristSaysFused:
+    """Stage decisions that keep every network output but the wrist stage's, which calls every hand fused."""
+
+    def detected(self, outputs):
+        return outputs
+
+    def regressed(self, outputs):
+        age, sigma, male, mature = outputs[:4]
+        return age, sigma, male, torch.full_like(mature, 10.0)
+
+
+def test_a_child_the_wrist_stage_calls_fused_is_assessed_with_a_warning_when_its_bone_age_is_before_any_fusion(
+        service):
+    from boneage.clinical.text import MATURITY_DISAGREEMENT_TEXT
+
+    # At full size: a 512 px working image leaves the wrist window too few pixels to judge maturity at all.
+    fused = AssessmentService(service.assessor.with_decisions(_WristSaysFused()), target_long_side=1024)
+    image, _ = _child(14, bone_age=96.0)
+    result, _ = fused.assess(_png(image), source="girl.png", metadata={"sex": "F"}, want_reports=False)
+    assert result.status == COMPLETED, result
+    assert result.bone_age_months < 144 and MATURITY_DISAGREEMENT_TEXT in result.warnings
+    assert not result.near_skeletal_maturity
+    # Past the earliest fusion the wrist stage's call stands.
+    image, _ = _child(15, bone_age=200.0, male=True)
+    result, _ = fused.assess(_png(image), source="boy.png", metadata={"sex": "M"}, want_reports=False)
+    assert result.status == REJECTED and result.reason == "skeletally_mature"
+    assert MATURITY_DISAGREEMENT_TEXT not in result.warnings
