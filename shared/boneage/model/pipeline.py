@@ -16,7 +16,8 @@ TorchScript, torch.export or AOTInductor artifacts all plug in the same way. QC 
   above ``near_mature_threshold``, or a bone age in the standards' last ``NEAR_MATURITY_MONTHS``) is
   assessed: its bone age and interval are capped at the top of the reference for the sex, and
   ``qc["near_skeletal_maturity"]`` is set for the report's warning. A wrist window with too few source
-  pixels (``MIN_WRIST_WINDOW_PX``) cannot reject: ``qc["maturity_not_judged"]``.
+  pixels (``MIN_WRIST_WINDOW_PX``) cannot reject, nor can the wrist stage turn away a hand the regressor
+  places before any growth plate fuses (``MATURITY_MIN_ESTIMATE_MONTHS``): ``qc["maturity_not_judged"]``.
 
 Two documented injection points serve measurement, never the service: ``with_stages`` wraps or swaps
 the two stage callables (the benchmark times them), and ``with_decisions`` rewrites what the networks
