@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="--stage wrist: randomly perturbed copies of each film besides the clean one")
     p.add_argument("--wrist-rotation", type=float, default=30.0, metavar="DEG",
                    help="--stage wrist: rotated copies turn the film by up to this many degrees either way")
+    p.add_argument("--wrist-equalise", action=argparse.BooleanOptionalAction, default=None,
+                   help="--stage wrist: the wrist stage reads each pixel's rank within its patch (gamma- and "
+                        "exposure-proof); default: as in --init (the shipped config for an init without one)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this long, then calibrate and save")
     p.add_argument("--combine", nargs=2, type=Path, metavar=("DETECTOR_CKPT", "REGRESSOR_CKPT"),
                    help="write OUT/model.pt from the detector of one run and the regressor of another")
@@ -110,7 +113,8 @@ def _train_wrist(args: argparse.Namespace) -> int:
         return 2
     opts = WristOptions(init=args.init, out=args.out, data=list(args.data), seed=args.seed, copies=args.wrist_copies,
                         steps=args.wrist_steps, max_minutes=args.max_minutes, batch=args.batch, lr=args.lr,
-                        threads=args.threads, max_rotation_deg=args.wrist_rotation)
+                        threads=args.threads, max_rotation_deg=args.wrist_rotation,
+                        equalise=args.wrist_equalise)
     try:
         summary = train_wrist(opts, log=lambda m: print(m, file=sys.stderr, flush=True))
     except (ValueError, FileNotFoundError) as exc:

@@ -61,6 +61,10 @@ class RegressorConfig:
     # crop's mature head. (0, 0) = no wrist stage (the regressor then takes two inputs).
     wrist_size: tuple[int, int] = (0, 0)     # patch height, width in pixels
     wrist_widths: tuple[int, ...] = ()       # channels of its five conv layers
+    # The wrist stage reads the patch's ranks (``wrist.rank_equalise``) instead of its standardised
+    # values, so that no monotonic change of grey levels (gamma, exposure, a display window) can move
+    # its verdict. False for checkpoints saved before it existed, which read standardised values.
+    wrist_equalise: bool = False
 
     @property
     def has_wrist(self) -> bool:
@@ -104,9 +108,12 @@ class ModelConfig:
         reg = RegressorConfig(**tup(d.pop("regressor")))
         return cls(detector=det, regressor=reg, **d)
 
-    def with_wrist(self, size: tuple[int, int] = (0, 0), widths: tuple[int, ...] = ()) -> "ModelConfig":
-        """This config with the regressor's wrist stage set to ``size``/``widths`` (the defaults: none)."""
-        return self.with_updates(regressor={**self.as_dict()["regressor"], "wrist_size": size, "wrist_widths": widths})
+    def with_wrist(self, size: tuple[int, int] = (0, 0), widths: tuple[int, ...] = (),
+                   equalise: bool = False) -> "ModelConfig":
+        """This config with the regressor's wrist stage set to ``size``/``widths``/``equalise`` (the
+        defaults: none)."""
+        return self.with_updates(regressor={**self.as_dict()["regressor"], "wrist_size": size, "wrist_widths": widths,
+                                            "wrist_equalise": equalise})
 
     def with_updates(self, **kw: Any) -> "ModelConfig":
         d = self.as_dict()
@@ -123,7 +130,7 @@ CONFIGS: dict[str, ModelConfig] = {
                                 fpn_channels=48, strides=(8, 16, 32), head_convs=2,
                                 anchor_sizes=(32.0, 64.0, 128.0)),
         regressor=RegressorConfig(backbone="small", crop_size=160, widths=(16, 32, 48, 96, 128), hidden=64,
-                                  wrist_size=WRIST_SIZE, wrist_widths=WRIST_WIDTHS),
+                                  wrist_size=WRIST_SIZE, wrist_widths=WRIST_WIDTHS, wrist_equalise=True),
     ),
     "clinical": ModelConfig(
         # RepVGG throughout: deployed, both stages are dense 3x3 conv + ReLU stacks (about 15 GFLOP
@@ -138,7 +145,7 @@ CONFIGS: dict[str, ModelConfig] = {
         # Regressor: RepVGG-A0 as published (widths 48/48/96/192/1280, depths 1/2/4/14/1) on 448 px crops.
         regressor=RegressorConfig(backbone="repvgg", crop_size=448, widths=(48, 48, 96, 192, 1280),
                                   depths=(2, 4, 14, 1), hidden=256,
-                                  wrist_size=WRIST_SIZE, wrist_widths=WRIST_WIDTHS),
+                                  wrist_size=WRIST_SIZE, wrist_widths=WRIST_WIDTHS, wrist_equalise=True),
     ),
     "seed_equivalent": ModelConfig(
         name="seed_equivalent",

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .data import _bool, _image_index, read_png, rsna_rows
-from .pipeline import SECOND_HAND_SCORE_FLOOR
+from .pipeline import SECOND_HAND_SCORE_FLOOR, maturity_decision_probability
 
 SCORED_KINDS = {"left", "right", "unknown"}
 AGE_BANDS = ((0, 24), (24, 60), (60, 120), (120, 168), (168, 240))   # months
@@ -241,8 +241,9 @@ def _best_scores(outputs: list[Any]) -> list[float | None]:
 
 
 def _children_maturity(rows: list[dict[str, str]], outputs: list[Any]) -> tuple[list[float], list[float]]:
-    """(ages, mature probabilities) of the children the maturity decision saw (found alone, aged)."""
-    pairs = [(float(r["boneage"]), o.qc["mature_probability"]) for r, o in zip(rows, outputs)
+    """(ages, mature probabilities) of the children the maturity decision saw (found alone, aged), as
+    the threshold acts on them (``pipeline.maturity_decision_probability``)."""
+    pairs = [(float(r["boneage"]), maturity_decision_probability(o)) for r, o in zip(rows, outputs)
              if "mature_probability" in o.qc and (r.get("boneage") or "").strip()]
     return [a for a, _ in pairs], [p for _, p in pairs]
 
@@ -281,16 +282,17 @@ def calibrate_folder(root: Path, assessor: Any, *, limit: int | None = None, bat
         for r, o in zip(chunk, outs):
             if (r.get("kind") or "").strip() == "adult":
                 if "mature_probability" in o.qc:
-                    adult_p.append(o.qc["mature_probability"])
+                    adult_p.append(maturity_decision_probability(o))
                 continue
-            # Children the maturity check rejected still count: they are what its threshold is fitted on.
+            # Children the maturity check rejected still count: they are what its threshold is fitted on;
+            # those it could not reject (below MATURITY_MIN_ESTIMATE_MONTHS, too small a wrist) count as 0.
             age = o.bone_age_months if o.bone_age_months is not None else o.qc.get("bone_age_estimate_months")
             if age is None or not (r.get("boneage") or "").strip():
                 continue
             truth.append(float(r["boneage"]))
             raw.append((age - a0) / b0)
             sig.append(o.qc["sigma_months"] / abs(b0))
-            p_mature.append(o.qc["mature_probability"])
+            p_mature.append(maturity_decision_probability(o))
     if len(truth) < 20:
         raise ValueError(f"only {len(truth)} assessable images in {root}: need at least 20 to calibrate")
     fit = fit_calibration(truth, raw, sig, cfg.interval_z)

@@ -69,6 +69,20 @@ MATURITY_MIN_ESTIMATE_MONTHS = 144.0
 SECOND_HAND_SCORE_FLOOR = 0.2
 
 
+def maturity_decision_probability(out: ModelOutput) -> float | None:
+    """The mature probability the maturity threshold acts on for ``out``: the wrist stage's, or 0.0
+    where no threshold could reject the hand (its wrist window is too small, or the regressor places
+    it below ``MATURITY_MIN_ESTIMATE_MONTHS``); None where the regressor did not run. Calibration fits
+    ``mature_threshold`` on these, so that hands the threshold cannot reach do not hold it up."""
+    p = out.qc.get("mature_probability")
+    if p is None:
+        return None
+    estimate = out.qc.get("bone_age_estimate_months", out.bone_age_months)
+    if out.qc.get("maturity_not_judged") or (estimate is not None and estimate < MATURITY_MIN_ESTIMATE_MONTHS):
+        return 0.0
+    return float(p)
+
+
 def _sigmoid(x: float) -> float:
     return float(1.0 / (1.0 + np.exp(-x)))
 

@@ -40,7 +40,7 @@ class BoneAgeRegressor(nn.Module):
         self.sex_head = nn.Linear(c, 1)
         self.mature_head = nn.Linear(c, 1)
         self.fc = nn.Sequential(nn.Linear(c + 3, cfg.hidden), nn.ReLU(inplace=True), nn.Linear(cfg.hidden, 2))
-        self.wrist = WristMaturityNet(cfg.wrist_widths) if cfg.has_wrist else None
+        self.wrist = WristMaturityNet(cfg.wrist_widths, equalise=cfg.wrist_equalise) if cfg.has_wrist else None
 
     def forward(self, crop: torch.Tensor, sex: torch.Tensor, wrist: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

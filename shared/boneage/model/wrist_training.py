@@ -9,7 +9,8 @@ hand give no patch (serving would not run the regressor on them either).
 
 To learn the stress lines too, each film is also passed through ``copies`` perturbed versions
 (``boneage.model.evaluation``'s rotation, off-centre crop, gamma, noise, mirror and inversion, with
-random parameters); batches are augmented again (gamma, contrast, noise, shifts of a few pixels).
+random parameters); batches are augmented again (gamma, contrast, noise, shifts of a few pixels; a
+wrist stage that reads ranks, ``RegressorConfig.wrist_equalise``, is blind to the first two by design).
 
 Labels: ``adult`` films (past the end of the standards) are 1; single left and right hands of
 children are 0, and children at or above ``hard_age_months`` (168 months: the last bands, where a
@@ -61,6 +62,9 @@ class WristOptions:
     hard_weight: float = 4.0
     limit: int | None = None              # first N rows of each folder (tests)
     max_rotation_deg: float = 30.0        # rotated copies turn the film by up to this much either way
+    # Rank-equalised wrist input (``RegressorConfig.wrist_equalise``): None keeps the init checkpoint's
+    # (the shipped config's for an init without a wrist stage).
+    equalise: bool | None = None
 
 
 @dataclass
@@ -71,20 +75,23 @@ class WristPatches:
     condition: list[str]
 
 
-def wrist_config(cfg: ModelConfig) -> ModelConfig:
-    """``cfg`` with the wrist stage of the same-named shipped config (``CONFIGS``); kept if it has one."""
-    if cfg.regressor.has_wrist:
+def wrist_config(cfg: ModelConfig, equalise: bool | None = None) -> ModelConfig:
+    """``cfg`` with the wrist stage of the same-named shipped config (``CONFIGS``); kept if it has one.
+    ``equalise``, when given, sets whether that stage reads ranks (``RegressorConfig.wrist_equalise``)."""
+    if not cfg.regressor.has_wrist:
+        ref = CONFIGS[cfg.name].regressor
+        if not ref.has_wrist:
+            raise ValueError(f"config {cfg.name!r} has no wrist stage")
+        cfg = cfg.with_wrist(ref.wrist_size, ref.wrist_widths, ref.wrist_equalise)
+    if equalise is None or equalise == cfg.regressor.wrist_equalise:
         return cfg
-    ref = CONFIGS[cfg.name].regressor
-    if not ref.has_wrist:
-        raise ValueError(f"config {cfg.name!r} has no wrist stage")
-    return cfg.with_wrist(ref.wrist_size, ref.wrist_widths)
+    return cfg.with_wrist(cfg.regressor.wrist_size, cfg.regressor.wrist_widths, equalise)
 
 
-def with_wrist(ck: Checkpoint) -> tuple[ModelConfig, torch.nn.Module, torch.nn.Module]:
+def with_wrist(ck: Checkpoint, equalise: bool | None = None) -> tuple[ModelConfig, torch.nn.Module, torch.nn.Module]:
     """Detector and regressor of ``ck`` with a wrist stage: the checkpoint's own when it has one, else
     a freshly initialised one (everything else loaded exactly)."""
-    cfg = wrist_config(ck.cfg)
+    cfg = wrist_config(ck.cfg, equalise)
     det, reg = build_detector(cfg), build_regressor(cfg)
     det.load_state_dict(ck.detector_state)
     missing, unexpected = reg.load_state_dict(ck.regressor_state, strict=False)
@@ -220,7 +227,7 @@ def train_wrist(opts: WristOptions, log: Callable[[str], None] = print) -> dict[
     torch.manual_seed(opts.seed)
     g = torch.Generator().manual_seed(opts.seed)
     ck = load_checkpoint(opts.init)
-    cfg, det, reg = with_wrist(ck)
+    cfg, det, reg = with_wrist(ck, opts.equalise)
     assessor = TwoStageAssessor(cfg, det, reg, ck.model_version, ck.demo)
     t_start = time.time()
     d = collect_patches(assessor, opts.data, copies=opts.copies, seed=opts.seed, limit=opts.limit,
@@ -261,7 +268,8 @@ def train_wrist(opts: WristOptions, log: Callable[[str], None] = print) -> dict[
     meta = {**{k: v for k, v in ck.meta.items() if k != "pipeline_calibration"},
             "previous_calibration": ck.meta.get("pipeline_calibration"),
             "wrist_training": {"init": ck.model_version, "data": [str(p) for p in opts.data], "seed": opts.seed,
-                               "copies": opts.copies, "max_rotation_deg": opts.max_rotation_deg, "steps": step,
+                               "copies": opts.copies, "max_rotation_deg": opts.max_rotation_deg,
+                               "equalise": cfg.regressor.wrist_equalise, "steps": step,
                                "batch": opts.batch, "lr": opts.lr,
                                "hard_age_months": opts.hard_age_months, "hard_weight": opts.hard_weight,
                                "patches": len(d.mature), "max_minutes": opts.max_minutes,

@@ -4,8 +4,9 @@ With a wrist stage the regressor stage takes a third input, the wrist patch, and
 the wrist network's. Each artifact must list its input shapes (three or two), load, answer like the
 eager network on all four outputs (the wrist logit included) within its precision's tolerance, and
 the engine's assessor must pass the patch through, so a phantom assessed on any artifact gets eager's
-mature probability. The wrist checkpoint is the committed demo weights plus a seeded random wrist net
-(``conftest``); the committed checkpoint itself (no wrist stage) must keep working everywhere.
+mature probability. The wrist checkpoint is the committed demo weights with a seeded random wrist net
+in place of theirs (``conftest``); the same without a wrist stage must keep working everywhere, as must
+the committed checkpoint itself when its wrist stage reads ranks (``RegressorConfig.wrist_equalise``).
 """
 
 from __future__ import annotations
@@ -31,9 +32,20 @@ ARTIFACTS = [("eager", "fp32"), ("torchscript", "fp32"), ("aoti", "fp32"), ("eag
 NAMES = [f"{b}-{p}" for b, p in ARTIFACTS]
 
 
-@pytest.fixture(scope="module", params=["wrist", "no-wrist"])
+@pytest.fixture(scope="module", params=["wrist", "no-wrist", "shipped-ranks"])
 def source(request: pytest.FixtureRequest) -> weights.Weights:
     torch.set_num_threads(1)
+    if request.param == "shipped-ranks":
+        # The committed checkpoint as it ships, when its wrist stage reads ranks (``wrist.rank_equalise``:
+        # a histogram, a cumulative sum and a gather in front of the convolutions, which every backend
+        # must carry); the seeded random stage above reads standardised values, as older checkpoints do.
+        from boneage.model.weights import DEMO_WEIGHTS, load_checkpoint
+
+        if not load_checkpoint(DEMO_WEIGHTS).cfg.regressor.wrist_equalise:
+            pytest.skip("the committed wrist stage reads standardised values, as 'wrist' does")
+        src = weights.from_checkpoint(str(DEMO_WEIGHTS))
+        assert len(src.stages["regressor"].inputs) == 3
+        return src
     fixture = "wrist_checkpoint" if request.param == "wrist" else "no_wrist_checkpoint"
     src = weights.from_checkpoint(str(request.getfixturevalue(fixture)))
     assert len(src.stages["regressor"].inputs) == (3 if request.param == "wrist" else 2)

@@ -14,7 +14,7 @@ import torch
 from boneage.errors import Reason
 from boneage.model.boxes import anchors, box_iou, encode
 from boneage.model.configs import CONFIGS
-from boneage.model.pipeline import TwoStageAssessor
+from boneage.model.pipeline import TwoStageAssessor, maturity_decision_probability
 from boneage.model.types import QcRejection
 from boneage.model.preprocess import square_crop, wrist_patch
 
@@ -165,6 +165,7 @@ def test_a_wrist_window_with_too_few_pixels_cannot_turn_a_hand_away(monkeypatch)
         if not rejected:
             assert out.qc["maturity_not_judged"] == "wrist_resolution" and out.bone_age_months == 180.0
             assert out.qc["near_skeletal_maturity"] is True           # its probability, 0.98, still warns
+            assert maturity_decision_probability(out) == 0.0          # and no threshold could reject it
     # Both reasons at once: the resolution is named, and a hand placed before any fusion is not warned.
     monkeypatch.setattr(pipeline, "MIN_WRIST_WINDOW_PX", window + 1)
     a, _ = assessor([(HAND, "left_hand")], age=100.0, mature_logit=4.0)
@@ -202,6 +203,27 @@ def test_a_hand_the_regressor_places_before_any_fusion_is_assessed_whatever_the_
     # A hand the wrist stage does not call mature is untouched by the rule.
     a, _ = assessor([(HAND, "left_hand")], age=age, mature_logit=-4.0)
     assert "maturity_not_judged" not in a.assess(image(), "F").qc
+
+
+@pytest.mark.usefixtures("wrist_judged_at_any_size")
+def test_calibration_sees_the_probability_the_threshold_can_act_on():
+    """A hand the 144-month rule or the wrist's resolution keeps from any rejection counts as 0.0 for
+    the threshold's fit, at any threshold: a 100-month hand at p 0.6 could not be rejected by 0.5 either."""
+    from boneage.model.evaluation import _children_maturity
+
+    outs = {}
+    for name, age, logit in (("young", 100.0, _logit(0.6)), ("old", 200.0, _logit(0.6)), ("fused", 220.0, 4.0),
+                             ("young_fused_looking", 120.0, 4.0)):
+        a, _ = assessor([(HAND, "left_hand")], age=age, mature_logit=logit)
+        outs[name] = a.assess(image(), "M")
+    assert outs["fused"].rejection is not None                     # the estimate is read from the rejection
+    got = {k: maturity_decision_probability(o) for k, o in outs.items()}
+    assert got == {"young": 0.0, "old": pytest.approx(0.6, abs=1e-3), "fused": pytest.approx(0.982, abs=1e-3),
+                   "young_fused_looking": 0.0}
+    none, _ = assessor([])
+    assert maturity_decision_probability(none.assess(image(), "M")) is None
+    rows = [{"boneage": "110"}, {"boneage": "205"}, {"boneage": ""}]
+    assert _children_maturity(rows, [outs["young"], outs["old"], outs["old"]]) == ([110.0, 205.0], [0.0, got["old"]])
 
 
 def _logit(p: float) -> float:

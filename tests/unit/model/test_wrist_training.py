@@ -132,3 +132,18 @@ def test_wrist_stage_through_the_train_command(tiny_set, tmp_path, capsys):
     assert rc == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["steps"] == 1 and load_checkpoint(tmp_path / "run" / "model.pt").cfg.regressor.has_wrist
+
+
+def test_the_train_command_can_switch_an_init_wrist_stage_to_ranks(tiny_set, tmp_path, capsys):
+    """An init saved before ``wrist_equalise`` existed keeps reading standardised values unless told."""
+    assert not load_checkpoint(DEMO_WEIGHTS).cfg.regressor.wrist_equalise
+    base = ["train", "--stage", "wrist", "--init", str(DEMO_WEIGHTS), "--data", str(tiny_set), "--wrist-steps", "1",
+            "--wrist-copies", "0", "--batch", "2", "--seed", "1", "--threads", "1", "--json"]
+    assert main([*base, "--out", str(tmp_path / "ranks"), "--wrist-equalise"]) == 0
+    assert main([*base, "--out", str(tmp_path / "kept")]) == 0
+    capsys.readouterr()
+    ranks, kept = (load_checkpoint(tmp_path / d / "model.pt") for d in ("ranks", "kept"))
+    assert ranks.cfg.regressor.wrist_equalise and ranks.meta["wrist_training"]["equalise"] is True
+    assert not kept.cfg.regressor.wrist_equalise
+    served = TwoStageAssessor.from_checkpoint(ranks)
+    assert served.regressor_fn.wrist.equalise
