@@ -240,10 +240,11 @@ def _best_scores(outputs: list[Any]) -> list[float | None]:
     return [o.qc.get("detection_score") for o in outputs]
 
 
-def _children_maturity(rows: list[dict[str, str]], outputs: list[Any]) -> tuple[list[float], list[float]]:
+def _children_maturity(rows: list[dict[str, str]], outputs: list[Any],
+                       recorrect: Callable[[float], float] | None = None) -> tuple[list[float], list[float]]:
     """(ages, mature probabilities) of the children the maturity decision saw (found alone, aged), as
-    the threshold acts on them (``pipeline.maturity_decision_probability``)."""
-    pairs = [(float(r["boneage"]), maturity_decision_probability(o)) for r, o in zip(rows, outputs)
+    the threshold acts on them (``pipeline.maturity_decision_probability``, with ``recorrect``)."""
+    pairs = [(float(r["boneage"]), maturity_decision_probability(o, recorrect)) for r, o in zip(rows, outputs)
              if "mature_probability" in o.qc and (r.get("boneage") or "").strip()]
     return [a for a, _ in pairs], [p for _, p in pairs]
 
@@ -266,7 +267,9 @@ def calibrate_folder(root: Path, assessor: Any, *, limit: int | None = None, bat
     detector's score threshold (``fit_score_threshold``, clean and perturbed) when it holds non-hand films,
     and the second-hand threshold (``fit_second_hand_threshold``) when it holds two-hand films. The
     maturity threshold also spares the children under each perturbation when the folder holds
-    non-hand or two-hand films (the valid hands' perturbed runs serve every fit)."""
+    non-hand or two-hand films (the valid hands' perturbed runs serve every fit). The maturity fit and
+    the rates reported with it are of the decision: a hand no threshold could reject counts as 0.0
+    (``pipeline.maturity_decision_probability``)."""
     root = Path(root)
     index = _image_index(root)
     rows = [r for r in rsna_rows(root) if r.get("id", "").strip() in index and
@@ -274,7 +277,7 @@ def calibrate_folder(root: Path, assessor: Any, *, limit: int | None = None, bat
     cfg = assessor.cfg
     # Fit against raw outputs: undo any correction already present in the checkpoint's config.
     a0, b0 = cfg.age_correction
-    truth, raw, sig, p_mature, adult_p = [], [], [], [], []
+    truth, raw, sig, child_outs, adult_outs = [], [], [], [], []
     for s in range(0, len(rows), batch):
         chunk = rows[s:s + batch]
         outs = assessor.assess_batch([read_png(index[r["id"].strip()]) for r in chunk],
@@ -282,20 +285,29 @@ def calibrate_folder(root: Path, assessor: Any, *, limit: int | None = None, bat
         for r, o in zip(chunk, outs):
             if (r.get("kind") or "").strip() == "adult":
                 if "mature_probability" in o.qc:
-                    adult_p.append(maturity_decision_probability(o))
+                    adult_outs.append(o)
                 continue
-            # Children the maturity check rejected still count: they are what its threshold is fitted on;
-            # those it could not reject (below MATURITY_MIN_ESTIMATE_MONTHS, too small a wrist) count as 0.
+            # Children the maturity check rejected still count: they are what its threshold is fitted on.
             age = o.bone_age_months if o.bone_age_months is not None else o.qc.get("bone_age_estimate_months")
             if age is None or not (r.get("boneage") or "").strip():
                 continue
             truth.append(float(r["boneage"]))
             raw.append((age - a0) / b0)
             sig.append(o.qc["sigma_months"] / abs(b0))
-            p_mature.append(maturity_decision_probability(o))
+            child_outs.append(o)
     if len(truth) < 20:
         raise ValueError(f"only {len(truth)} assessable images in {root}: need at least 20 to calibrate")
     fit = fit_calibration(truth, raw, sig, cfg.interval_z)
+    # The maturity fit sees each hand's probability as the threshold acts on it under the correction just
+    # fitted: 0.0 where none could reject it (too small a wrist window, or placed below
+    # MATURITY_MIN_ESTIMATE_MONTHS), so the rates below are of the decision, not of the wrist stage alone.
+    a1, b1 = fit["age_correction"]
+
+    def recorrect(estimate: float) -> float:
+        return a1 + b1 * (estimate - a0) / b0
+
+    p_mature = [maturity_decision_probability(o, recorrect) for o in child_outs]
+    adult_p = [maturity_decision_probability(o, recorrect) for o in adult_outs]
     pm = np.array(p_mature)
     fit["children_rejected_as_mature"] = round(float(np.mean(pm >= assessor.cfg.mature_threshold)), 4)
     fit["children_mature_probability_p99"] = round(float(np.quantile(pm, 0.99)), 4)
@@ -328,7 +340,7 @@ def calibrate_folder(root: Path, assessor: Any, *, limit: int | None = None, bat
     if adult_p:
         fit["maturity"] = fit_mature_threshold(
             truth, p_mature, adult_p,
-            perturbed={c: _children_maturity(valid_rows, o) for c, o in valid_out.items() if c != "clean"})
+            perturbed={c: _children_maturity(valid_rows, o, recorrect) for c, o in valid_out.items() if c != "clean"})
     return fit
 
 

@@ -69,16 +69,23 @@ MATURITY_MIN_ESTIMATE_MONTHS = 144.0
 SECOND_HAND_SCORE_FLOOR = 0.2
 
 
-def maturity_decision_probability(out: ModelOutput) -> float | None:
+def maturity_decision_probability(out: ModelOutput, recorrect: Callable[[float], float] | None = None
+                                  ) -> float | None:
     """The mature probability the maturity threshold acts on for ``out``: the wrist stage's, or 0.0
     where no threshold could reject the hand (its wrist window is too small, or the regressor places
     it below ``MATURITY_MIN_ESTIMATE_MONTHS``); None where the regressor did not run. Calibration fits
-    ``mature_threshold`` on these, so that hands the threshold cannot reach do not hold it up."""
+    ``mature_threshold`` on these, so that hands the threshold cannot reach do not hold it up; it
+    passes ``recorrect`` to move the estimate made with the checkpoint's age correction to the one
+    it is fitting, which serving will apply the 144-month rule to."""
     p = out.qc.get("mature_probability")
     if p is None:
         return None
+    if out.qc.get("maturity_not_judged") == "wrist_resolution":
+        return 0.0
     estimate = out.qc.get("bone_age_estimate_months", out.bone_age_months)
-    if out.qc.get("maturity_not_judged") or (estimate is not None and estimate < MATURITY_MIN_ESTIMATE_MONTHS):
+    if estimate is not None and recorrect is not None:
+        estimate = recorrect(estimate)
+    if estimate is not None and estimate < MATURITY_MIN_ESTIMATE_MONTHS:
         return 0.0
     return float(p)
 

@@ -179,6 +179,11 @@ def train(cfg: ModelConfig, opts: TrainOptions, log: Callable[[str], None] = pri
         cfg = cfg.with_wrist()
         log("no trained wrist stage to carry over: the checkpoint serves the crop's mature head "
             "(train one with --stage wrist)")
+    elif init is not None and cfg.regressor.has_wrist:
+        # The init's wrist stage is carried over whole: its weights were trained on its own kind of
+        # input (``wrist_equalise``), which has no weights of its own to make a mismatch show.
+        r = init.cfg.regressor
+        cfg = cfg.with_wrist(r.wrist_size, r.wrist_widths, r.wrist_equalise)
     det, reg = build_detector(cfg), build_regressor(cfg)
     if init is not None:
         det.load_state_dict(init.detector_state)

@@ -25,7 +25,7 @@ from torch import nn
 from .layers import ConvBnAct
 
 
-# Grey levels are binned this finely for the ranks: 1/16384 of the [0, 1] range, far below the contrast
+# Grey levels are binned this finely for the ranks: 1/16383 of the [0, 1] range, far below the contrast
 # of a physis line, and a histogram of fixed size keeps the ranks one pass over the patch (static
 # shapes for export) instead of a sort, which cost 20-40 ms a patch.
 RANK_LEVELS = 16384
@@ -35,7 +35,7 @@ def rank_equalise(patch: torch.Tensor) -> torch.Tensor:
     """[B, 1, H, W] in [0, 1] -> the same shape, each pixel replaced by its mid-rank within its own
     patch, in (0, 1): (pixels below + pixels at or below) / (2 x pixels), with grey levels binned to
     ``RANK_LEVELS``. Ties (the zero fill beyond the film's edge) share one value."""
-    flat = patch.float().flatten(1)
+    flat = torch.nan_to_num(patch.float().flatten(1))        # a NaN would index past the histogram
     level = (flat.clamp(0, 1) * (RANK_LEVELS - 1)).round().long()
     counts = torch.zeros(flat.shape[0], RANK_LEVELS, dtype=torch.float32, device=patch.device)
     counts = counts.scatter_add(1, level, torch.ones_like(flat))

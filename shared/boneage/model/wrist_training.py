@@ -10,7 +10,8 @@ hand give no patch (serving would not run the regressor on them either).
 To learn the stress lines too, each film is also passed through ``copies`` perturbed versions
 (``boneage.model.evaluation``'s rotation, off-centre crop, gamma, noise, mirror and inversion, with
 random parameters); batches are augmented again (gamma, contrast, noise, shifts of a few pixels; a
-wrist stage that reads ranks, ``RegressorConfig.wrist_equalise``, is blind to the first two by design).
+wrist stage that reads ranks, ``RegressorConfig.wrist_equalise``, sees gamma and contrast only where
+they clip the patch).
 
 Labels: ``adult`` films (past the end of the standards) are 1; single left and right hands of
 children are 0, and children at or above ``hard_age_months`` (168 months: the last bands, where a
@@ -90,7 +91,8 @@ def wrist_config(cfg: ModelConfig, equalise: bool | None = None) -> ModelConfig:
 
 def with_wrist(ck: Checkpoint, equalise: bool | None = None) -> tuple[ModelConfig, torch.nn.Module, torch.nn.Module]:
     """Detector and regressor of ``ck`` with a wrist stage: the checkpoint's own when it has one, else
-    a freshly initialised one (everything else loaded exactly)."""
+    a freshly initialised one (everything else loaded exactly). ``equalise`` given and unlike the
+    checkpoint's switches its trained stage to the other input, to be trained on further."""
     cfg = wrist_config(ck.cfg, equalise)
     det, reg = build_detector(cfg), build_regressor(cfg)
     det.load_state_dict(ck.detector_state)

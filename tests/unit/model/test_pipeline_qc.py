@@ -216,10 +216,14 @@ def test_calibration_sees_the_probability_the_threshold_can_act_on():
                              ("young_fused_looking", 120.0, 4.0)):
         a, _ = assessor([(HAND, "left_hand")], age=age, mature_logit=logit)
         outs[name] = a.assess(image(), "M")
-    assert outs["fused"].rejection is not None                     # the estimate is read from the rejection
+    assert outs["fused"].rejection is not None                     # a rejected hand keeps its probability
     got = {k: maturity_decision_probability(o) for k, o in outs.items()}
     assert got == {"young": 0.0, "old": pytest.approx(0.6, abs=1e-3), "fused": pytest.approx(0.982, abs=1e-3),
                    "young_fused_looking": 0.0}
+    # Calibration moves the estimate to the age correction it is fitting: the rule follows it.
+    assert maturity_decision_probability(outs["young_fused_looking"], lambda e: e + 30.0) == pytest.approx(0.982,
+                                                                                                        abs=1e-3)
+    assert maturity_decision_probability(outs["old"], lambda e: e - 60.0) == 0.0
     none, _ = assessor([])
     assert maturity_decision_probability(none.assess(image(), "M")) is None
     rows = [{"boneage": "110"}, {"boneage": "205"}, {"boneage": ""}]

@@ -73,14 +73,34 @@ def test_combine_takes_the_detector_of_one_run_and_the_regressor_of_another(tiny
     assert both.cfg.interval_scale == reg.cfg.interval_scale
 
 
+def _networks(ck):
+    from boneage.model.networks import build_detector, build_regressor
+
+    det, reg = build_detector(ck.cfg), build_regressor(ck.cfg)
+    det.load_state_dict(ck.detector_state)
+    reg.load_state_dict(ck.regressor_state)
+    return det, reg
+
+
 def test_fine_tuning_a_checkpoint_with_a_wrist_stage_carries_it_over_unchanged(tiny_set, tmp_path, capsys):
     import torch
 
+    from boneage.model.configs import CONFIGS
+    from boneage.model.weights import save_checkpoint
+
+    # The init's wrist stage reads the other kind of input than the config's (``wrist_equalise``): a flag
+    # without weights of its own, which the fine-tuned checkpoint must carry over with the weights.
+    ck = load_checkpoint(DEMO_WEIGHTS)
+    r, flag = ck.cfg.regressor, not CONFIGS[ck.cfg.name].regressor.wrist_equalise
+    init = tmp_path / "init.pt"
+    save_checkpoint(init, ck.cfg.with_wrist(r.wrist_size, r.wrist_widths, flag), *_networks(ck), demo=True,
+                    date="20261201")
     main(["train", "--data", str(tiny_set), "--out", str(tmp_path / "ft"), "--epochs", "1", "--batch", "4",
-          "--seed", "4", "--threads", "1", "--stage", "regressor", "--init", str(DEMO_WEIGHTS)])
+          "--seed", "4", "--threads", "1", "--stage", "regressor", "--init", str(init)])
     capsys.readouterr()
-    shipped, tuned = load_checkpoint(DEMO_WEIGHTS), load_checkpoint(tmp_path / "ft" / "model.pt")
+    shipped, tuned = load_checkpoint(init), load_checkpoint(tmp_path / "ft" / "model.pt")
     assert shipped.cfg.regressor.has_wrist and tuned.cfg.regressor.has_wrist
+    assert tuned.cfg.regressor.wrist_equalise is flag
     wrist = [k for k in shipped.regressor_state if k.startswith("wrist.")]
     assert wrist and all(torch.equal(tuned.regressor_state[k], shipped.regressor_state[k]) for k in wrist)
     assert not torch.equal(tuned.regressor_state["fc.0.weight"], shipped.regressor_state["fc.0.weight"])

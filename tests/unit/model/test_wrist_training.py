@@ -134,11 +134,26 @@ def test_wrist_stage_through_the_train_command(tiny_set, tmp_path, capsys):
     assert summary["steps"] == 1 and load_checkpoint(tmp_path / "run" / "model.pt").cfg.regressor.has_wrist
 
 
-def test_the_train_command_can_switch_an_init_wrist_stage_to_ranks(tiny_set, tmp_path, capsys):
-    """An init saved before ``wrist_equalise`` existed keeps reading standardised values unless told."""
-    assert not load_checkpoint(DEMO_WEIGHTS).cfg.regressor.wrist_equalise
-    base = ["train", "--stage", "wrist", "--init", str(DEMO_WEIGHTS), "--data", str(tiny_set), "--wrist-steps", "1",
-            "--wrist-copies", "0", "--batch", "2", "--seed", "1", "--threads", "1", "--json"]
+@pytest.fixture(scope="module")
+def standardised_init(tmp_path_factory):
+    """The committed checkpoint with its wrist stage reading standardised values, as checkpoints saved
+    before ``wrist_equalise`` existed do."""
+    from boneage.model.weights import save_checkpoint
+
+    ck = load_checkpoint(DEMO_WEIGHTS)
+    r = ck.cfg.regressor
+    cfg = ck.cfg.with_wrist(r.wrist_size, r.wrist_widths, False)
+    _, det, reg = with_wrist(ck)
+    path = tmp_path_factory.mktemp("standardised") / "init.pt"
+    save_checkpoint(path, cfg, det, reg, demo=True, date="20261201")
+    return path
+
+
+def test_the_train_command_can_switch_an_init_wrist_stage_to_ranks(tiny_set, standardised_init, tmp_path, capsys):
+    """An init whose wrist stage reads standardised values keeps it that way unless told."""
+    assert not load_checkpoint(standardised_init).cfg.regressor.wrist_equalise
+    base = ["train", "--stage", "wrist", "--init", str(standardised_init), "--data", str(tiny_set), "--wrist-steps",
+            "1", "--wrist-copies", "0", "--batch", "2", "--seed", "1", "--threads", "1", "--json"]
     assert main([*base, "--out", str(tmp_path / "ranks"), "--wrist-equalise"]) == 0
     assert main([*base, "--out", str(tmp_path / "kept")]) == 0
     capsys.readouterr()
