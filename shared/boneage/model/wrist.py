@@ -10,10 +10,11 @@ last months of the standards from just past them. This network reads the wrist p
 Each patch is standardised to zero mean and unit spread first. Standardising is linear, so gamma
 still reshapes the patch: gamma 0.6 compresses the bright end where bone lies and fades the lucent
 line, and on held-out seed 14111 it turned three children of 16-18 years into "mature" (p 0.38 ->
-0.93 for one of them). With ``equalise`` (the shipped configs' ``wrist_equalise``) the network reads
-each pixel's rank within its patch instead (``rank_equalise``): any increasing change of grey levels
-(gamma, exposure, a display window) leaves the ranks, and so the verdict, as they were, up to the
-patch's resampling. A probe of this shape on oracle wrist boxes scored every adult
+0.93 for one of them). With ``equalise`` (``RegressorConfig.wrist_equalise``, opt-in) the network
+reads each pixel's rank within its patch instead (``rank_equalise``): any increasing change of grey
+levels (gamma, exposure) leaves the ranks, and so the verdict, as they were, up to the patch's
+resampling and where it clips. A stage fine-tuned to ranks was gamma-proof on development seed 13709
+but told adults from the oldest children less well than the shipped one (model card). A probe of this shape on oracle wrist boxes scored every adult
 phantom above every child aged 168 months or more (model card).
 """
 

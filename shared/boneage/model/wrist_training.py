@@ -64,7 +64,7 @@ class WristOptions:
     limit: int | None = None              # first N rows of each folder (tests)
     max_rotation_deg: float = 30.0        # rotated copies turn the film by up to this much either way
     # Rank-equalised wrist input (``RegressorConfig.wrist_equalise``): None keeps the init checkpoint's
-    # (the shipped config's for an init without a wrist stage).
+    # (the same-named config's for an init without a wrist stage).
     equalise: bool | None = None
 
 

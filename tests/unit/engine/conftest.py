@@ -111,3 +111,22 @@ def no_wrist_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def wrist_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_wrist_checkpoint(tmp_path_factory.mktemp("wrist") / "demo-wrist.pt")
+
+
+@pytest.fixture(scope="session")
+def ranks_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The committed checkpoint with its trained wrist stage reading ranks (``wrist.rank_equalise``)
+    instead of standardised values: an opt-in input, with weights whose logit moves from hand to hand."""
+    from boneage.model.networks import build_detector, build_regressor
+    from boneage.model.weights import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(None)
+    r = ckpt.cfg.regressor
+    assert r.has_wrist
+    cfg = ckpt.cfg.with_wrist(r.wrist_size, r.wrist_widths, True)
+    det, reg = build_detector(cfg), build_regressor(cfg)
+    det.load_state_dict(ckpt.detector_state)
+    reg.load_state_dict(ckpt.regressor_state)
+    path = tmp_path_factory.mktemp("ranks") / "demo-ranks.pt"
+    save_checkpoint(path, cfg, det, reg, demo=True, date="20261201", meta=dict(ckpt.meta, wrist="reads ranks, test only"))
+    return path

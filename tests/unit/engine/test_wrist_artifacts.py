@@ -6,7 +6,7 @@ eager network on all four outputs (the wrist logit included) within its precisio
 the engine's assessor must pass the patch through, so a phantom assessed on any artifact gets eager's
 mature probability. The wrist checkpoint is the committed demo weights with a seeded random wrist net
 in place of theirs (``conftest``); the same without a wrist stage must keep working everywhere, as must
-the committed checkpoint itself when its wrist stage reads ranks (``RegressorConfig.wrist_equalise``).
+the committed weights with their wrist stage reading ranks (``RegressorConfig.wrist_equalise``).
 """
 
 from __future__ import annotations
@@ -32,30 +32,27 @@ ARTIFACTS = [("eager", "fp32"), ("torchscript", "fp32"), ("aoti", "fp32"), ("eag
 NAMES = [f"{b}-{p}" for b, p in ARTIFACTS]
 
 
-@pytest.fixture(scope="module", params=["wrist", "no-wrist", "shipped-ranks"])
+@pytest.fixture(scope="module", params=["wrist", "no-wrist", "ranks"])
 def source(request: pytest.FixtureRequest) -> weights.Weights:
     torch.set_num_threads(1)
-    if request.param == "shipped-ranks":
-        # The committed checkpoint as it ships, when its wrist stage reads ranks (``wrist.rank_equalise``:
-        # a histogram, a cumulative sum and a gather in front of the convolutions, which every backend
-        # must carry); the seeded random stage above reads standardised values, as older checkpoints do.
-        from boneage.model.weights import DEMO_WEIGHTS, load_checkpoint
-
-        if not load_checkpoint(DEMO_WEIGHTS).cfg.regressor.wrist_equalise:
-            pytest.skip("the committed wrist stage reads standardised values, as 'wrist' does")
-        src = weights.from_checkpoint(str(DEMO_WEIGHTS))
-        assert len(src.stages["regressor"].inputs) == 3
-        return src
-    fixture = "wrist_checkpoint" if request.param == "wrist" else "no_wrist_checkpoint"
+    fixture = {"wrist": "wrist_checkpoint", "no-wrist": "no_wrist_checkpoint",
+               "ranks": "ranks_checkpoint"}[request.param]
     src = weights.from_checkpoint(str(request.getfixturevalue(fixture)))
-    assert len(src.stages["regressor"].inputs) == (3 if request.param == "wrist" else 2)
+    assert len(src.stages["regressor"].inputs) == (2 if request.param == "no-wrist" else 3)
     return src
+
+
+# A wrist stage that reads ranks (opt-in, ``RegressorConfig.wrist_equalise``) puts a histogram, a
+# cumulative sum and a gather in front of its convolutions: built where those meet a compiler, a
+# quantiser or bf16 (the other backends run the same eager or traced graph as "wrist").
+RANKS_ARTIFACTS = [("aoti", "fp32"), ("aoti", "int8"), ("torchscript", "bf16")]
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory, source: weights.Weights) -> Path:
     out = tmp_path_factory.mktemp("wrist-artifacts")
-    for backend, precision in ARTIFACTS:
+    ranks = source.model_config["regressor"].get("wrist_equalise", False)
+    for backend, precision in RANKS_ARTIFACTS if ranks else ARTIFACTS:
         if precision == "int8" and importlib.util.find_spec("torchao") is None:
             continue
         build_artifact(source.stages, out, backend=backend, precision=precision, config_name=source.config_name,
@@ -67,7 +64,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory, source: weights.Weights) ->
 def _artifact(folder: Path, name: str):
     found = [c for c in discover(folder) if c.manifest.name == name]
     if not found:
-        pytest.skip(f"{name} not built here (int8 needs torchao)")
+        pytest.skip(f"{name} not built for this source (int8 needs torchao; ranks build {RANKS_ARTIFACTS})")
     return found[0]
 
 
@@ -103,8 +100,13 @@ def test_artifact_lists_its_inputs_and_matches_the_eager_network_on_every_output
     got = reg(*inputs)
     assert len(got) == 4
     precision = name.rsplit("-", 1)[1]
+    ranks = cfg.wrist_equalise
     for i, (g, w) in enumerate(zip(got, want)):
-        if precision == "int8" and i == 3:
+        if ranks and precision != "fp32" and i == 3:
+            # Ranks of a bf16 patch: bf16 keeps 8 bits of the grey level, so bright pixels merge into ties
+            # before they are ranked (wrist logit moved by up to 0.21 here, 5 % of its range).
+            assert float((g - w).abs().max()) <= 0.1 * float(w.abs().max()) + 0.05, (g, w)
+        elif precision == "int8" and i == 3:
             # int8 shifts the maturity logit (by 0.25 for the wrist stage here, fairly evenly over the
             # hands: a sixth of the phantoms' spread); bounded in logits, not as a share of the range.
             assert float((g - w).abs().max()) <= 0.4, (g, w)
@@ -182,7 +184,10 @@ def test_assessor_on_each_artifact_passes_the_wrist_patch_and_agrees_with_eager(
     # (ages moved up to 4.6 months on these 12 phantoms with int8; the bench's gate judges that on its
     # own phantom set). The maturity probability moved by up to 0.08 with bf16 and 0.09 with int8 (the
     # wrist stage), 0.14 with int8 and the shipped checkpoint's crop head.
-    assert max(p_deltas) <= (0.12 if name.endswith("bf16") else 0.2)
+    ranks = source.model_config["regressor"].get("wrist_equalise", False)
+    # A wrist stage reading ranks moves further (0.19 with bf16, 0.28 with int8 on these phantoms, with
+    # weights trained on standardised values): the ranks of a reduced-precision patch merge grey levels.
+    assert max(p_deltas) <= (0.12 if name.endswith("bf16") else 0.2) + (0.15 if ranks else 0.0)
     # Judged on the regressor stage alone, eager's boxes held: the engine's compiled regressor, fed by
     # the assessor (crop, sex and wrist patch), within the bench's per-image bound (a tenth of the 90 %
     # interval's half-width, ``boneage.bench.summary``) on average (0.16-0.32 months here); the maturity

@@ -66,8 +66,11 @@ def test_on_a_whole_film_gamma_moves_the_ranks_of_the_served_patch_only_by_resam
     assert rank_change < 0.01 < value_change
 
 
-def test_the_shipped_configs_read_ranks_and_older_checkpoints_keep_their_values():
-    assert CONFIGS["demo"].regressor.wrist_equalise and CONFIGS["clinical"].regressor.wrist_equalise
+def test_ranks_are_opt_in_and_a_config_keeps_its_choice_through_a_checkpoint():
+    assert not CONFIGS["demo"].regressor.wrist_equalise and not CONFIGS["clinical"].regressor.wrist_equalise
+    r = CONFIGS["demo"].regressor
+    ranks = CONFIGS["demo"].with_wrist(r.wrist_size, r.wrist_widths, True)
+    assert ModelConfig.from_dict(ranks.as_dict()).regressor.wrist_equalise
     saved = CONFIGS["demo"].as_dict()
     del saved["regressor"]["wrist_equalise"]          # a config written before the field existed
     assert not ModelConfig.from_dict(saved).regressor.wrist_equalise
