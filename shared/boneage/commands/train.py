@@ -44,7 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="--stage wrist: rotated copies turn the film by up to this many degrees either way")
     p.add_argument("--wrist-equalise", action=argparse.BooleanOptionalAction, default=None,
                    help="--stage wrist: the wrist stage reads each pixel's rank within its patch (gamma- and "
-                        "exposure-proof; opt-in, see the model card); default: as in --init (the config's for an init without one)")
+                        "exposure-proof; opt-in, see the model card); default: as in --init (the config's "
+                        "for an init without one)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this long, then calibrate and save")
     p.add_argument("--combine", nargs=2, type=Path, metavar=("DETECTOR_CKPT", "REGRESSOR_CKPT"),
                    help="write OUT/model.pt from the detector of one run and the regressor of another")

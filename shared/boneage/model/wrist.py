@@ -13,9 +13,10 @@ line, and on held-out seed 14111 it turned three children of 16-18 years into "m
 0.93 for one of them). With ``equalise`` (``RegressorConfig.wrist_equalise``, opt-in) the network
 reads each pixel's rank within its patch instead (``rank_equalise``): any increasing change of grey
 levels (gamma, exposure) leaves the ranks, and so the verdict, as they were, up to the patch's
-resampling and where it clips. A stage fine-tuned to ranks was gamma-proof on development seed 13709
-but told adults from the oldest children less well than the shipped one (model card). A probe of this shape on oracle wrist boxes scored every adult
-phantom above every child aged 168 months or more (model card).
+resampling, its grey-level binning and where it clips. A stage fine-tuned to ranks was gamma-proof on
+development seed 13709 but told adults from the oldest children less well than the shipped one (model
+card). A probe of this shape on oracle wrist boxes scored every adult phantom above every child aged 168
+months or more (model card).
 """
 
 from __future__ import annotations

@@ -128,5 +128,6 @@ def ranks_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     det.load_state_dict(ckpt.detector_state)
     reg.load_state_dict(ckpt.regressor_state)
     path = tmp_path_factory.mktemp("ranks") / "demo-ranks.pt"
-    save_checkpoint(path, cfg, det, reg, demo=True, date="20261201", meta=dict(ckpt.meta, wrist="reads ranks, test only"))
+    save_checkpoint(path, cfg, det, reg, demo=True, date="20261201",
+                    meta=dict(ckpt.meta, wrist="reads ranks, test only"))
     return path
