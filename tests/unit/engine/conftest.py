@@ -117,16 +117,12 @@ def wrist_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ranks_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The committed checkpoint with its trained wrist stage reading ranks (``wrist.rank_equalise``)
     instead of standardised values: an opt-in input, with weights whose logit moves from hand to hand."""
-    from boneage.model.networks import build_detector, build_regressor
     from boneage.model.weights import load_checkpoint, save_checkpoint
+    from boneage.model.wrist_training import with_wrist
 
     ckpt = load_checkpoint(None)
-    r = ckpt.cfg.regressor
-    assert r.has_wrist
-    cfg = ckpt.cfg.with_wrist(r.wrist_size, r.wrist_widths, True)
-    det, reg = build_detector(cfg), build_regressor(cfg)
-    det.load_state_dict(ckpt.detector_state)
-    reg.load_state_dict(ckpt.regressor_state)
+    assert ckpt.cfg.regressor.has_wrist
+    cfg, det, reg = with_wrist(ckpt, equalise=True)
     path = tmp_path_factory.mktemp("ranks") / "demo-ranks.pt"
     save_checkpoint(path, cfg, det, reg, demo=True, date="20261201",
                     meta=dict(ckpt.meta, wrist="reads ranks, test only"))

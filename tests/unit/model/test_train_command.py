@@ -73,28 +73,19 @@ def test_combine_takes_the_detector_of_one_run_and_the_regressor_of_another(tiny
     assert both.cfg.interval_scale == reg.cfg.interval_scale
 
 
-def _networks(ck):
-    from boneage.model.networks import build_detector, build_regressor
-
-    det, reg = build_detector(ck.cfg), build_regressor(ck.cfg)
-    det.load_state_dict(ck.detector_state)
-    reg.load_state_dict(ck.regressor_state)
-    return det, reg
-
-
 def test_fine_tuning_a_checkpoint_with_a_wrist_stage_carries_it_over_unchanged(tiny_set, tmp_path, capsys):
     import torch
 
     from boneage.model.configs import CONFIGS
     from boneage.model.weights import save_checkpoint
+    from boneage.model.wrist_training import with_wrist
 
     # The init's wrist stage reads the other kind of input than the config's (``wrist_equalise``): a flag
     # without weights of its own, which the fine-tuned checkpoint must carry over with the weights.
     ck = load_checkpoint(DEMO_WEIGHTS)
-    r, flag = ck.cfg.regressor, not CONFIGS[ck.cfg.name].regressor.wrist_equalise
+    flag = not CONFIGS[ck.cfg.name].regressor.wrist_equalise
     init = tmp_path / "init.pt"
-    save_checkpoint(init, ck.cfg.with_wrist(r.wrist_size, r.wrist_widths, flag), *_networks(ck), demo=True,
-                    date="20261201")
+    save_checkpoint(init, *with_wrist(ck, equalise=flag), demo=True, date="20261201")
     main(["train", "--data", str(tiny_set), "--out", str(tmp_path / "ft"), "--epochs", "1", "--batch", "4",
           "--seed", "4", "--threads", "1", "--stage", "regressor", "--init", str(init)])
     capsys.readouterr()

@@ -140,12 +140,8 @@ def standardised_init(tmp_path_factory):
     before ``wrist_equalise`` existed do."""
     from boneage.model.weights import save_checkpoint
 
-    ck = load_checkpoint(DEMO_WEIGHTS)
-    r = ck.cfg.regressor
-    cfg = ck.cfg.with_wrist(r.wrist_size, r.wrist_widths, False)
-    _, det, reg = with_wrist(ck)
     path = tmp_path_factory.mktemp("standardised") / "init.pt"
-    save_checkpoint(path, cfg, det, reg, demo=True, date="20261201")
+    save_checkpoint(path, *with_wrist(load_checkpoint(DEMO_WEIGHTS), equalise=False), demo=True, date="20261201")
     return path
 
 
