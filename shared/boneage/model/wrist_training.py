@@ -41,6 +41,7 @@ from .configs import CONFIGS, ModelConfig
 from .data import _bool, _image_index, read_png, rsna_rows
 from .evaluation import _sex, off_centre_crop, rotate
 from .networks import build_detector, build_regressor
+from .training import autocast
 from .weights import Checkpoint, load_checkpoint, save_checkpoint
 
 CHILD_KINDS = {"left", "right"}
@@ -66,6 +67,7 @@ class WristOptions:
     # Rank-equalised wrist input (``RegressorConfig.wrist_equalise``): None keeps the init checkpoint's
     # (the same-named config's for an init without a wrist stage).
     equalise: bool | None = None
+    precision: str = "fp32"               # "bf16": forward passes under bf16 autocast (``training.autocast``)
 
 
 @dataclass
@@ -255,7 +257,8 @@ def train_wrist(opts: WristOptions, log: Callable[[str], None] = print) -> dict[
         for group in opt.param_groups:
             group["lr"] = opts.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
         idx = torch.multinomial(weights, opts.batch, replacement=True, generator=g)
-        logit = net(augment(d.patches[idx], g))
+        with autocast(opts.precision):
+            logit = net(augment(d.patches[idx], g)).float()
         loss = F.binary_cross_entropy_with_logits(logit, d.mature[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -272,6 +275,7 @@ def train_wrist(opts: WristOptions, log: Callable[[str], None] = print) -> dict[
             "wrist_training": {"init": ck.model_version, "data": [str(p) for p in opts.data], "seed": opts.seed,
                                "copies": opts.copies, "max_rotation_deg": opts.max_rotation_deg,
                                "equalise": cfg.regressor.wrist_equalise, "steps": step,
+                               "precision": opts.precision,
                                "batch": opts.batch, "lr": opts.lr,
                                "hard_age_months": opts.hard_age_months, "hard_weight": opts.hard_weight,
                                "patches": len(d.mature), "max_minutes": opts.max_minutes,

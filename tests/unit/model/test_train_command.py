@@ -50,6 +50,37 @@ def test_training_is_reproducible_for_a_seed(tiny_set, tmp_path, capsys):
     assert versions[0] == versions[1]
 
 
+def test_bf16_training_runs_its_forward_passes_in_bf16_and_records_it(tiny_set, tmp_path, capsys):
+    """``--precision bf16`` is autocast, not a label: the same seed gives other weights than fp32 (bf16
+    rounding in every convolution), the losses stay finite, and the checkpoint says how it was trained."""
+    import torch
+
+    from boneage.model.training import autocast
+
+    conv = torch.nn.Conv2d(1, 2, 3)
+    x = torch.rand(1, 1, 8, 8)
+    with autocast("bf16"):
+        assert conv(x).dtype == torch.bfloat16
+    with autocast("fp32"):
+        assert conv(x).dtype == torch.float32
+    with pytest.raises(ValueError, match="fp16"):
+        autocast("fp16")
+
+    states = {}
+    for precision in ("fp32", "bf16"):
+        rc = main(["train", "--data", str(tiny_set), "--out", str(tmp_path / precision), "--epochs", "1",
+                   "--batch", "4", "--seed", "5", "--threads", "1", "--precision", precision, "--json"])
+        assert rc == 0
+        capsys.readouterr()
+        ck = load_checkpoint(tmp_path / precision / "model.pt")
+        assert ck.meta["precision"] == precision
+        states[precision] = ck.regressor_state
+    assert all(torch.isfinite(v).all() for v in states["bf16"].values() if v.is_floating_point())
+    assert any(not torch.equal(v, states["bf16"][k]) for k, v in states["fp32"].items() if v.is_floating_point())
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(tiny_set), "--out", str(tmp_path / "x"), "--precision", "fp16"])
+
+
 def test_training_without_data_is_refused(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "x"), "--epochs", "1"]) == 2
     assert "no training data" in capsys.readouterr().err

@@ -128,10 +128,12 @@ def test_wrist_stage_through_the_train_command(tiny_set, tmp_path, capsys):
     assert "--init" in capsys.readouterr().err
     rc = main(["train", "--stage", "wrist", "--init", str(DEMO_WEIGHTS), "--data", str(tiny_set), "--out",
                str(tmp_path / "run"), "--wrist-steps", "1", "--wrist-copies", "0", "--batch", "2", "--seed", "1",
-               "--threads", "1", "--json"])
+               "--threads", "1", "--precision", "bf16", "--json"])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["steps"] == 1 and load_checkpoint(tmp_path / "run" / "model.pt").cfg.regressor.has_wrist
+    ck = load_checkpoint(tmp_path / "run" / "model.pt")
+    assert summary["steps"] == 1 and ck.cfg.regressor.has_wrist
+    assert ck.meta["wrist_training"]["precision"] == "bf16"
 
 
 @pytest.fixture(scope="module")
