@@ -224,7 +224,11 @@ def train(cfg: ModelConfig, opts: TrainOptions, log: Callable[[str], None] = pri
     meta = {"training_data": {"rsna_folders": [str(d) for d in opts.data], "phantoms": opts.phantoms,
                               "phantom_seed": opts.seed + 1_000_003, "phantom_size": opts.phantom_size,
                               "phantom_mix": opts.phantom_mix},
-            "epochs": opts.epochs, "seed": opts.seed, "precision": opts.precision, "torch": str(torch.__version__)}
+            "epochs": opts.epochs, "seed": opts.seed, "precision": opts.precision, "stages": list(opts.stages),
+            # A fine-tune's lineage: the checkpoint it started from and how that one was made.
+            "init": None if init is None else {"model_version": init.model_version,
+                                               **{k: init.meta.get(k) for k in ("wrist_training", "precision")}},
+            "torch": str(torch.__version__)}
     log(f"training {cfg.name}: {n_det} detector / {len(reg_train)} regressor samples, {total} steps on {device}")
 
     def save(path: Path, current: ModelConfig, extra: dict[str, Any]) -> str:

@@ -123,6 +123,7 @@ def test_fine_tuning_a_checkpoint_with_a_wrist_stage_carries_it_over_unchanged(t
     shipped, tuned = load_checkpoint(init), load_checkpoint(tmp_path / "ft" / "model.pt")
     assert shipped.cfg.regressor.has_wrist and tuned.cfg.regressor.has_wrist
     assert tuned.cfg.regressor.wrist_equalise is flag
+    assert tuned.meta["init"]["model_version"] == shipped.model_version and tuned.meta["stages"] == ["regressor"]
     wrist = [k for k in shipped.regressor_state if k.startswith("wrist.")]
     assert wrist and all(torch.equal(tuned.regressor_state[k], shipped.regressor_state[k]) for k in wrist)
     assert not torch.equal(tuned.regressor_state["fc.0.weight"], shipped.regressor_state["fc.0.weight"])
