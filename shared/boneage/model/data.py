@@ -282,8 +282,8 @@ def _photometric(x: torch.Tensor, g: torch.Generator, noise_max: float = 0.06) -
 # The detector's geometric augmentation. A film turned by 25 degrees arrives letterboxed 1.33x smaller
 # (the turned film's bounding square), on top of the hand's own tilt on the film (phantoms: up to 32
 # degrees); at +-30 degrees and at most 1.4x smaller, rotated infants' hands, the smallest, were the
-# valid hands the detector lost on development seed 13709 and held-out seed 13919 (2 of 55 under
-# rotation, both no_hand_found, model card). Wider ranges cover those films.
+# valid hands the detector lost under the rotation on development seed 13709 (2 of 55, both
+# no_hand_found) and held-out seed 13919 (2 of 51; model card). Wider ranges cover those films.
 DETECTOR_MAX_ROTATION_DEG = 45.0
 DETECTOR_ZOOM = (0.85, 1.6)          # scale range; >1 zooms out
 

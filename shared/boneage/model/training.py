@@ -63,7 +63,10 @@ def autocast(precision: str, device: str = "cpu") -> torch.autocast:
     """The forward-pass context for ``precision``: "bf16" runs convolutions and matrix products in
     bfloat16 (autocast; weights, optimiser state and losses stay fp32), "fp32" leaves everything fp32.
     On a CPU with AMX-BF16 a wrist-stage step takes half the fp32 time and a clinical regressor step a
-    quarter (model card); without native bf16 (AVX512-BF16 or AMX) torch emulates it and it is slower."""
+    quarter (README, "Training precision"); without native bf16 (AVX512-BF16 or AMX) torch emulates it and
+    it is slower. The regressor's head runs under it too, so its bone age reaches the loss rounded to bf16
+    (steps of 1 month above 128 months): fine for the detector and the wrist stage's logits, a coarse
+    target for a final regressor run."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: choose from {', '.join(PRECISIONS)}")
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -170,6 +173,7 @@ def calibrate_checkpoint(ckpt_path: Path, folder: Path, out: Path, limit: int | 
 
 
 def train(cfg: ModelConfig, opts: TrainOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
+    autocast(opts.precision)                  # a bad value fails here, before any data is loaded
     if opts.threads:
         torch.set_num_threads(opts.threads)
     # Freshly initialised weights produce denormals that slow CPU kernels several-fold (domain.md).
@@ -223,11 +227,13 @@ def train(cfg: ModelConfig, opts: TrainOptions, log: Callable[[str], None] = pri
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d")
     meta = {"training_data": {"rsna_folders": [str(d) for d in opts.data], "phantoms": opts.phantoms,
                               "phantom_seed": opts.seed + 1_000_003, "phantom_size": opts.phantom_size,
-                              "phantom_mix": opts.phantom_mix},
+                              "phantom_mix": opts.phantom_mix, "cache": [str(c) for c in opts.cache]},
             "epochs": opts.epochs, "seed": opts.seed, "precision": opts.precision, "stages": list(opts.stages),
-            # A fine-tune's lineage: the checkpoint it started from and how that one was made.
+            # A fine-tune's lineage: the checkpoint it started from, how its stages were made and where it
+            # came from in turn (its own ``init``; calibrations are refitted, so they are left out).
             "init": None if init is None else {"model_version": init.model_version,
-                                               **{k: init.meta.get(k) for k in ("wrist_training", "precision")}},
+                                               **{k: init.meta.get(k) for k in ("wrist_training", "precision",
+                                                                                "stages", "init")}},
             "torch": str(torch.__version__)}
     log(f"training {cfg.name}: {n_det} detector / {len(reg_train)} regressor samples, {total} steps on {device}")
 

@@ -225,6 +225,7 @@ def train_wrist(opts: WristOptions, log: Callable[[str], None] = print) -> dict[
     """Train the wrist stage of ``opts.init`` and write ``opts.out/model.pt`` (see the module docstring)."""
     from .pipeline import TwoStageAssessor
 
+    autocast(opts.precision)                  # a bad value fails here, before any patch is cut
     if opts.threads:
         torch.set_num_threads(opts.threads)
     torch.set_flush_denormal(True)

@@ -65,6 +65,10 @@ def test_bf16_training_runs_its_forward_passes_in_bf16_and_records_it(tiny_set, 
         assert conv(x).dtype == torch.float32
     with pytest.raises(ValueError, match="fp16"):
         autocast("fp16")
+    from boneage.model.configs import CONFIGS
+    from boneage.model.training import TrainOptions, train
+    with pytest.raises(ValueError, match="fp16"):             # before the "no training data" check
+        train(CONFIGS["demo"], TrainOptions(out=tmp_path / "none", precision="fp16"))
 
     states = {}
     for precision in ("fp32", "bf16"):
