@@ -306,9 +306,9 @@ def augment_detector(p: Prepared, idx: torch.Tensor, g: torch.Generator, cfg: Mo
 
     r = lambda lo, hi: lo + (hi - lo) * torch.rand(n, generator=g)  # noqa: E731
     plain = torch.rand(n, generator=g) < 0.15        # some samples stay geometrically untouched
-    lim = DETECTOR_MAX_ROTATION_DEG
+    lim, (zoom_in, zoom_out) = DETECTOR_MAX_ROTATION_DEG, DETECTOR_ZOOM
     angle = torch.where(plain, 0.0, r(-lim, lim)) * math.pi / 180
-    scale = torch.where(plain, 1.0, torch.exp(r(*(math.log(z) for z in DETECTOR_ZOOM))))   # >1 zooms out
+    scale = torch.where(plain, 1.0, torch.exp(r(math.log(zoom_in), math.log(zoom_out))))   # >1 zooms out
     tx = torch.where(plain, 0.0, r(-0.25, 0.25))
     ty = torch.where(plain, 0.0, r(-0.25, 0.25))
     flip = torch.rand(n, generator=g) < 0.5

@@ -48,10 +48,14 @@ def source(request: pytest.FixtureRequest) -> weights.Weights:
 RANKS_ARTIFACTS = [("aoti", "fp32"), ("aoti", "int8"), ("torchscript", "bf16")]
 
 
+def _reads_ranks(source: weights.Weights) -> bool:
+    return source.model_config["regressor"].get("wrist_equalise", False)
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory, source: weights.Weights) -> Path:
     out = tmp_path_factory.mktemp("wrist-artifacts")
-    ranks = source.model_config["regressor"].get("wrist_equalise", False)
+    ranks = _reads_ranks(source)
     for backend, precision in RANKS_ARTIFACTS if ranks else ARTIFACTS:
         if precision == "int8" and importlib.util.find_spec("torchao") is None:
             continue
@@ -185,7 +189,7 @@ def test_assessor_on_each_artifact_passes_the_wrist_patch_and_agrees_with_eager(
     # (ages moved up to 4.6 months on these 12 phantoms with int8; the bench's gate judges that on its
     # own phantom set). The maturity probability moved by up to 0.08 with bf16 and 0.09 with int8 (the
     # wrist stage), 0.14 with int8 and the shipped checkpoint's crop head.
-    ranks = source.model_config["regressor"].get("wrist_equalise", False)
+    ranks = _reads_ranks(source)
     # A wrist stage reading ranks moves further (0.19 with bf16, 0.28 with int8 on these phantoms, with
     # weights trained on standardised values): the ranks of a reduced-precision patch merge grey levels.
     assert max(p_deltas) <= (0.12 if name.endswith("bf16") else 0.2) + (0.15 if ranks else 0.0)
