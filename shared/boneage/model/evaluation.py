@@ -288,7 +288,9 @@ def calibrate_folder(root: Path, assessor: Any, *, limit: int | None = None, bat
                     adult_outs.append(o)
                 continue
             # Children the maturity check rejected still count: they are what its threshold is fitted on.
-            age = o.bone_age_months if o.bone_age_months is not None else o.qc.get("bone_age_estimate_months")
+            # The age fit sees the estimate before the reference cap: capped, the oldest hands would read
+            # younger than the model placed them and tilt the correction (steeper slope, lower intercept).
+            age = o.estimate_months
             if age is None or not (r.get("boneage") or "").strip():
                 continue
             truth.append(float(r["boneage"]))

@@ -82,7 +82,7 @@ def maturity_decision_probability(out: ModelOutput, recorrect: Callable[[float],
         return None
     if out.qc.get("maturity_not_judged") == "wrist_resolution":
         return 0.0
-    estimate = out.qc.get("bone_age_estimate_months", out.bone_age_months)
+    estimate = out.estimate_months
     if estimate is not None and recorrect is not None:
         estimate = recorrect(estimate)
     if estimate is not None and estimate < MATURITY_MIN_ESTIMATE_MONTHS:

@@ -38,5 +38,12 @@ class ModelOutput:
     rejection: QcRejection | None = None                # set when QC rejects the image
     model_version: str = ""
 
+    @property
+    def estimate_months(self) -> float | None:
+        """The model's bone age before the reference cap: ``qc["bone_age_estimate_months"]`` where the
+        pipeline reported one (a hand past the top of the reference, or rejected as mature), else
+        ``bone_age_months``. What calibration fits against; the report shows ``bone_age_months``."""
+        return self.qc.get("bone_age_estimate_months", self.bone_age_months)
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -168,7 +168,7 @@ def _compare(got, eager_outputs) -> tuple[list[float], list[float], list[float]]
             continue
         p_deltas.append(abs(a.qc["mature_probability"] - b.qc["mature_probability"]))
         sigmas.append(b.qc["sigma_months"])
-        est = [o.bone_age_months if o.bone_age_months is not None else o.qc["bone_age_estimate_months"] for o in (a, b)]
+        est = [o.estimate_months for o in (a, b)]
         age_deltas.append(abs(est[0] - est[1]))
     assert len(p_deltas) >= 8                # the demo detector finds the phantoms' hands: the regressor ran
     return p_deltas, age_deltas, sigmas

@@ -207,3 +207,50 @@ def test_second_hand_threshold_lies_midway_between_the_valid_hands_highest_secon
     # floor. One above the hand threshold: the threshold itself.
     assert fit_second_hand_threshold({"clean": [None] * 4}, {}, 0.8)["second_hand_threshold"] == pytest.approx(0.5)
     assert fit_second_hand_threshold({"clean": [0.9, None]}, {}, 0.83)["second_hand_threshold"] == 0.83
+
+
+class _CappingAssessor:
+    """Reads each film's true bone age from its pixels and reports it the way the pipeline does above
+    the top of the reference: ``bone_age_months`` capped, the estimate in ``qc``."""
+    def __init__(self) -> None:
+        from boneage.model.configs import CONFIGS
+
+        self.cfg = CONFIGS["demo"].with_updates(age_correction=(0.0, 1.0))
+
+    def with_config(self, cfg):
+        return self
+
+    def assess_batch(self, images, sexes):
+        from boneage.model.pipeline import REFERENCE_TOP_MONTHS
+
+        outs = []
+        for im, sex in zip(images, sexes):
+            age = float(round(im[0, 0] * 255))
+            o = ModelOutput(min(age, REFERENCE_TOP_MONTHS[sex]), None, sex)
+            o.qc["sigma_months"] = 6.0
+            o.qc["mature_probability"] = 0.01
+            if age > REFERENCE_TOP_MONTHS[sex]:
+                o.qc["bone_age_estimate_months"] = age
+            outs.append(o)
+        return outs
+
+
+def test_calibration_fits_the_estimate_before_the_reference_cap(tmp_path):
+    """A hand past the top of the reference is reported at the cap; the age correction is fitted on the
+    model's estimate, so an exact model keeps an identity correction (fitted on the capped values, the
+    oldest films read young and tilt it to -1.09 + 1.014x)."""
+    from PIL import Image
+
+    from boneage.model.evaluation import calibrate_folder
+
+    (tmp_path / "images").mkdir()
+    ages = list(range(12, 240, 6))                  # 38 films, the oldest 4 (girls) and 2 (boys) past the cap
+    lines = ["id,boneage,male,kind"]
+    for i, age in enumerate(ages):
+        Image.fromarray(np.full((8, 8), age, np.uint8)).save(tmp_path / "images" / f"{i}.png")
+        lines.append(f"{i},{age},{i % 2 == 0},left")
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    fit = calibrate_folder(tmp_path, _CappingAssessor())
+    assert fit["n"] == len(ages)
+    assert fit["age_correction"] == pytest.approx([0.0, 1.0], abs=1e-3)
+    assert fit["mae_before_months"] == pytest.approx(0.0, abs=1e-6)
