@@ -235,7 +235,8 @@ def train(cfg: ModelConfig, opts: TrainOptions, log: Callable[[str], None] = pri
                                                **{k: init.meta.get(k) for k in ("wrist_training", "precision",
                                                                                 "stages", "init")}},
             "torch": str(torch.__version__)}
-    log(f"training {cfg.name}: {n_det} detector / {len(reg_train)} regressor samples, {total} steps on {device}")
+    length = f"{opts.max_minutes:g} min" if opts.max_minutes is not None else f"{total} steps"
+    log(f"training {cfg.name}: {n_det} detector / {len(reg_train)} regressor samples, {length} on {device}")
 
     def save(path: Path, current: ModelConfig, extra: dict[str, Any]) -> str:
         det.eval()
@@ -292,7 +293,9 @@ def train(cfg: ModelConfig, opts: TrainOptions, log: Callable[[str], None] = pri
             for n, v in losses.items():
                 running[n] = 0.95 * running.get(n, v.item()) + 0.05 * v.item()
             if step % 20 == 0 or step == total:
-                log(json.dumps({"step": step, "of": total, "epoch": epoch,
+                # On a time budget the schedule runs on the clock: "of" has no step count to give.
+                log(json.dumps({"step": step, "of": None if opts.max_minutes is not None else total,
+                                "schedule": round(min(frac, 1.0), 3), "epoch": epoch,
                                 "elapsed_s": round(time.time() - t_start),
                                 **{n: round(v, 4) for n, v in running.items()}}))
             if time.time() - last_ckpt > opts.checkpoint_every_s:
