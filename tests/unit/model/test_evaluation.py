@@ -118,6 +118,22 @@ def test_mature_threshold_is_the_lowest_that_spares_children_in_every_age_band()
     assert fit["adults_rejected"] == pytest.approx(np.mean(adult_p >= fit["mature_threshold"]))
 
 
+def test_calibration_fits_the_mature_threshold_to_half_the_gate():
+    """Fitted to the gate's own 2 %, a threshold rejects children at the gate's rate on calibration, and a
+    held-out band crosses it by chance; by default the fit keeps to half of it."""
+    from boneage.model.evaluation import MATURE_CHILDREN_TARGET, fit_mature_threshold
+
+    ages = np.full(200, 200.0)
+    child_p = np.linspace(0.0, 0.9, 200)
+    adult_p = np.linspace(0.6, 1.0, 50)
+    at_gate = fit_mature_threshold(ages, child_p, adult_p, target=MATURE_CHILDREN_TARGET)
+    fit = fit_mature_threshold(ages, child_p, adult_p)
+    assert fit["target"] == MATURE_CHILDREN_TARGET / 2
+    assert fit["children_rejected_by_age_band"]["168-240"] == 0.01 < at_gate["children_rejected_by_age_band"]["168-240"]
+    assert fit["mature_threshold"] > at_gate["mature_threshold"]
+    assert fit["adults_rejected"] <= at_gate["adults_rejected"]
+
+
 def test_mature_threshold_never_drops_below_one_half():
     from boneage.model.evaluation import fit_mature_threshold
 
