@@ -292,10 +292,12 @@ def train(cfg: ModelConfig, opts: TrainOptions, log: Callable[[str], None] = pri
             step += 1
             for n, v in losses.items():
                 running[n] = 0.95 * running.get(n, v.item()) + 0.05 * v.item()
-            if step % 20 == 0 or step == total:
+            if step % 20 == 0 or (opts.max_minutes is None and step == total):
                 # On a time budget the schedule runs on the clock: "of" has no step count to give.
+                done = ((time.time() - t_start) / (opts.max_minutes * 60) if opts.max_minutes is not None
+                        else step / total)
                 log(json.dumps({"step": step, "of": None if opts.max_minutes is not None else total,
-                                "schedule": round(min(frac, 1.0), 3), "epoch": epoch,
+                                "schedule": round(min(done, 1.0), 3), "epoch": epoch,
                                 "elapsed_s": round(time.time() - t_start),
                                 **{n: round(v, 4) for n, v in running.items()}}))
             if time.time() - last_ckpt > opts.checkpoint_every_s:

@@ -138,7 +138,14 @@ def test_mature_threshold_never_drops_below_one_half():
     from boneage.model.evaluation import fit_mature_threshold
 
     fit = fit_mature_threshold([100.0] * 10, [0.01] * 10, [0.2, 0.3])
-    assert fit["mature_threshold"] == 0.5 and fit["adults_rejected"] == 0.0
+    assert fit["mature_threshold"] == 0.5 and fit["adults_rejected"] == 0.0 and fit["target_met"]
+
+
+def test_mature_threshold_says_when_no_threshold_spares_the_children():
+    from boneage.model.evaluation import fit_mature_threshold
+
+    fit = fit_mature_threshold([200.0] * 10, [0.2] * 9 + [1.0], [1.0, 1.0])   # one child certain to be taken
+    assert fit["mature_threshold"] == 1.0 and fit["target_met"] is False
 
 
 def test_mature_threshold_also_spares_the_children_under_each_perturbation():
@@ -260,7 +267,7 @@ def test_calibration_fits_the_estimate_before_the_reference_cap(tmp_path):
     from boneage.model.evaluation import calibrate_folder
 
     (tmp_path / "images").mkdir()
-    ages = list(range(12, 240, 6))                  # 38 films, the oldest 4 (girls) and 2 (boys) past the cap
+    ages = list(range(12, 240, 6))                  # 38 films; girls of 222 and 234 past their 216 cap
     lines = ["id,boneage,male,kind"]
     for i, age in enumerate(ages):
         Image.fromarray(np.full((8, 8), age, np.uint8)).save(tmp_path / "images" / f"{i}.png")
