@@ -138,8 +138,8 @@ def fit_calibration(y_true: Sequence[float], y_raw: Sequence[float], sigma_raw: 
 
 # Valid children rejected as mature, at most, in every age band: issue 13's QC line.
 MATURE_CHILDREN_TARGET = 0.02
-# What calibration fits to: half the gate. A calibration band holds about 65 children (seed 13101), a
-# held-out band 100-120; fitted to the gate's own 2 %, the threshold lands where one calibration child
+# What calibration fits to: half the gate. Calibration seed 13101 holds 269 children in five bands (67 in
+# the oldest), a held-out band 55-132; fitted to the gate's own 2 %, the threshold lands where one calibration child
 # in a band is already rejected, and a held-out band crosses the line by chance (`84bdf1a5`: 0.711,
 # 1 of 67 on calibration seed 13101, 3 of 123 on seed 14111 under gamma 0.6). In a band of fewer than
 # 100 children, 1 % means none rejected, clean or perturbed; where no threshold manages that, the fit
