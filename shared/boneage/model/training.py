@@ -247,11 +247,17 @@ def train(cfg: ModelConfig, opts: TrainOptions, log: Callable[[str], None] = pri
         return v
 
     t_start = last_ckpt = time.time()
+    budget_s = None if opts.max_minutes is None else opts.max_minutes * 60
+
+    def progress(steps_done: int) -> float:
+        """How far the schedule has run: by the clock on a time budget, else by steps."""
+        return (time.time() - t_start) / budget_s if budget_s is not None else steps_done / total
+
     step, history = 0, []
     running: dict[str, float] = {}
     stopped_early = False
     # With a time budget, epochs run until the budget is spent (``epochs`` is then ignored).
-    for epoch in (itertools.count() if opts.max_minutes is not None else range(opts.epochs)):
+    for epoch in (itertools.count() if budget_s is not None else range(opts.epochs)):
         det_perm = torch.randperm(n_det, generator=g) if n_det else None
         reg_perm = reg_train[torch.randperm(len(reg_train), generator=g)] if len(reg_train) else None
         for k in range(steps_per_epoch):
@@ -281,10 +287,8 @@ def train(cfg: ModelConfig, opts: TrainOptions, log: Callable[[str], None] = pri
                                        p.reg_mature[idx].to(device))
                 losses.update({f"reg_{n}": v for n, v in rloss.items()})
             total_loss = sum((v for n, v in losses.items() if n.endswith("_total")), torch.zeros(()))
-            frac = ((time.time() - t_start) / (opts.max_minutes * 60) if opts.max_minutes is not None
-                    else step / total)
             for group in opt.param_groups:
-                group["lr"] = lr_at(frac)
+                group["lr"] = lr_at(progress(step))
             opt.zero_grad(set_to_none=True)
             total_loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)
@@ -292,18 +296,16 @@ def train(cfg: ModelConfig, opts: TrainOptions, log: Callable[[str], None] = pri
             step += 1
             for n, v in losses.items():
                 running[n] = 0.95 * running.get(n, v.item()) + 0.05 * v.item()
-            if step % 20 == 0 or (opts.max_minutes is None and step == total):
+            if step % 20 == 0 or (budget_s is None and step == total):
                 # On a time budget the schedule runs on the clock: "of" has no step count to give.
-                done = ((time.time() - t_start) / (opts.max_minutes * 60) if opts.max_minutes is not None
-                        else step / total)
-                log(json.dumps({"step": step, "of": None if opts.max_minutes is not None else total,
-                                "schedule": round(min(done, 1.0), 3), "epoch": epoch,
+                log(json.dumps({"step": step, "of": None if budget_s is not None else total,
+                                "schedule": round(min(progress(step), 1.0), 3), "epoch": epoch,
                                 "elapsed_s": round(time.time() - t_start),
                                 **{n: round(v, 4) for n, v in running.items()}}))
             if time.time() - last_ckpt > opts.checkpoint_every_s:
                 save(out / "last.pt", cfg, {"step": step})
                 last_ckpt = time.time()
-            if opts.max_minutes is not None and time.time() - t_start > opts.max_minutes * 60:
+            if budget_s is not None and time.time() - t_start > budget_s:
                 stopped_early = True
                 break
         history.append({"epoch": epoch, **{n: round(v, 4) for n, v in running.items()}})
